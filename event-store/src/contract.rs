@@ -1,0 +1,312 @@
+//! The contract every [`EventStore`] backend passes. Each check uses streams of
+//! its own, so it can run against a shared server. A backend's test file calls
+//! every function here (see `tests/postgres.rs`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::hash::verify_stream;
+use crate::{EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, StoreError};
+
+/// A fresh stream name.
+pub fn new_stream() -> String {
+    format!("contract-{}", Uuid::now_v7())
+}
+
+/// An event with a fresh id and a small payload.
+pub fn event(n: u64) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "ThingHappened".into(),
+        schema_version: 1,
+        payload: json!({ "n": n, "note": "contract" }),
+        metadata: EventMetadata {
+            org_id: Uuid::nil(),
+            actor_id: Some(Uuid::now_v7()),
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+            occurred_at: Utc::now(),
+        },
+    }
+}
+
+pub async fn appending_to_a_new_stream_starts_at_version_one(store: &dyn EventStore) {
+    let stream = new_stream();
+    let r = store
+        .append(&stream, ExpectedVersion::NoStream, vec![event(1), event(2)])
+        .await
+        .unwrap();
+    assert_eq!(r.stream_version, 2);
+    assert!(!r.deduplicated);
+    assert!(r.first_position < r.last_position);
+    let read = store.read_stream(&stream, 1).await.unwrap();
+    let versions: Vec<u64> = read.iter().map(|e| e.stream_version).collect();
+    assert_eq!(versions, [1, 2]);
+    assert_eq!(read[1].position, r.last_position);
+}
+
+pub async fn a_stale_expected_version_is_a_conflict_and_stores_nothing(store: &dyn EventStore) {
+    let stream = new_stream();
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+    store
+        .append(&stream, ExpectedVersion::Exact(1), vec![event(2)])
+        .await
+        .unwrap();
+
+    let stale = store
+        .append(&stream, ExpectedVersion::Exact(1), vec![event(3)])
+        .await;
+    assert!(
+        matches!(
+            stale,
+            Err(StoreError::Conflict {
+                actual: Some(2),
+                ..
+            })
+        ),
+        "{stale:?}"
+    );
+    let again = store
+        .append(&stream, ExpectedVersion::NoStream, vec![event(3)])
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict { .. })),
+        "{again:?}"
+    );
+    assert_eq!(store.read_stream(&stream, 1).await.unwrap().len(), 2);
+}
+
+pub async fn reappending_stored_event_ids_returns_the_original_result_and_stores_nothing(
+    store: &dyn EventStore,
+) {
+    let stream = new_stream();
+    let events = vec![event(1), event(2)];
+    let first = store
+        .append(&stream, ExpectedVersion::NoStream, events.clone())
+        .await
+        .unwrap();
+    let retry = store
+        .append(&stream, ExpectedVersion::NoStream, events.clone())
+        .await
+        .unwrap();
+    assert!(retry.deduplicated);
+    assert_eq!(retry.stream_version, first.stream_version);
+    assert_eq!(retry.last_position, first.last_position);
+    let retry_any = store
+        .append(&stream, ExpectedVersion::Any, events)
+        .await
+        .unwrap();
+    assert!(retry_any.deduplicated);
+    assert_eq!(store.read_stream(&stream, 1).await.unwrap().len(), 2);
+}
+
+pub async fn an_event_id_stored_in_another_stream_is_rejected(store: &dyn EventStore) {
+    let (a, b) = (new_stream(), new_stream());
+    let e = event(1);
+    store
+        .append(&a, ExpectedVersion::NoStream, vec![e.clone()])
+        .await
+        .unwrap();
+    let r = store.append(&b, ExpectedVersion::NoStream, vec![e]).await;
+    assert!(matches!(r, Err(StoreError::DuplicateEventId(_))), "{r:?}");
+    assert!(store.read_stream(&b, 1).await.unwrap().is_empty());
+}
+
+pub async fn a_stream_reads_back_in_order_from_a_version_with_its_envelope(store: &dyn EventStore) {
+    let stream = new_stream();
+    let events: Vec<NewEvent> = (1..=5).map(event).collect();
+    store
+        .append(&stream, ExpectedVersion::Any, events.clone())
+        .await
+        .unwrap();
+    let read = store.read_stream(&stream, 3).await.unwrap();
+    assert_eq!(read.len(), 3);
+    for (got, sent) in read.iter().zip(&events[2..]) {
+        assert_eq!(got.event_id, sent.event_id);
+        assert_eq!(got.payload, sent.payload);
+        assert_eq!(got.event_type, sent.event_type);
+        assert_eq!(got.metadata.correlation_id, sent.metadata.correlation_id);
+        assert_eq!(got.metadata.actor_id, sent.metadata.actor_id);
+        assert_eq!(
+            got.metadata.occurred_at.timestamp_micros(),
+            sent.metadata.occurred_at.timestamp_micros()
+        );
+    }
+    assert!(store
+        .read_stream(&new_stream(), 1)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn every_stream_carries_an_intact_hash_chain(store: &dyn EventStore) {
+    let stream = new_stream();
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![event(1), event(2)])
+        .await
+        .unwrap();
+    store
+        .append(&stream, ExpectedVersion::Exact(2), vec![event(3)])
+        .await
+        .unwrap();
+    let read = store.read_stream(&stream, 1).await.unwrap();
+    assert_eq!(read[0].prev_hash, None);
+    assert_eq!(read[2].prev_hash.as_deref(), Some(read[1].hash.as_slice()));
+    verify_stream(&read).unwrap();
+
+    let mut tampered = read.clone();
+    tampered[1].payload = json!({ "n": 99 });
+    assert!(verify_stream(&tampered).is_err());
+    let mut removed = read;
+    removed.remove(1);
+    assert!(verify_stream(&removed).is_err());
+}
+
+/// Reads the global log from `after` until `wanted` events of `streams` are
+/// seen. It polls: an open transaction anywhere on the server (another test's)
+/// holds safe readers back for a moment.
+pub async fn read_own(
+    store: &dyn EventStore,
+    after: LogPosition,
+    streams: &HashSet<String>,
+    wanted: usize,
+) -> Vec<crate::RecordedEvent> {
+    let mut out = Vec::new();
+    let mut pos = after;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while out.len() < wanted && tokio::time::Instant::now() < deadline {
+        let batch = store.read_all(pos, 1000).await.unwrap();
+        match batch.last() {
+            Some(last) => pos = last.position,
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+        out.extend(batch.into_iter().filter(|e| streams.contains(&e.stream_id)));
+    }
+    out
+}
+
+pub async fn the_global_log_reads_in_position_order_after_a_checkpoint(store: &dyn EventStore) {
+    let start = store
+        .high_water_mark()
+        .await
+        .unwrap()
+        .safe
+        .unwrap_or_default();
+    let streams: Vec<String> = (0..3).map(|_| new_stream()).collect();
+    let mut tokens = Vec::new();
+    for round in 0..3 {
+        for s in &streams {
+            let r = store
+                .append(s, ExpectedVersion::Any, vec![event(round)])
+                .await
+                .unwrap();
+            tokens.push(r.last_position);
+        }
+    }
+    let own: HashSet<String> = streams.iter().cloned().collect();
+    let read = read_own(store, start, &own, 9).await;
+    assert_eq!(read.len(), 9);
+    assert!(read.windows(2).all(|w| w[0].position < w[1].position));
+    // The token an append returns is exactly where a reader finds it.
+    let positions: Vec<LogPosition> = read.iter().map(|e| e.position).collect();
+    assert_eq!(positions, tokens);
+    // Reading after a checkpoint starts just past it.
+    let after_fourth = read_own(store, positions[3], &own, 5).await;
+    assert_eq!(after_fourth.len(), 5);
+    assert_eq!(after_fourth[0].position, positions[4]);
+}
+
+pub async fn concurrent_writers_to_one_stream_never_lose_an_update(store: Arc<dyn EventStore>) {
+    let stream = new_stream();
+    let writers = 8;
+    let per_writer = 10;
+    let mut handles = Vec::new();
+    for w in 0..writers {
+        let store = store.clone();
+        let stream = stream.clone();
+        handles.push(tokio::spawn(async move {
+            let mut conflicts = 0;
+            for i in 0..per_writer {
+                loop {
+                    let version = store.read_stream(&stream, 1).await.unwrap().len() as u64;
+                    let expected = ExpectedVersion::from_version(version);
+                    match store
+                        .append(&stream, expected, vec![event(w * 100 + i)])
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(StoreError::Conflict { .. }) => conflicts += 1,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            conflicts
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let read = store.read_stream(&stream, 1).await.unwrap();
+    assert_eq!(read.len() as u64, writers * per_writer);
+    let versions: Vec<u64> = read.iter().map(|e| e.stream_version).collect();
+    assert_eq!(versions, (1..=writers * per_writer).collect::<Vec<_>>());
+    let payloads: HashSet<String> = read.iter().map(|e| e.payload["n"].to_string()).collect();
+    assert_eq!(
+        payloads.len() as u64,
+        writers * per_writer,
+        "every write is there once"
+    );
+}
+
+pub async fn a_subscription_catches_up_then_follows_live_appends(store: Arc<dyn EventStore>) {
+    let start = store
+        .high_water_mark()
+        .await
+        .unwrap()
+        .safe
+        .unwrap_or_default();
+    let stream = new_stream();
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![event(1), event(2)])
+        .await
+        .unwrap();
+
+    let own = stream.clone();
+    let mut sub = store
+        .subscribe_all(start)
+        .filter(move |e| {
+            let mine = matches!(e, Ok(e) if e.stream_id == own);
+            async move { mine }
+        })
+        .boxed();
+    let one: crate::RecordedEvent = next_event(&mut sub).await;
+    let two: crate::RecordedEvent = next_event(&mut sub).await;
+    assert_eq!((one.stream_version, two.stream_version), (1, 2));
+
+    let live = store
+        .append(&stream, ExpectedVersion::Exact(2), vec![event(3)])
+        .await
+        .unwrap();
+    let three: crate::RecordedEvent = next_event(&mut sub).await;
+    assert_eq!(three.stream_version, 3);
+    assert_eq!(three.position, live.last_position);
+}
+
+async fn next_event(
+    sub: &mut futures::stream::BoxStream<'static, Result<crate::RecordedEvent, StoreError>>,
+) -> crate::RecordedEvent {
+    tokio::time::timeout(Duration::from_secs(10), sub.next())
+        .await
+        .expect("the subscription delivers within 10 s")
+        .expect("the subscription does not end")
+        .unwrap()
+}

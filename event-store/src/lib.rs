@@ -1,0 +1,287 @@
+//! The event store: the trait every backend implements, the envelope it stores,
+//! the per-stream hash chain, and the PostgreSQL backend.
+//!
+//! Promises every backend keeps (checked by the [`contract`] suite):
+//! - an append states its expected stream version; a mismatch is
+//!   [`StoreError::Conflict`], never a lost update;
+//! - re-appending event ids that are already stored returns the original
+//!   [`AppendResult`] and stores nothing twice;
+//! - the global log is read in [`LogPosition`] order and a reader never skips
+//!   an event that commits after it read past it;
+//! - a [`LogPosition`] is both a reader's checkpoint and the consistency token
+//!   a command returns.
+
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[cfg(feature = "contract-tests")]
+pub mod contract;
+pub mod hash;
+pub mod postgres;
+
+pub use postgres::PgEventStore;
+
+/// What the writer believes the stream's current version is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream holds (still ordered and unique).
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last event must have this version (versions start at 1).
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// The expectation for a stream whose last known version is `version` (0: none).
+    pub fn from_version(version: u64) -> Self {
+        if version == 0 {
+            Self::NoStream
+        } else {
+            Self::Exact(version)
+        }
+    }
+
+    fn matches(self, actual: Option<u64>) -> bool {
+        match self {
+            Self::Any => true,
+            Self::NoStream => actual.is_none(),
+            Self::Exact(v) => actual == Some(v),
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("any"),
+            Self::NoStream => f.write_str("no stream"),
+            Self::Exact(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
+/// A place in the global log, in the order readers see it.
+///
+/// PostgreSQL: (`transaction id`, `global position`); EventStoreDB: (`commit`,
+/// `prepare`). Compared lexicographically. Its text form `"{commit}.{event}"`
+/// is the consistency token clients get back from commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct LogPosition {
+    pub commit: u64,
+    pub event: u64,
+}
+
+impl LogPosition {
+    /// Before the first event.
+    pub const START: LogPosition = LogPosition {
+        commit: 0,
+        event: 0,
+    };
+}
+
+impl fmt::Display for LogPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.commit, self.event)
+    }
+}
+
+/// A text that is not a `"{commit}.{event}"` position.
+#[derive(Debug, thiserror::Error)]
+#[error("not a log position (expected \"<commit>.<event>\")")]
+pub struct InvalidPosition;
+
+impl FromStr for LogPosition {
+    type Err = InvalidPosition;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (c, e) = s.split_once('.').ok_or(InvalidPosition)?;
+        Ok(Self {
+            commit: c.parse().map_err(|_| InvalidPosition)?,
+            event: e.parse().map_err(|_| InvalidPosition)?,
+        })
+    }
+}
+
+impl Serialize for LogPosition {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for LogPosition {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Who and why, stored with every event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    pub org_id: Uuid,
+    pub actor_id: Option<Uuid>,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    /// Stored with microsecond precision.
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// An event to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// UUID v7; appending an id that is already stored is idempotent.
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u16,
+    pub payload: serde_json::Value,
+    pub metadata: EventMetadata,
+}
+
+/// An event as stored, with its envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    pub event_id: Uuid,
+    pub stream_id: String,
+    pub stream_version: u64,
+    pub position: LogPosition,
+    pub event_type: String,
+    pub schema_version: u16,
+    pub recorded_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub metadata: EventMetadata,
+    pub payload: serde_json::Value,
+    /// Hash of the stream's previous event (`None` for its first).
+    #[serde(with = "hex_opt")]
+    pub prev_hash: Option<Vec<u8>>,
+    #[serde(with = "hex_bytes")]
+    pub hash: Vec<u8>,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AppendResult {
+    /// The stream's version after the append (its last event's version).
+    pub stream_version: u64,
+    /// Position of the first and last event appended.
+    pub first_position: LogPosition,
+    pub last_position: LogPosition,
+    /// True when every event id was already stored: nothing was appended.
+    pub deduplicated: bool,
+}
+
+/// An open transaction that holds global-log readers back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpenTransaction {
+    pub pid: i32,
+    pub age_seconds: f64,
+    pub state: Option<String>,
+}
+
+/// How far readers can safely read, and what holds them back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HighWaterMark {
+    /// The last event a reader can take now without any risk of skipping one.
+    pub safe: Option<LogPosition>,
+    /// The last committed event (it may not be safe to read yet).
+    pub head: Option<LogPosition>,
+    /// Committed events readers must wait for (the "lag" behind head).
+    pub held_back_events: u64,
+    /// The oldest open transaction, which readers wait for while it runs.
+    pub oldest_open_transaction: Option<OpenTransaction>,
+}
+
+/// Errors of every backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stream is not at the expected version: somebody else appended first.
+    #[error("stream {stream} expected {expected}, but it is at {actual:?}")]
+    Conflict {
+        stream: String,
+        expected: ExpectedVersion,
+        actual: Option<u64>,
+    },
+    /// An event id is already stored, but not as the same append.
+    #[error("event {0} is already stored elsewhere")]
+    DuplicateEventId(Uuid),
+    /// A stored event could not be read back.
+    #[error("stored event is corrupt: {0}")]
+    Corrupt(String),
+    /// The backend failed (connection, timeout, ...).
+    #[error("event store backend failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Backend(Box::new(e))
+    }
+}
+
+/// The event store. Stream ids are `"{category}-{uuid}"`.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` if it is at `expected`, atomically.
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError>;
+
+    /// The stream's events with version >= `from_version`, in order.
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `limit` events of the global log after `after`, in log order.
+    async fn read_all(
+        &self,
+        after: LogPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Every event after `after`: catches up, then follows live appends.
+    fn subscribe_all(
+        &self,
+        after: LogPosition,
+    ) -> BoxStream<'static, Result<RecordedEvent, StoreError>>;
+
+    /// Where readers stand against the head of the log.
+    async fn high_water_mark(&self) -> Result<HighWaterMark, StoreError>;
+
+    /// One event by id.
+    async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError>;
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+mod hex_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_some(&hex::encode(v)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|h| hex::decode(h).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}

@@ -1,0 +1,482 @@
+//! The PostgreSQL backend.
+//!
+//! Global order is (`transaction_id`, `global_position`). A sequence value is
+//! taken at INSERT but seen only at COMMIT, so a plain `global_position >
+//! checkpoint` reader can pass over a transaction that commits late. Readers
+//! here only take rows whose transaction id is below the oldest transaction
+//! still running (`pg_snapshot_xmin`): every such transaction has finished,
+//! so nothing can appear behind a reader later (Emmett's answer). Writers to
+//! different streams share no lock; the cost is that any long transaction
+//! holds readers back, which [`HighWaterMark`] makes visible.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::{self, BoxStream, StreamExt};
+use sqlx::postgres::{PgListener, PgPool, PgRow};
+use sqlx::{PgConnection, Row};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::hash::{event_hash, to_micros, HashInput};
+use crate::{
+    AppendResult, EventMetadata, EventStore, ExpectedVersion, HighWaterMark, LogPosition, NewEvent,
+    OpenTransaction, RecordedEvent, StoreError,
+};
+
+/// The channel appends are announced on (after commit, coalesced).
+pub const CHANNEL: &str = "tasklog_events";
+
+/// How often a live subscriber looks again when nothing was announced: it
+/// covers a rolled-back or unrelated long transaction that held it back.
+const SUBSCRIBE_FALLBACK_POLL: Duration = Duration::from_millis(500);
+const SUBSCRIBE_BATCH: usize = 500;
+
+const SELECT_EVENT: &str = "SELECT event_id, stream_id, stream_version, \
+    transaction_id::text::bigint AS commit, global_position, event_type, schema_version, \
+    occurred_at, recorded_at, org_id, actor_id, correlation_id, causation_id, payload, prev_hash, hash \
+    FROM events";
+
+/// PostgreSQL event store. Cheap to clone.
+#[derive(Clone)]
+pub struct PgEventStore {
+    pool: PgPool,
+    appended: Arc<Notify>,
+}
+
+/// Why an append inside a caller's transaction did not happen.
+#[derive(Debug)]
+pub enum AppendOutcome {
+    Appended(AppendResult),
+    /// The stream is not at the expected version (the transaction is still usable).
+    WrongVersion {
+        actual: Option<u64>,
+    },
+}
+
+impl PgEventStore {
+    /// Wraps a pool and starts the task that announces appends to other processes.
+    pub fn new(pool: PgPool) -> Self {
+        let appended = Arc::new(Notify::new());
+        tokio::spawn(announce_appends(pool.clone(), appended.clone()));
+        Self { pool, appended }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Appends inside the caller's transaction, without committing. Public so
+    /// tests (and future same-transaction writers) can hold an append open.
+    /// A unique violation aborts the caller's transaction and comes back as
+    /// an error.
+    pub async fn append_in(
+        conn: &mut PgConnection,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendOutcome, sqlx::Error> {
+        let head: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT stream_version, hash FROM events WHERE stream_id = $1 \
+             ORDER BY stream_version DESC LIMIT 1",
+        )
+        .bind(stream)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let actual = head.as_ref().map(|(v, _)| *v as u64);
+        if !expected.matches(actual) {
+            return Ok(AppendOutcome::WrongVersion { actual });
+        }
+
+        let mut prev = head.map(|(_, h)| h);
+        let mut version = actual.unwrap_or(0);
+        let n = events.len();
+        let (mut ids, mut versions, mut types, mut schemas) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut occurred, mut orgs, mut actors, mut correlations, mut causations) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut payloads, mut prevs, mut hashes) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for e in events {
+            version += 1;
+            let metadata = EventMetadata {
+                occurred_at: to_micros(e.metadata.occurred_at),
+                ..e.metadata.clone()
+            };
+            let hash = event_hash(&HashInput {
+                event_id: e.event_id,
+                stream_id: stream,
+                stream_version: version,
+                event_type: &e.event_type,
+                schema_version: e.schema_version,
+                metadata: &metadata,
+                payload: &e.payload,
+                prev_hash: prev.as_deref(),
+            });
+            ids.push(e.event_id);
+            versions.push(version as i64);
+            types.push(e.event_type.clone());
+            schemas.push(i32::from(e.schema_version));
+            occurred.push(metadata.occurred_at);
+            orgs.push(metadata.org_id);
+            actors.push(metadata.actor_id);
+            correlations.push(metadata.correlation_id);
+            causations.push(metadata.causation_id);
+            payloads.push(e.payload.to_string());
+            prevs.push(prev.replace(hash.clone()));
+            hashes.push(hash);
+        }
+
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, \
+                occurred_at, org_id, actor_id, correlation_id, causation_id, payload, prev_hash, hash) \
+             SELECT e, $2, v, t, s, o, g, a, c, k, p::jsonb, ph, h \
+             FROM UNNEST($1::uuid[], $3::bigint[], $4::text[], $5::int[], $6::timestamptz[], \
+                $7::uuid[], $8::uuid[], $9::uuid[], $10::uuid[], $11::text[], $12::bytea[], $13::bytea[]) \
+                AS x(e, v, t, s, o, g, a, c, k, p, ph, h) \
+             RETURNING transaction_id::text::bigint, global_position",
+        )
+        .bind(&ids)
+        .bind(stream)
+        .bind(&versions)
+        .bind(&types)
+        .bind(&schemas)
+        .bind(&occurred)
+        .bind(&orgs)
+        .bind(&actors)
+        .bind(&correlations)
+        .bind(&causations)
+        .bind(&payloads)
+        .bind(&prevs)
+        .bind(&hashes)
+        .fetch_all(&mut *conn)
+        .await?;
+        let positions: Vec<LogPosition> = rows
+            .into_iter()
+            .map(|(c, p)| LogPosition {
+                commit: c as u64,
+                event: p as u64,
+            })
+            .collect();
+        Ok(AppendOutcome::Appended(AppendResult {
+            stream_version: version,
+            first_position: positions.iter().min().copied().unwrap_or_default(),
+            last_position: positions.iter().max().copied().unwrap_or_default(),
+            deduplicated: false,
+        }))
+    }
+
+    /// The original result when every one of `events` is already stored in
+    /// `stream` as one append; `None` when none is stored.
+    async fn already_appended(
+        &self,
+        stream: &str,
+        events: &[NewEvent],
+    ) -> Result<Option<AppendResult>, StoreError> {
+        let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+        let rows = sqlx::query(&format!("{SELECT_EVENT} WHERE event_id = ANY($1)"))
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let stored: Vec<RecordedEvent> = rows.iter().map(decode_row).collect::<Result<_, _>>()?;
+        if stored.len() != events.len() || stored.iter().any(|e| e.stream_id != stream) {
+            return Err(StoreError::DuplicateEventId(stored[0].event_id));
+        }
+        Ok(Some(AppendResult {
+            stream_version: stored.iter().map(|e| e.stream_version).max().unwrap_or(0),
+            first_position: stored.iter().map(|e| e.position).min().unwrap_or_default(),
+            last_position: stored.iter().map(|e| e.position).max().unwrap_or_default(),
+            deduplicated: true,
+        }))
+    }
+}
+
+#[async_trait]
+impl EventStore for PgEventStore {
+    #[tracing::instrument(skip(self, events), fields(events = events.len()))]
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        if events.is_empty() {
+            return Err(StoreError::Corrupt(
+                "an append needs at least one event".into(),
+            ));
+        }
+        // `Any` may race another writer to the same next version; retry it.
+        for _ in 0..5 {
+            let mut tx = self.pool.begin().await?;
+            let outcome = Self::append_in(&mut tx, stream, expected, &events).await;
+            match outcome {
+                Ok(AppendOutcome::Appended(result)) => {
+                    tx.commit().await?;
+                    self.appended.notify_one();
+                    return Ok(result);
+                }
+                Ok(AppendOutcome::WrongVersion { actual }) => {
+                    drop(tx);
+                    // A retried append finds the stream moved on by itself.
+                    return match self.already_appended(stream, &events).await? {
+                        Some(original) => Ok(original),
+                        None => Err(StoreError::Conflict {
+                            stream: stream.to_owned(),
+                            expected,
+                            actual,
+                        }),
+                    };
+                }
+                Err(e) => {
+                    drop(tx);
+                    self.appended.notify_one();
+                    let Some(constraint) = unique_violation(&e) else {
+                        return Err(e.into());
+                    };
+                    if constraint == "events_event_id_unique" {
+                        if let Some(original) = self.already_appended(stream, &events).await? {
+                            return Ok(original);
+                        }
+                        continue;
+                    }
+                    if expected != ExpectedVersion::Any {
+                        let actual = self.read_head(stream).await?;
+                        return Err(StoreError::Conflict {
+                            stream: stream.to_owned(),
+                            expected,
+                            actual,
+                        });
+                    }
+                }
+            }
+        }
+        Err(StoreError::Conflict {
+            stream: stream.to_owned(),
+            expected,
+            actual: self.read_head(stream).await?,
+        })
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_EVENT} WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version"
+        ))
+        .bind(stream)
+        .bind(from_version as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    async fn read_all(
+        &self,
+        after: LogPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_EVENT} WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY transaction_id, global_position LIMIT $3"
+        ))
+        .bind(after.commit.to_string())
+        .bind(after.event as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    fn subscribe_all(
+        &self,
+        after: LogPosition,
+    ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+        struct State {
+            store: PgEventStore,
+            listener: Option<PgListener>,
+            buffer: VecDeque<RecordedEvent>,
+            position: LogPosition,
+        }
+        let state = State {
+            store: self.clone(),
+            listener: None,
+            buffer: VecDeque::new(),
+            position: after,
+        };
+        stream::unfold(state, |mut s| async move {
+            loop {
+                if let Some(e) = s.buffer.pop_front() {
+                    s.position = e.position;
+                    return Some((Ok(e), s));
+                }
+                if s.listener.is_none() {
+                    // Listen before reading, so no announcement falls between.
+                    let listener = async {
+                        let mut l = PgListener::connect_with(&s.store.pool).await?;
+                        l.listen(CHANNEL).await?;
+                        Ok::<_, sqlx::Error>(l)
+                    };
+                    match listener.await {
+                        Ok(l) => s.listener = Some(l),
+                        Err(e) => return Some((Err(e.into()), s)),
+                    }
+                }
+                match s.store.read_all(s.position, SUBSCRIBE_BATCH).await {
+                    Ok(batch) if !batch.is_empty() => s.buffer.extend(batch),
+                    Ok(_) => {
+                        let listener = s.listener.as_mut().expect("listener is set above");
+                        match tokio::time::timeout(SUBSCRIBE_FALLBACK_POLL, listener.recv()).await {
+                            Ok(Err(e)) => {
+                                s.listener = None;
+                                return Some((Err(e.into()), s));
+                            }
+                            Ok(Ok(_)) | Err(_) => {}
+                        }
+                    }
+                    Err(e) => return Some((Err(e), s)),
+                }
+            }
+        })
+        .boxed()
+    }
+
+    async fn high_water_mark(&self) -> Result<HighWaterMark, StoreError> {
+        let row = sqlx::query(
+            "WITH snap AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) \
+             SELECT \
+               (SELECT transaction_id::text::bigint FROM events, snap WHERE transaction_id < snap.xmin \
+                  ORDER BY transaction_id DESC, global_position DESC LIMIT 1) AS safe_commit, \
+               (SELECT global_position FROM events, snap WHERE transaction_id < snap.xmin \
+                  ORDER BY transaction_id DESC, global_position DESC LIMIT 1) AS safe_event, \
+               (SELECT transaction_id::text::bigint FROM events \
+                  ORDER BY transaction_id DESC, global_position DESC LIMIT 1) AS head_commit, \
+               (SELECT global_position FROM events \
+                  ORDER BY transaction_id DESC, global_position DESC LIMIT 1) AS head_event, \
+               (SELECT count(*) FROM events, snap WHERE transaction_id >= snap.xmin) AS held_back",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let pos = |c: Option<i64>, e: Option<i64>| match (c, e) {
+            (Some(c), Some(e)) => Some(LogPosition {
+                commit: c as u64,
+                event: e as u64,
+            }),
+            _ => None,
+        };
+        let oldest = sqlx::query(
+            "SELECT pid, EXTRACT(EPOCH FROM clock_timestamp() - xact_start)::float8 AS age, state \
+             FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() \
+             ORDER BY age(backend_xid) DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| OpenTransaction {
+            pid: r.get("pid"),
+            age_seconds: r.get::<Option<f64>, _>("age").unwrap_or(0.0),
+            state: r.get("state"),
+        });
+        Ok(HighWaterMark {
+            safe: pos(row.get("safe_commit"), row.get("safe_event")),
+            head: pos(row.get("head_commit"), row.get("head_event")),
+            held_back_events: row.get::<i64, _>("held_back") as u64,
+            oldest_open_transaction: oldest,
+        })
+    }
+
+    async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        let row = sqlx::query(&format!("{SELECT_EVENT} WHERE event_id = $1"))
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode_row).transpose()
+    }
+}
+
+impl PgEventStore {
+    async fn read_head(&self, stream: &str) -> Result<Option<u64>, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1")
+                .bind(stream)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(v.map(|v| v as u64))
+    }
+}
+
+/// Announces appends on [`CHANNEL`] after they commit. One NOTIFY covers every
+/// append that happened while the previous one was being sent: NOTIFY takes a
+/// cluster-wide lock at commit, so it stays out of the append transactions.
+async fn announce_appends(pool: PgPool, appended: Arc<Notify>) {
+    loop {
+        appended.notified().await;
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(error = %e, "could not announce appended events");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn unique_violation(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+            db.constraint().map(str::to_owned)
+        }
+        _ => None,
+    }
+}
+
+fn decode_row(r: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let commit: i64 = r.try_get("commit")?;
+    let position: i64 = r.try_get("global_position")?;
+    let schema_version: i32 = r.try_get("schema_version")?;
+    Ok(RecordedEvent {
+        event_id: r.try_get("event_id")?,
+        stream_id: r.try_get("stream_id")?,
+        stream_version: r.try_get::<i64, _>("stream_version")? as u64,
+        position: LogPosition {
+            commit: commit as u64,
+            event: position as u64,
+        },
+        event_type: r.try_get("event_type")?,
+        schema_version: u16::try_from(schema_version)
+            .map_err(|_| StoreError::Corrupt(format!("schema version {schema_version}")))?,
+        recorded_at: r.try_get("recorded_at")?,
+        metadata: EventMetadata {
+            org_id: r.try_get("org_id")?,
+            actor_id: r.try_get("actor_id")?,
+            correlation_id: r.try_get("correlation_id")?,
+            causation_id: r.try_get("causation_id")?,
+            occurred_at: r.try_get("occurred_at")?,
+        },
+        payload: r.try_get("payload")?,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}

@@ -1,0 +1,224 @@
+//! The PostgreSQL backend: the shared contract, plus what only PostgreSQL can
+//! get wrong (late-committing transactions, rollbacks, the app role).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use tasklog_event_store::contract::{self, event, new_stream, read_own};
+use tasklog_event_store::postgres::AppendOutcome;
+use tasklog_event_store::{EventStore, ExpectedVersion, LogPosition, PgEventStore, RecordedEvent};
+
+macro_rules! contract_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[sqlx::test(migrations = "../migrations/postgres")]
+        async fn $name(pool: PgPool) {
+            contract::$name(&PgEventStore::new(pool)).await;
+        }
+    )*};
+}
+
+contract_tests!(
+    appending_to_a_new_stream_starts_at_version_one,
+    a_stale_expected_version_is_a_conflict_and_stores_nothing,
+    reappending_stored_event_ids_returns_the_original_result_and_stores_nothing,
+    an_event_id_stored_in_another_stream_is_rejected,
+    a_stream_reads_back_in_order_from_a_version_with_its_envelope,
+    every_stream_carries_an_intact_hash_chain,
+    the_global_log_reads_in_position_order_after_a_checkpoint,
+);
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn concurrent_writers_to_one_stream_never_lose_an_update(pool: PgPool) {
+    contract::concurrent_writers_to_one_stream_never_lose_an_update(Arc::new(PgEventStore::new(
+        pool,
+    )))
+    .await;
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn a_subscription_catches_up_then_follows_live_appends(pool: PgPool) {
+    contract::a_subscription_catches_up_then_follows_live_appends(Arc::new(PgEventStore::new(
+        pool,
+    )))
+    .await;
+}
+
+async fn read_everything(store: &PgEventStore) -> Vec<RecordedEvent> {
+    let mut out = Vec::new();
+    let mut pos = LogPosition::START;
+    loop {
+        let batch = store.read_all(pos, 1000).await.unwrap();
+        let Some(last) = batch.last() else { return out };
+        pos = last.position;
+        out.extend(batch);
+    }
+}
+
+/// Starts an append in its own connection and leaves its transaction open.
+async fn open_append(pool: &PgPool, stream: &str) -> PgConnection {
+    let mut conn = PgConnection::connect_with(&pool.connect_options())
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+    let outcome =
+        PgEventStore::append_in(&mut conn, stream, ExpectedVersion::NoStream, &[event(1)])
+            .await
+            .unwrap();
+    assert!(matches!(outcome, AppendOutcome::Appended(_)));
+    conn
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn a_reader_never_skips_an_append_that_commits_after_a_later_one(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let (slow, fast) = (new_stream(), new_stream());
+
+    // The slow append takes the lower position and stays open ...
+    let mut slow_tx = open_append(&pool, &slow).await;
+    // ... while an append to another stream commits: no shared lock blocks it.
+    let fast_result = tokio::time::timeout(
+        Duration::from_secs(5),
+        store.append(&fast, ExpectedVersion::NoStream, vec![event(2)]),
+    )
+    .await
+    .expect("an append to another stream is not blocked by an open one")
+    .unwrap();
+
+    // A reader now must not pass the open append by reading the fast one.
+    let seen = read_everything(&store).await;
+    assert!(
+        seen.is_empty(),
+        "nothing is safe to read while the slow append is open: {seen:?}"
+    );
+    let hwm = store.high_water_mark().await.unwrap();
+    assert_eq!(
+        hwm.held_back_events, 1,
+        "the committed fast append is visible as held back"
+    );
+    assert_eq!(hwm.head, Some(fast_result.last_position));
+    assert!(
+        hwm.oldest_open_transaction.is_some(),
+        "the open transaction is named"
+    );
+
+    sqlx::query("COMMIT").execute(&mut slow_tx).await.unwrap();
+    let own: HashSet<String> = [slow.clone(), fast.clone()].into();
+    let seen: Vec<String> = read_own(&store, LogPosition::START, &own, 2)
+        .await
+        .into_iter()
+        .map(|e| e.stream_id)
+        .collect();
+    assert_eq!(
+        seen,
+        [slow, fast],
+        "both, in commit-safe order, none skipped"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn a_rolled_back_append_leaves_no_hole_readers_wait_on(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let (rolled_back, kept) = (new_stream(), new_stream());
+    let mut tx = open_append(&pool, &rolled_back).await;
+    store
+        .append(&kept, ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+    assert!(read_everything(&store).await.is_empty());
+
+    sqlx::query("ROLLBACK").execute(&mut tx).await.unwrap();
+    let own: HashSet<String> = [rolled_back.clone(), kept.clone()].into();
+    let seen: Vec<String> = read_own(&store, LogPosition::START, &own, 1)
+        .await
+        .into_iter()
+        .map(|e| e.stream_id)
+        .collect();
+    assert_eq!(
+        seen,
+        [kept],
+        "the kept append is readable, the rolled back one never appears"
+    );
+    assert!(store.read_stream(&rolled_back, 1).await.unwrap().is_empty());
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn a_live_subscriber_receives_every_event_of_interleaved_slow_and_fast_appends(pool: PgPool) {
+    use futures::StreamExt;
+    let store = PgEventStore::new(pool.clone());
+    let mut sub = store.subscribe_all(LogPosition::START);
+
+    let mut expected = HashSet::new();
+    for round in 0..5 {
+        let slow = new_stream();
+        let mut tx = open_append(&pool, &slow).await;
+        let fast = new_stream();
+        store
+            .append(&fast, ExpectedVersion::NoStream, vec![event(round)])
+            .await
+            .unwrap();
+        if round % 2 == 0 {
+            sqlx::query("COMMIT").execute(&mut tx).await.unwrap();
+            expected.insert(slow);
+        } else {
+            sqlx::query("ROLLBACK").execute(&mut tx).await.unwrap();
+        }
+        expected.insert(fast);
+    }
+    let mut got = HashSet::new();
+    let mut last = LogPosition::START;
+    while got.len() < expected.len() {
+        let e = tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .expect("events arrive")
+            .unwrap()
+            .unwrap();
+        assert!(e.position > last, "positions only grow");
+        last = e.position;
+        assert!(got.insert(e.stream_id), "no event is delivered twice");
+    }
+    assert_eq!(got, expected);
+}
+
+async fn connect_as_app_role(pool: &PgPool) -> PgConnection {
+    let opts: PgConnectOptions = (*pool.connect_options()).clone().username("tasklog_app");
+    PgConnection::connect_with(&opts).await.unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn the_application_role_can_append_but_never_change_or_delete_events(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let stream = new_stream();
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+
+    let mut app = connect_as_app_role(&pool).await;
+    let mut tx = app.begin().await.unwrap();
+    PgEventStore::append_in(&mut tx, &stream, ExpectedVersion::Exact(1), &[event(2)])
+        .await
+        .expect("the app role appends");
+    tx.commit().await.unwrap();
+
+    for statement in [
+        "UPDATE events SET payload = '{}'",
+        "DELETE FROM events",
+        "TRUNCATE events",
+    ] {
+        let r = sqlx::query(statement).execute(&mut app).await;
+        assert!(r.is_err(), "{statement} must fail for the app role");
+    }
+    // Even the owner is stopped by the trigger.
+    assert!(sqlx::query("UPDATE events SET payload = '{}'")
+        .execute(&pool)
+        .await
+        .is_err());
+    assert!(sqlx::query("DELETE FROM events")
+        .execute(&pool)
+        .await
+        .is_err());
+    assert_eq!(store.read_stream(&stream, 1).await.unwrap().len(), 2);
+}
