@@ -9,6 +9,8 @@ CREATE TABLE idempotency_keys (
     idempotency_key text        NOT NULL,
     fingerprint     bytea       NOT NULL,
     seed            uuid        NOT NULL,
+    -- While a run holds the key, a duplicate waits; after, a retry may take over.
+    locked_until    timestamptz NOT NULL,
     response_status smallint,
     response_body   jsonb,
     created_at      timestamptz NOT NULL DEFAULT now(),

@@ -1,1 +1,20 @@
+//! The `tasklog` binary's library: configuration, startup of each role, and
+//! the operator subcommands. Tests and benches start the real system from here.
 
+pub mod config;
+pub mod startup;
+
+pub use config::Settings;
+pub use startup::{connect, migrate, CommandApi, MIGRATOR};
+
+/// Logs as JSON when `TASKLOG_LOG_JSON` is set; level from `RUST_LOG` (default info).
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = if std::env::var_os("TASKLOG_LOG_JSON").is_some() {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

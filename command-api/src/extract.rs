@@ -1,0 +1,201 @@
+//! Extractors whose rejections are [`ApiError`]s, and the metadata every command carries.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use tasklog_domain::FieldError;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// A JSON body: 415 without a JSON content type, 413 over the limit, 400 when
+/// it is not JSON, 422 naming the field when it does not fit the type.
+pub struct AppJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|m| {
+                let m = m.trim();
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(inner)
+                if inner.to_string().contains("length limit") =>
+            {
+                ApiError::PayloadTooLarge(crate::MAX_BODY_BYTES)
+            }
+            other => ApiError::BadRequest(other.body_text()),
+        })?;
+        parse_json(&bytes).map(AppJson)
+    }
+}
+
+/// Deserializes a body, naming the offending field on a type mismatch.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                ApiError::MalformedJson(format!("the body is not valid JSON: {inner}"))
+            }
+            _ => ApiError::Validation {
+                detail: "the body does not match the expected shape".into(),
+                errors: vec![FieldError {
+                    field: if field == "." { String::new() } else { field },
+                    message: strip_position(&inner.to_string()),
+                }],
+            },
+        }
+    })
+}
+
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Path parameters; an id that does not parse names nothing that exists: 404.
+pub struct AppPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for AppPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| AppPath(t))
+            .map_err(|_| ApiError::NotFound("resource".into()))
+    }
+}
+
+/// Where new ids come from. Within one idempotent request (one
+/// `Idempotency-Key`) every id is derived from the key's seed, so a retry
+/// after a crash draws the very same aggregate and event ids and the event
+/// store's event-id idempotency keeps it from appending twice.
+#[derive(Clone, Debug)]
+pub struct IdSource {
+    seed: Option<Uuid>,
+}
+
+impl IdSource {
+    pub fn random() -> Self {
+        Self { seed: None }
+    }
+
+    pub fn seeded(seed: Uuid) -> Self {
+        Self { seed: Some(seed) }
+    }
+
+    /// True within an idempotent request.
+    pub fn is_seeded(&self) -> bool {
+        self.seed.is_some()
+    }
+
+    /// The `n`-th id for `purpose`: a UUID v7, deterministic when seeded.
+    pub fn id(&self, purpose: &str, n: u32) -> Uuid {
+        let Some(seed) = self.seed else {
+            return Uuid::now_v7();
+        };
+        let s = seed.as_bytes();
+        let h = Sha256::new()
+            .chain_update(s)
+            .chain_update(purpose.as_bytes())
+            .chain_update(n.to_be_bytes())
+            .finalize();
+        let mut b = [0u8; 16];
+        b[..6].copy_from_slice(&s[..6]); // the seed's timestamp
+        b[6] = 0x70 | (h[0] & 0x0f); // version 7
+        b[7] = h[1];
+        b[8] = 0x80 | (h[2] & 0x3f); // RFC 4122 variant
+        b[9..].copy_from_slice(&h[3..10]);
+        Uuid::from_bytes(b)
+    }
+}
+
+/// What every command carries besides its body.
+#[derive(Clone, Debug)]
+pub struct CommandMeta {
+    pub correlation_id: Uuid,
+    pub now: DateTime<Utc>,
+    /// The version the client last saw (`If-Match`), if it sent one.
+    pub if_match: Option<u64>,
+    pub ids: IdSource,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CommandMeta {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let correlation_id = parts
+            .headers
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Uuid::parse_str(v).ok())
+            .unwrap_or_else(Uuid::now_v7);
+        let if_match = match parts.headers.get(header::IF_MATCH) {
+            None => None,
+            Some(v) => Some(parse_if_match(v.to_str().unwrap_or_default())?),
+        };
+        Ok(Self {
+            correlation_id,
+            now: Utc::now(),
+            if_match,
+            ids: parts
+                .extensions
+                .get::<IdSource>()
+                .cloned()
+                .unwrap_or_else(IdSource::random),
+        })
+    }
+}
+
+fn parse_if_match(v: &str) -> Result<u64, ApiError> {
+    let v = v.trim();
+    let v = v.strip_prefix("W/").unwrap_or(v);
+    v.trim_matches('"').parse().map_err(|_| {
+        ApiError::BadRequest("If-Match must be the ETag of the resource, e.g. \"3\"".into())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeded_ids_repeat_per_purpose_and_are_uuid_v7() {
+        let ids = IdSource::seeded(Uuid::now_v7());
+        assert_eq!(ids.id("event", 0), ids.id("event", 0));
+        assert_ne!(ids.id("event", 0), ids.id("event", 1));
+        assert_ne!(ids.id("event", 0), ids.id("task", 0));
+        assert_eq!(ids.id("event", 3).get_version_num(), 7);
+        assert_eq!(ids.id("event", 3).get_variant(), uuid::Variant::RFC4122);
+    }
+
+    #[test]
+    fn if_match_accepts_strong_weak_and_bare_versions() {
+        assert_eq!(parse_if_match("\"3\"").unwrap(), 3);
+        assert_eq!(parse_if_match("W/\"4\"").unwrap(), 4);
+        assert_eq!(parse_if_match("5").unwrap(), 5);
+        assert!(parse_if_match("\"abc\"").is_err());
+    }
+}

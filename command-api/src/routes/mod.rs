@@ -1,0 +1,4 @@
+pub mod orgs;
+pub mod projects;
+pub mod tags;
+pub mod tasks;

@@ -1,0 +1,136 @@
+//! Organizations and their members.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{patch, post};
+use axum::Router;
+use tasklog_domain::{OrgCommand, Organization};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::bodies;
+use crate::error::ApiError;
+use crate::extract::{AppJson, AppPath, CommandMeta};
+use crate::service::{Accepted, Access, AppState, Context};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/orgs", post(create_organization))
+        .route("/v1/orgs/{org}/members", post(add_member))
+        .route(
+            "/v1/orgs/{org}/members/{user}",
+            patch(change_member_role).delete(remove_member),
+        )
+}
+
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id))]
+async fn create_organization(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: CommandMeta,
+    AppJson(body): AppJson<bodies::CreateOrganization>,
+) -> Result<Accepted, ApiError> {
+    let org_id = meta.ids.id("org", 0);
+    let owner_handle = body
+        .owner_handle
+        .or_else(|| caller.handle.clone())
+        .ok_or_else(|| {
+            ApiError::validation(
+                "owner_handle",
+                "required when the token has no preferred_username",
+            )
+        })?;
+    let ctx = Context {
+        meta: &meta,
+        caller: &caller,
+        org_id,
+    };
+    let done = app
+        .execute::<Organization>(&ctx, org_id, None, |_| {
+            Ok(OrgCommand::CreateOrganization {
+                org_id,
+                name: body.name.clone(),
+                owner_id: caller.user_id,
+                owner_handle: owner_handle.clone(),
+            })
+        })
+        .await?;
+    Ok(Accepted::new(StatusCode::CREATED, org_id, &done))
+}
+
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id))]
+async fn add_member(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: CommandMeta,
+    AppPath(org_id): AppPath<Uuid>,
+    AppJson(body): AppJson<bodies::AddMember>,
+) -> Result<Accepted, ApiError> {
+    app.authorize(&caller, org_id, Access::Admin).await?;
+    let ctx = Context {
+        meta: &meta,
+        caller: &caller,
+        org_id,
+    };
+    let done = app
+        .execute::<Organization>(&ctx, org_id, meta.if_match, |_| {
+            Ok(OrgCommand::AddMember {
+                by: caller.user_id,
+                user_id: body.user_id,
+                handle: body.handle.clone(),
+                role: body.role,
+            })
+        })
+        .await?;
+    Ok(Accepted::new(StatusCode::CREATED, body.user_id, &done))
+}
+
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %user_id))]
+async fn change_member_role(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: CommandMeta,
+    AppPath((org_id, user_id)): AppPath<(Uuid, Uuid)>,
+    AppJson(body): AppJson<bodies::ChangeMemberRole>,
+) -> Result<Accepted, ApiError> {
+    app.authorize(&caller, org_id, Access::Admin).await?;
+    let ctx = Context {
+        meta: &meta,
+        caller: &caller,
+        org_id,
+    };
+    let done = app
+        .execute::<Organization>(&ctx, org_id, meta.if_match, |_| {
+            Ok(OrgCommand::ChangeMemberRole {
+                by: caller.user_id,
+                user_id,
+                role: body.role,
+            })
+        })
+        .await?;
+    Ok(Accepted::new(StatusCode::OK, user_id, &done))
+}
+
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %user_id))]
+async fn remove_member(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: CommandMeta,
+    AppPath((org_id, user_id)): AppPath<(Uuid, Uuid)>,
+) -> Result<Accepted, ApiError> {
+    app.authorize(&caller, org_id, Access::Admin).await?;
+    let ctx = Context {
+        meta: &meta,
+        caller: &caller,
+        org_id,
+    };
+    let done = app
+        .execute::<Organization>(&ctx, org_id, meta.if_match, |_| {
+            Ok(OrgCommand::RemoveMember {
+                by: caller.user_id,
+                user_id,
+            })
+        })
+        .await?;
+    Ok(Accepted::new(StatusCode::OK, user_id, &done))
+}

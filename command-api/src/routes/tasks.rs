@@ -1,0 +1,355 @@
+//! Tasks and their comments.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, patch, post};
+use axum::Router;
+use tasklog_domain::{
+    mentioned_handles, Organization, Project, ProjectCommand, ProjectEvent, TagCatalog, Task,
+    TaskCommand, UserId,
+};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::bodies;
+use crate::error::ApiError;
+use crate::extract::{AppJson, AppPath, CommandMeta};
+use crate::service::{Accepted, Access, AppState, Context, Executed};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/orgs/{org}/projects/{project}/tasks", post(create_task))
+        .route("/v1/orgs/{org}/tasks/{task}", patch(edit_task))
+        .route(
+            "/v1/orgs/{org}/tasks/{task}/assignee",
+            post(set_assignee).delete(unassign),
+        )
+        .route("/v1/orgs/{org}/tasks/{task}/status", post(change_status))
+        .route("/v1/orgs/{org}/tasks/{task}/tags", post(add_tag))
+        .route("/v1/orgs/{org}/tasks/{task}/tags/{tag}", delete(remove_tag))
+        .route("/v1/orgs/{org}/tasks/{task}/archive", post(archive_task))
+        .route("/v1/orgs/{org}/tasks/{task}/comments", post(add_comment))
+        .route(
+            "/v1/orgs/{org}/tasks/{task}/comments/{comment}",
+            patch(edit_comment).delete(delete_comment),
+        )
+}
+
+/// A task of this organization; another organization's is "not found".
+fn in_org(task: &Task, org_id: Uuid) -> Result<(), ApiError> {
+    if task.exists && task.org_id == org_id {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("task".into()))
+    }
+}
+
+/// Runs one command on a task the caller may change.
+async fn on_task(
+    app: &AppState,
+    ctx: &Context<'_>,
+    task_id: Uuid,
+    command: impl Fn(&Task) -> TaskCommand,
+) -> Result<Executed<Task>, ApiError> {
+    let org_id = ctx.org_id;
+    app.execute::<Task>(ctx, task_id, ctx.meta.if_match, |task| {
+        in_org(task, org_id)?;
+        Ok(command(task))
+    })
+    .await
+}
+
+fn user_ids_mentioned(org: &Organization, body: &str) -> Vec<UserId> {
+    mentioned_handles(body)
+        .iter()
+        .filter_map(|h| org.member_by_handle(h))
+        .collect()
+}
+
+/// Takes the next number from the project (so `WEB-42` is unique in it), then
+/// creates the task under that number.
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %project_id))]
+async fn create_task(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: CommandMeta,
+    AppPath((org_id, project_id)): AppPath<(Uuid, Uuid)>,
+    AppJson(body): AppJson<bodies::CreateTask>,
+) -> Result<Accepted, ApiError> {
+    app.authorize(&caller, org_id, Access::Write).await?;
+    let project = app.project_in(org_id, project_id).await?.state;
+    let task_id = meta.ids.id("task", 0);
+    let ctx = Context {
+        meta: &meta,
+        caller: &caller,
+        org_id,
+    };
+    let reserved = app
+        .execute::<Project>(&ctx, project_id, None, |_| {
+            Ok(ProjectCommand::ReserveTaskNumber { task_id })
+        })
+        .await?;
+    let number = reserved
+        .events
+        .iter()
+        .find_map(|e| match e {
+            ProjectEvent::TaskNumberReserved(r) if r.task_id == task_id => Some(r.number),
+            _ => None,
+        })
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no task number was reserved")))?;
+    let done = app
+        .execute::<Task>(&ctx, task_id, None, |_| {
+            Ok(TaskCommand::CreateTask {
+                task_id,
+                org_id,
+                project_id,
+                number,
+                project_key: project.key.clone(),
+                title: body.title.clone(),
+                description: body.description.clone(),
+                priority: body.priority,
+                due_date: body.due_date,
+                workflow: project.workflow.clone(),
+                created_by: caller.user_id,
+            })
+        })
+        .await?;
+    Ok(Accepted::new(StatusCode::CREATED, task_id, &done))
+}
+
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+async fn edit_task(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: CommandMeta,
+    AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
+    AppJson(body): AppJson<bodies::EditTask>,
+) -> Result<Accepted, ApiError> {
+    if body.title.is_none()
+        && body.description.is_none()
+        && body.priority.is_none()
+        && body.due_date.is_none()
+    {
+        return Err(ApiError::validation(
+            "",
+            "name at least one field to change",
+        ));
+    }
+    app.authorize(&caller, org_id, Access::Write).await?;
+    let ctx = Context {
+        meta: &meta,
+        caller: &caller,
+        org_id,
+    };
+    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::EditTaskDetails {
+        title: body.title.clone(),
+        description: body.description.clone(),
+        priority: body.priority,
+        due_date: body.due_date,
+    })
+    .await?;
+    Ok(Accepted::new(StatusCode::OK, task_id, &done))
+}
+
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+async fn set_assignee(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: CommandMeta,
+    AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
+    AppJson(body): AppJson<bodies::SetAssignee>,
+) -> Result<Accepted, ApiError> {
+    let org = app.authorize(&caller, org_id, Access::Write).await?.state;
+    let ctx = Context {
+        meta: &meta,
+        caller: &caller,
+        org_id,
+    };
+    let done = on_task(&app, &ctx, task_id, |_| match body.assignee {
+        Some(assignee) => TaskCommand::AssignTask {
+            assignee,
+            assignee_is_member: org.is_member(assignee),
+        },
+        None => TaskCommand::UnassignTask,
+    })
+    .await?;
+    Ok(Accepted::new(StatusCode::OK, task_id, &done))
+}
+
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+async fn unassign(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: CommandMeta,
+    AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
+) -> Result<Accepted, ApiError> {
+    app.authorize(&caller, org_id, Access::Write).await?;
+    let ctx = Context {
+        meta: &meta,
+        caller: &caller,
+        org_id,
+    };
+    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::UnassignTask).await?;
+    Ok(Accepted::new(StatusCode::OK, task_id, &done))
+}
+
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+async fn change_status(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: CommandMeta,
+    AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
+    AppJson(body): AppJson<bodies::ChangeStatus>,
+) -> Result<Accepted, ApiError> {
+    app.authorize(&caller, org_id, Access::Write).await?;
+    // The workflow is the project's: find the task's project first.
+    let task = app.load::<Task>(task_id).await?.state;
+    in_org(&task, org_id)?;
+    let workflow = app
+        .project_in(org_id, task.project_id)
+        .await?
+        .state
+        .workflow;
+    let ctx = Context {
+        meta: &meta,
+        caller: &caller,
+        org_id,
+    };
+    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::ChangeTaskStatus {
+        to: body.status.clone(),
+        workflow: workflow.clone(),
+    })
+    .await?;
+    Ok(Accepted::new(StatusCode::OK, task_id, &done))
+}
+
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+async fn add_tag(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: CommandMeta,
+    AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
+    AppJson(body): AppJson<bodies::AddTaskTag>,
+) -> Result<Accepted, ApiError> {
+    app.authorize(&caller, org_id, Access::Write).await?;
+    let catalog = app.load::<TagCatalog>(org_id).await?.state;
+    let ctx = Context {
+        meta: &meta,
+        caller: &caller,
+        org_id,
+    };
+    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::AddTag {
+        tag_id: body.tag_id,
+        tag_exists: catalog.contains(body.tag_id),
+    })
+    .await?;
+    Ok(Accepted::new(StatusCode::OK, task_id, &done))
+}
+
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+async fn remove_tag(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: CommandMeta,
+    AppPath((org_id, task_id, tag_id)): AppPath<(Uuid, Uuid, Uuid)>,
+) -> Result<Accepted, ApiError> {
+    app.authorize(&caller, org_id, Access::Write).await?;
+    let ctx = Context {
+        meta: &meta,
+        caller: &caller,
+        org_id,
+    };
+    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::RemoveTag { tag_id }).await?;
+    Ok(Accepted::new(StatusCode::OK, task_id, &done))
+}
+
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+async fn archive_task(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: CommandMeta,
+    AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
+) -> Result<Accepted, ApiError> {
+    app.authorize(&caller, org_id, Access::Write).await?;
+    let ctx = Context {
+        meta: &meta,
+        caller: &caller,
+        org_id,
+    };
+    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::ArchiveTask).await?;
+    Ok(Accepted::new(StatusCode::OK, task_id, &done))
+}
+
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+async fn add_comment(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: CommandMeta,
+    AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
+    AppJson(body): AppJson<bodies::AddComment>,
+) -> Result<Accepted, ApiError> {
+    let org = app.authorize(&caller, org_id, Access::Write).await?.state;
+    let comment_id = meta.ids.id("comment", 0);
+    let mentions = user_ids_mentioned(&org, &body.body);
+    let ctx = Context {
+        meta: &meta,
+        caller: &caller,
+        org_id,
+    };
+    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::AddComment {
+        comment_id,
+        author: caller.user_id,
+        body: body.body.clone(),
+        mentions: mentions.clone(),
+    })
+    .await?;
+    Ok(Accepted::new(StatusCode::CREATED, comment_id, &done))
+}
+
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+async fn edit_comment(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: CommandMeta,
+    AppPath((org_id, task_id, comment_id)): AppPath<(Uuid, Uuid, Uuid)>,
+    AppJson(body): AppJson<bodies::EditComment>,
+) -> Result<Accepted, ApiError> {
+    let org = app.authorize(&caller, org_id, Access::Write).await?.state;
+    let mentions = user_ids_mentioned(&org, &body.body);
+    let ctx = Context {
+        meta: &meta,
+        caller: &caller,
+        org_id,
+    };
+    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::EditComment {
+        comment_id,
+        editor: caller.user_id,
+        body: body.body.clone(),
+        mentions: mentions.clone(),
+    })
+    .await?;
+    Ok(Accepted::new(StatusCode::OK, comment_id, &done))
+}
+
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+async fn delete_comment(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: CommandMeta,
+    AppPath((org_id, task_id, comment_id)): AppPath<(Uuid, Uuid, Uuid)>,
+) -> Result<Accepted, ApiError> {
+    let org = app.authorize(&caller, org_id, Access::Write).await?.state;
+    let by_is_admin = org.role_of(caller.user_id).is_some_and(|r| r.is_admin());
+    let ctx = Context {
+        meta: &meta,
+        caller: &caller,
+        org_id,
+    };
+    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::DeleteComment {
+        comment_id,
+        by: caller.user_id,
+        by_is_admin,
+    })
+    .await?;
+    Ok(Accepted::new(StatusCode::OK, comment_id, &done))
+}

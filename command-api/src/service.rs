@@ -1,0 +1,300 @@
+//! The application service: load one aggregate, decide, append at the loaded
+//! version. Handlers call this and nothing else touches the event store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
+use serde::Serialize;
+use sqlx::PgPool;
+use tasklog_domain::{
+    decode_event, encode_event, stream_name, Aggregate, DomainEvent, Organization, Role,
+};
+use tasklog_event_store::{
+    EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, StoreError,
+};
+use uuid::Uuid;
+
+use crate::auth::{Authenticator, Caller, HasAuthenticator};
+use crate::error::ApiError;
+use crate::extract::CommandMeta;
+
+/// How often a command is decided again when another writer got in first.
+const MAX_ATTEMPTS: usize = 8;
+
+/// Shared state of the command API.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn EventStore>,
+    pub pool: PgPool,
+    pub auth: Arc<Authenticator>,
+}
+
+impl HasAuthenticator for AppState {
+    fn authenticator(&self) -> &Arc<Authenticator> {
+        &self.auth
+    }
+}
+
+/// An aggregate as of its last event.
+pub struct Loaded<A> {
+    pub state: A,
+    pub version: u64,
+    pub position: Option<LogPosition>,
+}
+
+/// What a command did to its aggregate.
+pub struct Executed<A: Aggregate> {
+    pub state: A,
+    pub version: u64,
+    /// The consistency token: the position of the aggregate's last event.
+    pub position: Option<LogPosition>,
+    /// The events this command appended (none when it changed nothing).
+    pub events: Vec<A::Event>,
+}
+
+/// What a caller must be to issue a command in an organization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Any member (the domain decides the rest).
+    Member,
+    /// Members who may change things: member, admin, owner.
+    Write,
+    /// Admins and owners.
+    Admin,
+}
+
+/// Who issues a command, in which organization.
+pub struct Context<'a> {
+    pub meta: &'a CommandMeta,
+    pub caller: &'a Caller,
+    pub org_id: Uuid,
+}
+
+impl AppState {
+    /// Reads one aggregate from its stream.
+    pub async fn load<A: Aggregate>(&self, id: Uuid) -> Result<Loaded<A>, ApiError> {
+        let recorded = self.store.read_stream(&stream_name::<A>(id), 1).await?;
+        let position = recorded.last().map(|e| e.position);
+        let version = recorded.last().map_or(0, |e| e.stream_version);
+        let mut state = A::default();
+        for e in recorded {
+            state = state.evolve(&decode::<A>(&e.event_type, e.payload)?);
+        }
+        Ok(Loaded {
+            state,
+            version,
+            position,
+        })
+    }
+
+    /// The organization, if the caller is a member with enough access. A
+    /// non-member gets the same answer whether or not the organization exists.
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        org_id: Uuid,
+        access: Access,
+    ) -> Result<Loaded<Organization>, ApiError> {
+        let org = self.load::<Organization>(org_id).await?;
+        let role = org.state.role_of(caller.user_id).ok_or_else(|| {
+            ApiError::Forbidden("you are not a member of this organization".into())
+        })?;
+        let allowed = match access {
+            Access::Member => true,
+            Access::Write => role.can_write(),
+            Access::Admin => role.is_admin(),
+        };
+        if !allowed {
+            return Err(ApiError::Forbidden(format!(
+                "your role ({}) does not allow this",
+                role_name(role)
+            )));
+        }
+        Ok(org)
+    }
+
+    /// Decides `command` against aggregate `id` and appends its events.
+    ///
+    /// With `if_match`, the aggregate must be at that version (412 otherwise).
+    /// Without it, a concurrent append makes it load and decide again, so no
+    /// update is lost and none is applied on stale state.
+    pub async fn execute<A: Aggregate>(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+        if_match: Option<u64>,
+        command: impl Fn(&A) -> Result<A::Command, ApiError>,
+    ) -> Result<Executed<A>, ApiError> {
+        let stream = stream_name::<A>(id);
+        let event_id = |i: usize| ctx.meta.ids.id(&format!("event:{stream}"), i as u32);
+        for attempt in 0..MAX_ATTEMPTS {
+            // A retried idempotent request whose events were stored already.
+            if ctx.meta.ids.is_seeded() {
+                if let Some(done) = self.already_done::<A>(event_id(0)).await? {
+                    return Ok(done);
+                }
+            }
+            let loaded = self.load::<A>(id).await?;
+            if let Some(expected) = if_match {
+                if expected != loaded.version {
+                    return Err(ApiError::PreconditionFailed {
+                        current: loaded.version,
+                    });
+                }
+            }
+            let events = loaded.state.decide(command(&loaded.state)?)?;
+            if events.is_empty() {
+                return Ok(Executed {
+                    state: loaded.state,
+                    version: loaded.version,
+                    position: loaded.position,
+                    events,
+                });
+            }
+            let new_events = events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let (event_type, payload) = encode_event(e);
+                    NewEvent {
+                        event_id: event_id(i),
+                        event_type: event_type.to_owned(),
+                        schema_version: e.schema_version(),
+                        payload,
+                        metadata: EventMetadata {
+                            org_id: ctx.org_id,
+                            actor_id: Some(ctx.caller.user_id),
+                            correlation_id: ctx.meta.correlation_id,
+                            causation_id: None,
+                            occurred_at: ctx.meta.now,
+                        },
+                    }
+                })
+                .collect();
+            let expected = ExpectedVersion::from_version(loaded.version);
+            match self.store.append(&stream, expected, new_events).await {
+                Ok(r) if r.deduplicated => {
+                    if let Some(done) = self.already_done::<A>(event_id(0)).await? {
+                        return Ok(done);
+                    }
+                }
+                Ok(r) => {
+                    let state = events.iter().fold(loaded.state, |s, e| s.evolve(e));
+                    return Ok(Executed {
+                        state,
+                        version: r.stream_version,
+                        position: Some(r.last_position),
+                        events,
+                    });
+                }
+                Err(StoreError::Conflict { actual, .. }) if if_match.is_some() => {
+                    return Err(ApiError::PreconditionFailed {
+                        current: actual.unwrap_or(0),
+                    });
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    tracing::debug!(attempt, %stream, "concurrent append; deciding again");
+                    tokio::time::sleep(Duration::from_millis(2 * attempt as u64)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::Conflict(
+            "the resource is changing too fast; retry the request".into(),
+        ))
+    }
+
+    /// When `first_event` is stored (a seeded retry of a request that got as
+    /// far as appending), what that append did.
+    async fn already_done<A: Aggregate>(
+        &self,
+        first_event: Uuid,
+    ) -> Result<Option<Executed<A>>, ApiError> {
+        let Some(first) = self.store.find_event(first_event).await? else {
+            return Ok(None);
+        };
+        let stream = self.store.read_stream(&first.stream_id, 1).await?;
+        let mut state = A::default();
+        let mut ours = Vec::new();
+        let mut last = None;
+        for e in stream {
+            let event = decode::<A>(&e.event_type, e.payload)?;
+            state = state.evolve(&event);
+            if e.metadata.correlation_id == first.metadata.correlation_id
+                && e.stream_version >= first.stream_version
+            {
+                ours.push(event);
+                last = Some((e.stream_version, e.position));
+            }
+        }
+        let (version, position) = last.unwrap_or((first.stream_version, first.position));
+        Ok(Some(Executed {
+            state,
+            version,
+            position: Some(position),
+            events: ours,
+        }))
+    }
+}
+
+fn decode<A: Aggregate>(
+    event_type: &str,
+    payload: serde_json::Value,
+) -> Result<A::Event, ApiError> {
+    decode_event::<A::Event>(event_type, payload).map_err(|e| {
+        ApiError::Internal(anyhow::anyhow!(
+            "stored {event_type} event does not decode: {e}"
+        ))
+    })
+}
+
+fn role_name(role: Role) -> String {
+    serde_json::to_value(role)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The answer to every successful command.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CommandAccepted {
+    /// The id of the resource created or changed.
+    pub id: Uuid,
+    /// The aggregate's version after the command; send it back in `If-Match`.
+    pub version: u64,
+    /// Pass as `X-Consistency-Token` to read your own write from the query API.
+    pub consistency_token: Option<String>,
+}
+
+/// A command's HTTP response: status, body, `ETag`.
+pub struct Accepted {
+    pub status: StatusCode,
+    pub body: CommandAccepted,
+}
+
+impl Accepted {
+    pub fn new<A: Aggregate>(status: StatusCode, id: Uuid, done: &Executed<A>) -> Self {
+        Self {
+            status,
+            body: CommandAccepted {
+                id,
+                version: done.version,
+                consistency_token: done.position.map(|p| p.to_string()),
+            },
+        }
+    }
+}
+
+impl IntoResponse for Accepted {
+    fn into_response(self) -> Response {
+        let etag = HeaderValue::from_str(&format!("\"{}\"", self.body.version));
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if let Ok(etag) = etag {
+            response.headers_mut().insert(header::ETAG, etag);
+        }
+        response
+    }
+}

@@ -1,0 +1,88 @@
+//! Typed configuration, read once at start from flags or environment variables.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use secrecy::SecretString;
+use tasklog_command_api::AuthConfig;
+
+/// The development secret; `serve` warns when it is still in use.
+pub const DEV_JWT_SECRET: &str = "tasklog-development-secret-change-me";
+
+#[derive(Args, Debug, Clone)]
+pub struct Settings {
+    /// PostgreSQL for the running system, as the application role (append and read events only).
+    #[arg(
+        long,
+        env = "TASKLOG_DATABASE_URL",
+        default_value = "postgres://tasklog_app@127.0.0.1:5432/tasklog",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// PostgreSQL as the owner of the schema, for migrations.
+    #[arg(
+        long,
+        env = "TASKLOG_ADMIN_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/tasklog",
+        hide_env_values = true
+    )]
+    pub admin_database_url: String,
+
+    /// Connections in the pool.
+    #[arg(long, env = "TASKLOG_DATABASE_POOL_SIZE", default_value_t = 32)]
+    pub database_pool_size: u32,
+
+    /// Where the command API listens.
+    #[arg(long, env = "TASKLOG_COMMAND_ADDR", default_value = "127.0.0.1:8080")]
+    pub command_addr: SocketAddr,
+
+    /// Where the query API listens.
+    #[arg(long, env = "TASKLOG_QUERY_ADDR", default_value = "127.0.0.1:8081")]
+    pub query_addr: SocketAddr,
+
+    /// ClickHouse's HTTP interface (analytics).
+    #[arg(
+        long,
+        env = "TASKLOG_CLICKHOUSE_URL",
+        default_value = "http://127.0.0.1:8123"
+    )]
+    pub clickhouse_url: String,
+
+    /// HS256 secret that signs bearer tokens (ignored when a public key is given).
+    #[arg(long, env = "TASKLOG_JWT_SECRET", default_value = DEV_JWT_SECRET, hide_default_value = true, hide_env_values = true)]
+    pub jwt_secret: SecretString,
+
+    /// A PEM file with the identity provider's RS256 public key; tokens are then verified with it.
+    #[arg(long, env = "TASKLOG_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
+}
+
+impl Settings {
+    /// How bearer tokens are verified.
+    pub fn auth(&self) -> anyhow::Result<AuthConfig> {
+        Ok(match &self.jwt_public_key_file {
+            Some(path) => AuthConfig::Rs256 {
+                public_key_pem: std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?,
+            },
+            None => AuthConfig::Hs256 {
+                secret: self.jwt_secret.clone(),
+            },
+        })
+    }
+
+    /// Settings for tests and benches: everything local, ports chosen by the OS.
+    pub fn local(database_url: &str) -> Self {
+        Self {
+            database_url: database_url.to_owned(),
+            admin_database_url: database_url.to_owned(),
+            database_pool_size: 16,
+            command_addr: "127.0.0.1:0".parse().expect("a valid address"),
+            query_addr: "127.0.0.1:0".parse().expect("a valid address"),
+            clickhouse_url: "http://127.0.0.1:8123".into(),
+            jwt_secret: SecretString::from(DEV_JWT_SECRET),
+            jwt_public_key_file: None,
+        }
+    }
+}
