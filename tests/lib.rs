@@ -1,1 +1,1 @@
-
+//! End-to-end tests live in `api/` (one binary) and `schemas.rs`.

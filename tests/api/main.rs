@@ -1,1 +1,10 @@
-fn main() {}
+//! The command API end to end: the real app on a random port, real PostgreSQL.
+
+mod helpers;
+
+mod auth;
+mod concurrency;
+mod errors;
+mod idempotency;
+mod tasks;
+mod tenancy;

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{patch, post};
 use axum::Router;
-use tasklog_domain::{OrgCommand, Organization, Project, ProjectCommand};
+use tasklog_domain::{Aggregate, OrgCommand, Organization, Project, ProjectCommand};
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -59,6 +59,14 @@ async fn create_project(
         caller: &caller,
         org_id,
     };
+    let create = ProjectCommand::CreateProject {
+        project_id,
+        org_id,
+        name: body.name.clone(),
+        key: body.key.clone(),
+    };
+    // Reject a bad project before its key is taken.
+    Project::default().decide(create.clone())?;
     app.execute::<Organization>(&ctx, org_id, None, |_| {
         Ok(OrgCommand::RegisterProjectKey {
             project_id,
@@ -67,14 +75,7 @@ async fn create_project(
     })
     .await?;
     let done = app
-        .execute::<Project>(&ctx, project_id, None, |_| {
-            Ok(ProjectCommand::CreateProject {
-                project_id,
-                org_id,
-                name: body.name.clone(),
-                key: body.key.clone(),
-            })
-        })
+        .execute::<Project>(&ctx, project_id, None, |_| Ok(create.clone()))
         .await?;
     Ok(Accepted::new(StatusCode::CREATED, project_id, &done))
 }

@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::routing::{delete, patch, post};
 use axum::Router;
 use tasklog_domain::{
-    mentioned_handles, Organization, Project, ProjectCommand, ProjectEvent, TagCatalog, Task,
-    TaskCommand, UserId,
+    mentioned_handles, Aggregate, Organization, Project, ProjectCommand, ProjectEvent, TagCatalog,
+    Task, TaskCommand, UserId,
 };
 use uuid::Uuid;
 
@@ -84,6 +84,21 @@ async fn create_task(
         caller: &caller,
         org_id,
     };
+    let create = |number| TaskCommand::CreateTask {
+        task_id,
+        org_id,
+        project_id,
+        number,
+        project_key: project.key.clone(),
+        title: body.title.clone(),
+        description: body.description.clone(),
+        priority: body.priority,
+        due_date: body.due_date,
+        workflow: project.workflow.clone(),
+        created_by: caller.user_id,
+    };
+    // Reject a bad task before a number is taken for it.
+    Task::default().decide(create(0))?;
     let reserved = app
         .execute::<Project>(&ctx, project_id, None, |_| {
             Ok(ProjectCommand::ReserveTaskNumber { task_id })
@@ -98,21 +113,7 @@ async fn create_task(
         })
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no task number was reserved")))?;
     let done = app
-        .execute::<Task>(&ctx, task_id, None, |_| {
-            Ok(TaskCommand::CreateTask {
-                task_id,
-                org_id,
-                project_id,
-                number,
-                project_key: project.key.clone(),
-                title: body.title.clone(),
-                description: body.description.clone(),
-                priority: body.priority,
-                due_date: body.due_date,
-                workflow: project.workflow.clone(),
-                created_by: caller.user_id,
-            })
-        })
+        .execute::<Task>(&ctx, task_id, None, |_| Ok(create(number)))
         .await?;
     Ok(Accepted::new(StatusCode::CREATED, task_id, &done))
 }

@@ -1,0 +1,222 @@
+//! Bad input gets a clear problem+json 4xx and changes nothing.
+
+use reqwest::Method;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{assert_problem, spawn_app};
+
+#[tokio::test]
+async fn every_kind_of_bad_input_is_a_4xx_problem_and_appends_nothing() {
+    let app = spawn_app().await;
+    let (org, owner) = app.org().await;
+    let project = app.project(org, &owner, "WEB").await;
+    let task = app.task(org, project, &owner, "A task").await;
+    let before = app.event_count(org).await;
+    let tasks = format!("{}/v1/orgs/{org}/projects/{project}/tasks", app.address);
+    let raw = |body: &'static str, content_type: &'static str| {
+        app.client
+            .post(&tasks)
+            .bearer_auth(&owner.token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+
+    assert_problem(
+        raw("{\"title\": ", "application/json").await.unwrap(),
+        400,
+        "malformed_json",
+    )
+    .await;
+    assert_problem(
+        raw("{\"title\": \"x\"}", "text/plain").await.unwrap(),
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+
+    let wrong_type = assert_problem(
+        raw("{\"title\": 42}", "application/json").await.unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(wrong_type["errors"][0]["field"], "title");
+
+    let unknown = assert_problem(
+        raw(
+            "{\"title\": \"x\", \"colour\": \"red\"}",
+            "application/json",
+        )
+        .await
+        .unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert!(unknown["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("colour"));
+
+    let empty = assert_problem(
+        app.post(&tasks[app.address.len()..], &owner, json!({"title": "   "}))
+            .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(empty["errors"][0]["field"], "title");
+
+    let bad_date = assert_problem(
+        app.post(
+            &tasks[app.address.len()..],
+            &owner,
+            json!({"title": "x", "due_date": "tomorrow"}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(bad_date["errors"][0]["field"], "due_date");
+
+    let huge = "x".repeat(70 * 1024);
+    let r = app
+        .post(
+            &tasks[app.address.len()..],
+            &owner,
+            json!({ "title": huge }),
+        )
+        .await;
+    assert_problem(r, 413, "payload_too_large").await;
+
+    let r = app
+        .post(
+            &format!("/v1/orgs/{org}/tasks/{}/status", Uuid::now_v7()),
+            &owner,
+            json!({"status": "todo"}),
+        )
+        .await;
+    assert_problem(r, 404, "not_found").await;
+    let r = app
+        .post(
+            &format!("/v1/orgs/{org}/tasks/not-a-uuid/status"),
+            &owner,
+            json!({"status": "todo"}),
+        )
+        .await;
+    assert_problem(r, 404, "not_found").await;
+    let r = app
+        .post(
+            &format!("/v1/orgs/{org}/projects/{}/tasks", Uuid::now_v7()),
+            &owner,
+            json!({"title": "x"}),
+        )
+        .await;
+    assert_problem(r, 404, "not_found").await;
+    let r = app
+        .post(
+            &format!("/v1/orgs/{org}/tasks/{task}/status"),
+            &owner,
+            json!({"status": "shipped"}),
+        )
+        .await;
+    let unknown_status = assert_problem(r, 422, "validation_failed").await;
+    assert_eq!(unknown_status["errors"][0]["field"], "status");
+    let r = app
+        .post(
+            &format!("/v1/orgs/{org}/tasks/{task}/tags"),
+            &owner,
+            json!({"tag_id": Uuid::now_v7()}),
+        )
+        .await;
+    assert_problem(r, 404, "not_found").await;
+    let r = app
+        .request(
+            Method::PATCH,
+            &format!("/v1/orgs/{org}/tasks/{task}"),
+            &owner,
+            Some(json!({})),
+            &[],
+        )
+        .await;
+    assert_problem(r, 422, "validation_failed").await;
+    let r = app
+        .request(
+            Method::POST,
+            "/v1/nothing-here",
+            &owner,
+            Some(json!({})),
+            &[],
+        )
+        .await;
+    assert_problem(r, 404, "not_found").await;
+
+    assert_eq!(
+        app.event_count(org).await,
+        before,
+        "no bad request appended anything"
+    );
+}
+
+#[tokio::test]
+async fn a_status_change_off_the_workflow_is_rejected_with_its_rule() {
+    let app = spawn_app().await;
+    let (org, owner) = app.org().await;
+    let project = app.project(org, &owner, "WEB").await;
+    let task = app.task(org, project, &owner, "A task").await;
+    let r = app
+        .post(
+            &format!("/v1/orgs/{org}/tasks/{task}/status"),
+            &owner,
+            json!({"status": "done"}),
+        )
+        .await;
+    let body = assert_problem(r, 422, "transition_not_allowed").await;
+    assert!(body["detail"].as_str().unwrap().contains("backlog"));
+}
+
+#[tokio::test]
+async fn a_duplicate_project_key_is_a_409_conflict() {
+    let app = spawn_app().await;
+    let (org, owner) = app.org().await;
+    app.project(org, &owner, "WEB").await;
+    let r = app
+        .post(
+            &format!("/v1/orgs/{org}/projects"),
+            &owner,
+            json!({"name": "Again", "key": "WEB"}),
+        )
+        .await;
+    assert_problem(r, 409, "already_exists").await;
+}
+
+#[tokio::test]
+async fn a_rejected_create_takes_no_key_or_number() {
+    let app = spawn_app().await;
+    let (org, owner) = app.org().await;
+    let r = app
+        .post(
+            &format!("/v1/orgs/{org}/projects"),
+            &owner,
+            json!({"name": "", "key": "WEB"}),
+        )
+        .await;
+    assert_problem(r, 422, "validation_failed").await;
+    let project = app.project(org, &owner, "WEB").await;
+    let r = app
+        .post(
+            &format!("/v1/orgs/{org}/projects/{project}/tasks"),
+            &owner,
+            json!({"title": ""}),
+        )
+        .await;
+    assert_problem(r, 422, "validation_failed").await;
+    let task = app.task(org, project, &owner, "first real task").await;
+    assert_eq!(
+        app.stream(&format!("task-{task}")).await[0].1["key"],
+        "WEB-1"
+    );
+}
