@@ -58,7 +58,11 @@ fn enum_values(v: &Value) -> Option<Vec<Value>> {
 fn compare(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
     for key in ["type", "$ref", "format"] {
         if old.get(key).is_some() && old.get(key) != new.get(key) {
-            out.push(format!("{path}: {key} changed from {} to {}", old[key], new.get(key).unwrap_or(&Value::Null)));
+            out.push(format!(
+                "{path}: {key} changed from {} to {}",
+                old[key],
+                new.get(key).unwrap_or(&Value::Null)
+            ));
         }
     }
     if let Some(old_values) = enum_values(old) {
@@ -79,7 +83,11 @@ fn compare(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
     let required = |v: &Value| -> BTreeSet<String> {
         v.get("required")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     for field in required(new).difference(&required(old)) {
@@ -103,7 +111,12 @@ fn event_schemas_match_the_code_and_published_contracts_never_break() {
         }
         let breaking = committed
             .as_deref()
-            .map(|c| breaking_changes(&serde_json::from_str(c).unwrap(), &serde_json::from_str(&generated).unwrap()))
+            .map(|c| {
+                breaking_changes(
+                    &serde_json::from_str(c).unwrap(),
+                    &serde_json::from_str(&generated).unwrap(),
+                )
+            })
             .unwrap_or_default();
         if !breaking.is_empty() {
             problems.push(format!(
@@ -126,7 +139,9 @@ fn event_schemas_match_the_code_and_published_contracts_never_break() {
         let ty = name.split(".v").next().unwrap_or_default().to_owned();
         let still_known = current.iter().any(|c| c.starts_with(&format!("{ty}.v")));
         if name.ends_with(".json") && !still_known {
-            problems.push(format!("event type {ty} was removed, but its events stay in the log"));
+            problems.push(format!(
+                "event type {ty} was removed, but its events stay in the log"
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -176,7 +191,10 @@ fn removing_retyping_or_requiring_a_field_is_a_breaking_change() {
     assert!(breaking_changes(&old, &additive).is_empty());
 
     let mut removed = old.clone();
-    removed["properties"].as_object_mut().unwrap().remove("title");
+    removed["properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("title");
     assert_eq!(breaking_changes(&old, &removed), ["/title: removed"]);
 
     let mut retyped = old.clone();
@@ -185,15 +203,22 @@ fn removing_retyping_or_requiring_a_field_is_a_breaking_change() {
 
     let mut required = old.clone();
     required["required"] = json!(["title", "priority"]);
-    assert_eq!(breaking_changes(&old, &required), ["/priority: newly required"]);
+    assert_eq!(
+        breaking_changes(&old, &required),
+        ["/priority: newly required"]
+    );
 
     let mut narrowed = old.clone();
     narrowed["$defs"]["P"]["enum"] = json!(["low"]);
-    assert_eq!(breaking_changes(&old, &narrowed), ["$defs/P: value \"high\" removed"]);
+    assert_eq!(
+        breaking_changes(&old, &narrowed),
+        ["$defs/P: value \"high\" removed"]
+    );
 
-    let documented = |values: &[&str]| {
-        json!({ "oneOf": values.iter().map(|v| json!({ "type": "string", "const": v })).collect::<Vec<_>>() })
-    };
+    let documented = |values: &[&str]| json!({ "oneOf": values.iter().map(|v| json!({ "type": "string", "const": v })).collect::<Vec<_>>() });
     assert!(breaking_changes(&documented(&["a", "b"]), &documented(&["a", "b", "c"])).is_empty());
-    assert_eq!(breaking_changes(&documented(&["a", "b"]), &documented(&["a"])), [": value \"b\" removed"]);
+    assert_eq!(
+        breaking_changes(&documented(&["a", "b"]), &documented(&["a"])),
+        [": value \"b\" removed"]
+    );
 }

@@ -345,12 +345,12 @@ impl EventStore for PgEventStore {
                     Ok(batch) if !batch.is_empty() => s.buffer.extend(batch),
                     Ok(_) => {
                         let listener = s.listener.as_mut().expect("listener is set above");
-                        match tokio::time::timeout(SUBSCRIBE_FALLBACK_POLL, listener.recv()).await {
-                            Ok(Err(e)) => {
-                                s.listener = None;
-                                return Some((Err(e.into()), s));
-                            }
-                            Ok(Ok(_)) | Err(_) => {}
+                        let woken =
+                            tokio::time::timeout(SUBSCRIBE_FALLBACK_POLL, listener.recv()).await;
+                        // A lost connection is reported once; the next poll listens again.
+                        if let Ok(Err(e)) = woken {
+                            s.listener = None;
+                            return Some((Err(e.into()), s));
                         }
                     }
                     Err(e) => return Some((Err(e), s)),

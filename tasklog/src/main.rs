@@ -16,11 +16,11 @@ struct Cli {
     #[command(flatten)]
     settings: Settings,
     #[command(subcommand)]
-    command: Command,
+    command: Action,
 }
 
 #[derive(Subcommand)]
-enum Command {
+enum Action {
     /// Apply the database migrations, then run every role in this process.
     Serve,
     /// Run only the command API.
@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
     tasklog::init_tracing();
     let settings = cli.settings;
     match cli.command {
-        Command::Serve => {
+        Action::Serve => {
             warn_on_dev_secret(&settings);
             tasklog::migrate(&settings).await?;
             let pool =
@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
                 .run_until_stopped()
                 .await
         }
-        Command::CommandApi => {
+        Action::CommandApi => {
             warn_on_dev_secret(&settings);
             let pool =
                 tasklog::connect(&settings.database_url, settings.database_pool_size).await?;
@@ -68,12 +68,12 @@ async fn main() -> anyhow::Result<()> {
                 .run_until_stopped()
                 .await
         }
-        Command::Migrate => {
+        Action::Migrate => {
             tasklog::migrate(&settings).await?;
             println!("migrations applied");
             Ok(())
         }
-        Command::Token { user, handle, ttl } => {
+        Action::Token { user, handle, ttl } => {
             let user = user.unwrap_or_else(Uuid::now_v7);
             let token = tasklog_command_api::auth::mint_hs256(
                 settings.jwt_secret.expose_secret(),
@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("user id: {user}");
             Ok(())
         }
-        Command::Store => {
+        Action::Store => {
             let pool = tasklog::connect(&settings.database_url, 2).await?;
             let hwm = PgEventStore::new(pool).high_water_mark().await?;
             println!("{}", serde_json::to_string_pretty(&hwm)?);
