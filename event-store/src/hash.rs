@@ -2,10 +2,12 @@
 //! payload and the hash of the stream's previous event, so changing or
 //! removing any stored event breaks every later hash of its stream.
 //!
-//! The hashed bytes are a canonical JSON text (object keys sorted, no
-//! whitespace), so an auditor can recompute them from a stored row in any
-//! language: `sha256("tasklog-event-v1\n" || canonical_json(envelope))`, where
-//! the envelope holds `prev_hash` as lowercase hex (or null).
+//! An auditor can recompute it from a stored row in any language:
+//! `hash = sha256(prev_hash || stream_version (8 bytes, big-endian) ||
+//! content_hash)` (`prev_hash` empty for a stream's first event), where `content_hash =
+//! sha256("tasklog-event-v1\n" || canonical_json(envelope))` and canonical
+//! JSON has its object keys sorted and no whitespace. The writer computes
+//! `content_hash`; the database chains it in the append itself.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
@@ -18,12 +20,10 @@ use crate::{EventMetadata, RecordedEvent};
 pub struct HashInput<'a> {
     pub event_id: Uuid,
     pub stream_id: &'a str,
-    pub stream_version: u64,
     pub event_type: &'a str,
     pub schema_version: u16,
     pub metadata: &'a EventMetadata,
     pub payload: &'a Value,
-    pub prev_hash: Option<&'a [u8]>,
 }
 
 /// Timestamps are hashed and stored with microsecond precision (PostgreSQL's).
@@ -31,13 +31,12 @@ pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
-/// The hash of one event.
-pub fn event_hash(input: &HashInput<'_>) -> Vec<u8> {
+/// The hash of one event's own content.
+pub fn content_hash(input: &HashInput<'_>) -> Vec<u8> {
     let m = input.metadata;
     let envelope = json!({
         "event_id": input.event_id,
         "stream_id": input.stream_id,
-        "stream_version": input.stream_version,
         "event_type": input.event_type,
         "schema_version": input.schema_version,
         "occurred_at": to_micros(m.occurred_at).to_rfc3339_opts(SecondsFormat::Micros, true),
@@ -46,25 +45,33 @@ pub fn event_hash(input: &HashInput<'_>) -> Vec<u8> {
         "correlation_id": m.correlation_id,
         "causation_id": m.causation_id,
         "payload": input.payload,
-        "prev_hash": input.prev_hash.map(hex::encode),
     });
     let mut text = String::from("tasklog-event-v1\n");
     write_canonical(&envelope, &mut text);
     Sha256::digest(text.as_bytes()).to_vec()
 }
 
+/// Links an event's content hash to the hash of the event before it.
+pub fn chain_hash(prev_hash: Option<&[u8]>, stream_version: u64, content_hash: &[u8]) -> Vec<u8> {
+    Sha256::new()
+        .chain_update(prev_hash.unwrap_or_default())
+        .chain_update(stream_version.to_be_bytes())
+        .chain_update(content_hash)
+        .finalize()
+        .to_vec()
+}
+
 /// Recomputes the hash of a stored event.
 pub fn recompute(e: &RecordedEvent) -> Vec<u8> {
-    event_hash(&HashInput {
+    let content = content_hash(&HashInput {
         event_id: e.event_id,
         stream_id: &e.stream_id,
-        stream_version: e.stream_version,
         event_type: &e.event_type,
         schema_version: e.schema_version,
         metadata: &e.metadata,
         payload: &e.payload,
-        prev_hash: e.prev_hash.as_deref(),
-    })
+    });
+    chain_hash(e.prev_hash.as_deref(), e.stream_version, &content)
 }
 
 /// Where a stream's chain breaks.

@@ -47,14 +47,6 @@ impl ExpectedVersion {
             Self::Exact(version)
         }
     }
-
-    fn matches(self, actual: Option<u64>) -> bool {
-        match self {
-            Self::Any => true,
-            Self::NoStream => actual.is_none(),
-            Self::Exact(v) => actual == Some(v),
-        }
-    }
 }
 
 impl fmt::Display for ExpectedVersion {

@@ -20,7 +20,7 @@ use sqlx::{PgConnection, Row};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::hash::{event_hash, to_micros, HashInput};
+use crate::hash::{content_hash, to_micros, HashInput};
 use crate::{
     AppendResult, EventMetadata, EventStore, ExpectedVersion, HighWaterMark, LogPosition, NewEvent,
     OpenTransaction, RecordedEvent, StoreError,
@@ -78,106 +78,7 @@ impl PgEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendOutcome, sqlx::Error> {
-        let head: Option<(i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT stream_version, hash FROM events WHERE stream_id = $1 \
-             ORDER BY stream_version DESC LIMIT 1",
-        )
-        .bind(stream)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let actual = head.as_ref().map(|(v, _)| *v as u64);
-        if !expected.matches(actual) {
-            return Ok(AppendOutcome::WrongVersion { actual });
-        }
-
-        let mut prev = head.map(|(_, h)| h);
-        let mut version = actual.unwrap_or(0);
-        let n = events.len();
-        let (mut ids, mut versions, mut types, mut schemas) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut occurred, mut orgs, mut actors, mut correlations, mut causations) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut payloads, mut prevs, mut hashes) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for e in events {
-            version += 1;
-            let metadata = EventMetadata {
-                occurred_at: to_micros(e.metadata.occurred_at),
-                ..e.metadata.clone()
-            };
-            let hash = event_hash(&HashInput {
-                event_id: e.event_id,
-                stream_id: stream,
-                stream_version: version,
-                event_type: &e.event_type,
-                schema_version: e.schema_version,
-                metadata: &metadata,
-                payload: &e.payload,
-                prev_hash: prev.as_deref(),
-            });
-            ids.push(e.event_id);
-            versions.push(version as i64);
-            types.push(e.event_type.clone());
-            schemas.push(i32::from(e.schema_version));
-            occurred.push(metadata.occurred_at);
-            orgs.push(metadata.org_id);
-            actors.push(metadata.actor_id);
-            correlations.push(metadata.correlation_id);
-            causations.push(metadata.causation_id);
-            payloads.push(e.payload.to_string());
-            prevs.push(prev.replace(hash.clone()));
-            hashes.push(hash);
-        }
-
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, \
-                occurred_at, org_id, actor_id, correlation_id, causation_id, payload, prev_hash, hash) \
-             SELECT e, $2, v, t, s, o, g, a, c, k, p::jsonb, ph, h \
-             FROM UNNEST($1::uuid[], $3::bigint[], $4::text[], $5::int[], $6::timestamptz[], \
-                $7::uuid[], $8::uuid[], $9::uuid[], $10::uuid[], $11::text[], $12::bytea[], $13::bytea[]) \
-                AS x(e, v, t, s, o, g, a, c, k, p, ph, h) \
-             RETURNING transaction_id::text::bigint, global_position",
-        )
-        .bind(&ids)
-        .bind(stream)
-        .bind(&versions)
-        .bind(&types)
-        .bind(&schemas)
-        .bind(&occurred)
-        .bind(&orgs)
-        .bind(&actors)
-        .bind(&correlations)
-        .bind(&causations)
-        .bind(&payloads)
-        .bind(&prevs)
-        .bind(&hashes)
-        .fetch_all(&mut *conn)
-        .await?;
-        let positions: Vec<LogPosition> = rows
-            .into_iter()
-            .map(|(c, p)| LogPosition {
-                commit: c as u64,
-                event: p as u64,
-            })
-            .collect();
-        Ok(AppendOutcome::Appended(AppendResult {
-            stream_version: version,
-            first_position: positions.iter().min().copied().unwrap_or_default(),
-            last_position: positions.iter().max().copied().unwrap_or_default(),
-            deduplicated: false,
-        }))
+        run_append(&mut *conn, stream, expected, events).await
     }
 
     /// The original result when every one of `events` is already stored in
@@ -224,16 +125,13 @@ impl EventStore for PgEventStore {
         }
         // `Any` may race another writer to the same next version; retry it.
         for _ in 0..5 {
-            let mut tx = self.pool.begin().await?;
-            let outcome = Self::append_in(&mut tx, stream, expected, &events).await;
-            match outcome {
+            // One statement, so one round trip and no explicit transaction.
+            match run_append(&self.pool, stream, expected, &events).await {
                 Ok(AppendOutcome::Appended(result)) => {
-                    tx.commit().await?;
                     self.appended.notify_one();
                     return Ok(result);
                 }
                 Ok(AppendOutcome::WrongVersion { actual }) => {
-                    drop(tx);
                     // A retried append finds the stream moved on by itself.
                     return match self.already_appended(stream, &events).await? {
                         Some(original) => Ok(original),
@@ -245,8 +143,6 @@ impl EventStore for PgEventStore {
                     };
                 }
                 Err(e) => {
-                    drop(tx);
-                    self.appended.notify_one();
                     let Some(constraint) = unique_violation(&e) else {
                         return Err(e.into());
                     };
@@ -441,6 +337,89 @@ async fn announce_appends(pool: PgPool, appended: Arc<Notify>) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// Runs `append_events` (see the migration): checks the expected version,
+/// chains the hashes and inserts, in one statement.
+async fn run_append<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<AppendOutcome, sqlx::Error> {
+    let n = events.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    let mut schemas = Vec::with_capacity(n);
+    let mut occurred = Vec::with_capacity(n);
+    let mut orgs = Vec::with_capacity(n);
+    let mut actors = Vec::with_capacity(n);
+    let mut correlations = Vec::with_capacity(n);
+    let mut causations = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    let mut hashes = Vec::with_capacity(n);
+    for e in events {
+        let metadata = EventMetadata {
+            occurred_at: to_micros(e.metadata.occurred_at),
+            ..e.metadata.clone()
+        };
+        // The version is chained in by the database, which alone knows it for `Any`.
+        hashes.push(content_hash(&HashInput {
+            event_id: e.event_id,
+            stream_id: stream,
+            event_type: &e.event_type,
+            schema_version: e.schema_version,
+            metadata: &metadata,
+            payload: &e.payload,
+        }));
+        ids.push(e.event_id);
+        types.push(e.event_type.clone());
+        schemas.push(i32::from(e.schema_version));
+        occurred.push(metadata.occurred_at);
+        orgs.push(metadata.org_id);
+        actors.push(metadata.actor_id);
+        correlations.push(metadata.correlation_id);
+        causations.push(metadata.causation_id);
+        payloads.push(sqlx::types::Json(&e.payload));
+    }
+    let expected_arg: i64 = match expected {
+        ExpectedVersion::Any => -1,
+        ExpectedVersion::NoStream => 0,
+        ExpectedVersion::Exact(v) => v as i64,
+    };
+    let rows: Vec<(Option<i64>, Option<i64>, i64, bool)> = sqlx::query_as(
+        "SELECT o_commit, o_position, o_version, o_conflict FROM append_events(\
+         $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(stream)
+    .bind(expected_arg)
+    .bind(&ids)
+    .bind(&types)
+    .bind(&schemas)
+    .bind(&occurred)
+    .bind(&orgs)
+    .bind(&actors)
+    .bind(&correlations)
+    .bind(&causations)
+    .bind(&payloads)
+    .bind(&hashes)
+    .fetch_all(executor)
+    .await?;
+    if let Some((_, _, actual, true)) = rows.first() {
+        return Ok(AppendOutcome::WrongVersion {
+            actual: (*actual > 0).then_some(*actual as u64),
+        });
+    }
+    let positions: Vec<LogPosition> = rows
+        .iter()
+        .filter_map(|(c, p, _, _)| Some(LogPosition { commit: (*c)? as u64, event: (*p)? as u64 }))
+        .collect();
+    Ok(AppendOutcome::Appended(AppendResult {
+        stream_version: rows.iter().map(|r| r.2 as u64).max().unwrap_or(0),
+        first_position: positions.iter().min().copied().unwrap_or_default(),
+        last_position: positions.iter().max().copied().unwrap_or_default(),
+        deduplicated: false,
+    }))
 }
 
 fn unique_violation(e: &sqlx::Error) -> Option<String> {
