@@ -13,7 +13,7 @@ use tasklog_domain::{
     decode_event, encode_event, stream_name, Aggregate, DomainEvent, Organization, Role,
 };
 use tasklog_event_store::{
-    EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, StoreError,
+    EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, RecordedEvent, StoreError,
 };
 use uuid::Uuid;
 
@@ -76,18 +76,7 @@ pub struct Context<'a> {
 impl AppState {
     /// Reads one aggregate from its stream.
     pub async fn load<A: Aggregate>(&self, id: Uuid) -> Result<Loaded<A>, ApiError> {
-        let recorded = self.store.read_stream(&stream_name::<A>(id), 1).await?;
-        let position = recorded.last().map(|e| e.position);
-        let version = recorded.last().map_or(0, |e| e.stream_version);
-        let mut state = A::default();
-        for e in recorded {
-            state = state.evolve(&decode::<A>(&e.event_type, e.payload)?);
-        }
-        Ok(Loaded {
-            state,
-            version,
-            position,
-        })
+        fold(self.store.read_stream(&stream_name::<A>(id), 1).await?)
     }
 
     /// The organization, if the caller is a member with enough access. A
@@ -99,21 +88,22 @@ impl AppState {
         access: Access,
     ) -> Result<Loaded<Organization>, ApiError> {
         let org = self.load::<Organization>(org_id).await?;
-        let role = org.state.role_of(caller.user_id).ok_or_else(|| {
-            ApiError::Forbidden("you are not a member of this organization".into())
-        })?;
-        let allowed = match access {
-            Access::Member => true,
-            Access::Write => role.can_write(),
-            Access::Admin => role.is_admin(),
-        };
-        if !allowed {
-            return Err(ApiError::Forbidden(format!(
-                "your role ({}) does not allow this",
-                role_name(role)
-            )));
-        }
-        Ok(org)
+        check_access(org, caller, access)
+    }
+
+    /// [`Self::authorize`] and [`Self::load`] in one read of the event store.
+    pub async fn authorize_and_load<A: Aggregate>(
+        &self,
+        caller: &Caller,
+        org_id: Uuid,
+        access: Access,
+        id: Uuid,
+    ) -> Result<(Loaded<Organization>, Loaded<A>), ApiError> {
+        let streams = [stream_name::<Organization>(org_id), stream_name::<A>(id)];
+        let mut read = self.store.read_streams(&streams).await?.into_iter();
+        let org = fold::<Organization>(read.next().unwrap_or_default())?;
+        let aggregate = fold::<A>(read.next().unwrap_or_default())?;
+        Ok((check_access(org, caller, access)?, aggregate))
     }
 
     /// Decides `command` against aggregate `id` and appends its events.
@@ -128,6 +118,18 @@ impl AppState {
         if_match: Option<u64>,
         command: impl Fn(&A) -> Result<A::Command, ApiError>,
     ) -> Result<Executed<A>, ApiError> {
+        self.execute_loaded(ctx, id, None, if_match, command).await
+    }
+
+    /// [`Self::execute`], deciding first against an aggregate already loaded.
+    pub async fn execute_loaded<A: Aggregate>(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+        mut preloaded: Option<Loaded<A>>,
+        if_match: Option<u64>,
+        command: impl Fn(&A) -> Result<A::Command, ApiError>,
+    ) -> Result<Executed<A>, ApiError> {
         let stream = stream_name::<A>(id);
         let event_id = |i: usize| ctx.meta.ids.id(&format!("event:{stream}"), i as u32);
         for attempt in 0..MAX_ATTEMPTS {
@@ -137,7 +139,10 @@ impl AppState {
                     return Ok(done);
                 }
             }
-            let loaded = self.load::<A>(id).await?;
+            let loaded = match preloaded.take() {
+                Some(loaded) => loaded,
+                None => self.load::<A>(id).await?,
+            };
             if let Some(expected) = if_match {
                 if expected != loaded.version {
                     return Err(ApiError::PreconditionFailed {
@@ -238,6 +243,45 @@ impl AppState {
             events: ours,
         }))
     }
+}
+
+/// The organization back if the caller may act in it with `access`.
+fn check_access(
+    org: Loaded<Organization>,
+    caller: &Caller,
+    access: Access,
+) -> Result<Loaded<Organization>, ApiError> {
+    let role = org
+        .state
+        .role_of(caller.user_id)
+        .ok_or_else(|| ApiError::Forbidden("you are not a member of this organization".into()))?;
+    let allowed = match access {
+        Access::Member => true,
+        Access::Write => role.can_write(),
+        Access::Admin => role.is_admin(),
+    };
+    if !allowed {
+        return Err(ApiError::Forbidden(format!(
+            "your role ({}) does not allow this",
+            role_name(role)
+        )));
+    }
+    Ok(org)
+}
+
+/// An aggregate from its recorded events.
+fn fold<A: Aggregate>(recorded: Vec<RecordedEvent>) -> Result<Loaded<A>, ApiError> {
+    let position = recorded.last().map(|e| e.position);
+    let version = recorded.last().map_or(0, |e| e.stream_version);
+    let mut state = A::default();
+    for e in recorded {
+        state = state.evolve(&decode::<A>(&e.event_type, e.payload)?);
+    }
+    Ok(Loaded {
+        state,
+        version,
+        position,
+    })
 }
 
 fn decode<A: Aggregate>(

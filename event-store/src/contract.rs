@@ -109,6 +109,29 @@ pub async fn reappending_stored_event_ids_returns_the_original_result_and_stores
     assert_eq!(store.read_stream(&stream, 1).await.unwrap().len(), 2);
 }
 
+pub async fn several_streams_read_at_once_come_back_in_the_order_asked(store: &dyn EventStore) {
+    let (a, b, empty) = (new_stream(), new_stream(), new_stream());
+    store
+        .append(&a, ExpectedVersion::NoStream, vec![event(1), event(2)])
+        .await
+        .unwrap();
+    store
+        .append(&b, ExpectedVersion::NoStream, vec![event(3)])
+        .await
+        .unwrap();
+    let read = store
+        .read_streams(&[b.clone(), empty, a.clone()])
+        .await
+        .unwrap();
+    let versions: Vec<Vec<u64>> = read
+        .iter()
+        .map(|s| s.iter().map(|e| e.stream_version).collect())
+        .collect();
+    assert_eq!(versions, vec![vec![1], vec![], vec![1, 2]]);
+    assert_eq!(read[0][0].stream_id, b);
+    assert_eq!(read[2][1].stream_id, a);
+}
+
 pub async fn an_event_id_stored_in_another_stream_is_rejected(store: &dyn EventStore) {
     let (a, b) = (new_stream(), new_stream());
     let e = event(1);

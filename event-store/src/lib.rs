@@ -233,6 +233,19 @@ pub trait EventStore: Send + Sync + 'static {
         from_version: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// Several whole streams at once, in the order asked (one round trip where
+    /// the backend allows it).
+    async fn read_streams(
+        &self,
+        streams: &[String],
+    ) -> Result<Vec<Vec<RecordedEvent>>, StoreError> {
+        let mut out = Vec::with_capacity(streams.len());
+        for s in streams {
+            out.push(self.read_stream(s, 1).await?);
+        }
+        Ok(out)
+    }
+
     /// Up to `limit` events of the global log after `after`, in log order.
     async fn read_all(
         &self,

@@ -185,6 +185,26 @@ impl EventStore for PgEventStore {
         rows.iter().map(decode_row).collect()
     }
 
+    async fn read_streams(
+        &self,
+        streams: &[String],
+    ) -> Result<Vec<Vec<RecordedEvent>>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_EVENT} WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version"
+        ))
+        .bind(streams)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<Vec<RecordedEvent>> = vec![Vec::new(); streams.len()];
+        for row in &rows {
+            let e = decode_row(row)?;
+            if let Some(i) = streams.iter().position(|s| *s == e.stream_id) {
+                out[i].push(e);
+            }
+        }
+        Ok(out)
+    }
+
     async fn read_all(
         &self,
         after: LogPosition,
@@ -412,7 +432,12 @@ async fn run_append<'e, E: sqlx::PgExecutor<'e>>(
     }
     let positions: Vec<LogPosition> = rows
         .iter()
-        .filter_map(|(c, p, _, _)| Some(LogPosition { commit: (*c)? as u64, event: (*p)? as u64 }))
+        .filter_map(|(c, p, _, _)| {
+            Some(LogPosition {
+                commit: (*c)? as u64,
+                event: (*p)? as u64,
+            })
+        })
         .collect();
     Ok(AppendOutcome::Appended(AppendResult {
         stream_version: rows.iter().map(|r| r.2 as u64).max().unwrap_or(0),

@@ -25,6 +25,7 @@ contract_tests!(
     a_stale_expected_version_is_a_conflict_and_stores_nothing,
     reappending_stored_event_ids_returns_the_original_result_and_stores_nothing,
     an_event_id_stored_in_another_stream_is_rejected,
+    several_streams_read_at_once_come_back_in_the_order_asked,
     a_stream_reads_back_in_order_from_a_version_with_its_envelope,
     every_stream_carries_an_intact_hash_chain,
     the_global_log_reads_in_position_order_after_a_checkpoint,

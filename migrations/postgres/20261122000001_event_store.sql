@@ -36,7 +36,6 @@ CREATE TABLE events (
 
 -- The order every global-log reader uses.
 CREATE INDEX events_log_order ON events (transaction_id, global_position);
-CREATE INDEX events_org ON events (org_id, global_position);
 
 CREATE FUNCTION events_are_append_only() RETURNS trigger
 LANGUAGE plpgsql AS $$

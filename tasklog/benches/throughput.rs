@@ -4,7 +4,7 @@
 //!
 //! Run with `scripts/dev.sh bench` (or `cargo bench -p tasklog --bench
 //! throughput`). BENCH_SECONDS sets each run's length (default 5);
-//! BENCH_DATABASE_URL the server (default postgres://postgres@127.0.0.1:5432/postgres).
+//! BENCH_ONLY=store|http runs one half; BENCH_DATABASE_URL the server (default postgres://postgres@127.0.0.1:5432/postgres).
 //! Compare with `../shared/bench/pg-insert-baseline.sh` run in the same sitting.
 
 use std::sync::Arc;
@@ -22,7 +22,10 @@ const STREAMS_PER_CLIENT: usize = 50;
 
 fn seconds() -> Duration {
     Duration::from_secs_f64(
-        std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0),
+        std::env::var("BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5.0),
     )
 }
 
@@ -30,10 +33,17 @@ fn seconds() -> Duration {
 async fn main() -> anyhow::Result<()> {
     let server = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let base = server.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(server.clone());
+    let base = server
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_owned())
+        .unwrap_or(server.clone());
     let admin = sqlx::PgPool::connect(&server).await?;
-    sqlx::query("DROP DATABASE IF EXISTS tasklog_bench WITH (FORCE)").execute(&admin).await?;
-    sqlx::query("CREATE DATABASE tasklog_bench").execute(&admin).await?;
+    sqlx::query("DROP DATABASE IF EXISTS tasklog_bench WITH (FORCE)")
+        .execute(&admin)
+        .await?;
+    sqlx::query("CREATE DATABASE tasklog_bench")
+        .execute(&admin)
+        .await?;
     admin.close().await;
     let owner_url = format!("{base}/tasklog_bench");
     let app_url = owner_url.replacen("postgres://postgres@", "postgres://tasklog_app@", 1);
@@ -42,10 +52,14 @@ async fn main() -> anyhow::Result<()> {
     settings.database_pool_size = 40;
     tasklog::migrate(&settings).await?;
 
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     println!("# event store appends (1 event of ~500 bytes per append, expected version checked)");
     let pool = tasklog::connect(&settings.database_url, 40).await?;
     let store = Arc::new(PgEventStore::new(pool.clone()));
-    for clients in CLIENTS {
+    for clients in CLIENTS
+        .into_iter()
+        .filter(|_| only.is_empty() || only == "store")
+    {
         let (count, elapsed, hist) = bench_store(store.clone(), clients).await;
         report("store.append", clients, count, elapsed, &hist);
     }
@@ -54,7 +68,10 @@ async fn main() -> anyhow::Result<()> {
     let api = CommandApi::build(&settings, pool).await?;
     let address = format!("http://{}", api.addr());
     tokio::spawn(api.run_until_stopped());
-    for clients in CLIENTS {
+    for clients in CLIENTS
+        .into_iter()
+        .filter(|_| only.is_empty() || only == "http")
+    {
         let (count, elapsed, hist) = bench_http(&address, clients).await?;
         report("http.command", clients, count, elapsed, &hist);
     }
@@ -83,8 +100,9 @@ async fn bench_store(store: Arc<PgEventStore>, clients: usize) -> (u64, Duration
             let store = store.clone();
             let payload = payload.clone();
             tokio::spawn(async move {
-                let streams: Vec<String> =
-                    (0..STREAMS_PER_CLIENT).map(|_| format!("bench-{}", Uuid::now_v7())).collect();
+                let streams: Vec<String> = (0..STREAMS_PER_CLIENT)
+                    .map(|_| format!("bench-{}", Uuid::now_v7()))
+                    .collect();
                 let mut versions = vec![0u64; streams.len()];
                 let mut hist = histogram();
                 let mut n = 0u64;
@@ -105,7 +123,11 @@ async fn bench_store(store: Arc<PgEventStore>, clients: usize) -> (u64, Duration
                     };
                     let t = Instant::now();
                     store
-                        .append(&streams[i], ExpectedVersion::from_version(versions[i]), vec![event])
+                        .append(
+                            &streams[i],
+                            ExpectedVersion::from_version(versions[i]),
+                            vec![event],
+                        )
                         .await
                         .expect("append");
                     hist.record(t.elapsed().as_micros() as u64).ok();
@@ -126,7 +148,10 @@ async fn bench_store(store: Arc<PgEventStore>, clients: usize) -> (u64, Duration
     (total, start.elapsed(), hist)
 }
 
-async fn bench_http(address: &str, clients: usize) -> anyhow::Result<(u64, Duration, Histogram<u64>)> {
+async fn bench_http(
+    address: &str,
+    clients: usize,
+) -> anyhow::Result<(u64, Duration, Histogram<u64>)> {
     let http = reqwest::Client::new();
     // One organization and project per client; many tasks so streams stay short.
     let mut setups = Vec::new();
@@ -139,15 +164,26 @@ async fn bench_http(address: &str, clients: usize) -> anyhow::Result<(u64, Durat
             3600,
         )?;
         let post = |path: String, body: Value| {
-            http.post(format!("{address}{path}")).bearer_auth(&token).json(&body).send()
+            http.post(format!("{address}{path}"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
         };
         let org = id(post("/v1/orgs".into(), json!({"name": "Bench"})).await?).await?;
-        let project = id(post(format!("/v1/orgs/{org}/projects"), json!({"name": "Bench", "key": "BEN"})).await?).await?;
+        let project = id(post(
+            format!("/v1/orgs/{org}/projects"),
+            json!({"name": "Bench", "key": "BEN"}),
+        )
+        .await?)
+        .await?;
         let mut tasks = Vec::new();
         for i in 0..STREAMS_PER_CLIENT {
             tasks.push(
-                id(post(format!("/v1/orgs/{org}/projects/{project}/tasks"), json!({"title": format!("task {i}")}))
-                    .await?)
+                id(post(
+                    format!("/v1/orgs/{org}/projects/{project}/tasks"),
+                    json!({"title": format!("task {i}")}),
+                )
+                .await?)
                 .await?,
             );
         }

@@ -14,7 +14,7 @@ use crate::auth::Caller;
 use crate::bodies;
 use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath, CommandMeta};
-use crate::service::{Accepted, Access, AppState, Context, Executed};
+use crate::service::{Accepted, Access, AppState, Context, Executed, Loaded};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -49,10 +49,11 @@ async fn on_task(
     app: &AppState,
     ctx: &Context<'_>,
     task_id: Uuid,
+    task: Loaded<Task>,
     command: impl Fn(&Task) -> TaskCommand,
 ) -> Result<Executed<Task>, ApiError> {
     let org_id = ctx.org_id;
-    app.execute::<Task>(ctx, task_id, ctx.meta.if_match, |task| {
+    app.execute_loaded::<Task>(ctx, task_id, Some(task), ctx.meta.if_match, |task| {
         in_org(task, org_id)?;
         Ok(command(task))
     })
@@ -136,17 +137,21 @@ async fn edit_task(
             "name at least one field to change",
         ));
     }
-    app.authorize(&caller, org_id, Access::Write).await?;
+    let (_, task) = app
+        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
+        .await?;
     let ctx = Context {
         meta: &meta,
         caller: &caller,
         org_id,
     };
-    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::EditTaskDetails {
-        title: body.title.clone(),
-        description: body.description.clone(),
-        priority: body.priority,
-        due_date: body.due_date,
+    let done = on_task(&app, &ctx, task_id, task, |_| {
+        TaskCommand::EditTaskDetails {
+            title: body.title.clone(),
+            description: body.description.clone(),
+            priority: body.priority,
+            due_date: body.due_date,
+        }
     })
     .await?;
     Ok(Accepted::new(StatusCode::OK, task_id, &done))
@@ -160,13 +165,16 @@ async fn set_assignee(
     AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<bodies::SetAssignee>,
 ) -> Result<Accepted, ApiError> {
-    let org = app.authorize(&caller, org_id, Access::Write).await?.state;
+    let (org, task) = app
+        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
+        .await?;
+    let org = org.state;
     let ctx = Context {
         meta: &meta,
         caller: &caller,
         org_id,
     };
-    let done = on_task(&app, &ctx, task_id, |_| match body.assignee {
+    let done = on_task(&app, &ctx, task_id, task, |_| match body.assignee {
         Some(assignee) => TaskCommand::AssignTask {
             assignee,
             assignee_is_member: org.is_member(assignee),
@@ -184,13 +192,15 @@ async fn unassign(
     meta: CommandMeta,
     AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
 ) -> Result<Accepted, ApiError> {
-    app.authorize(&caller, org_id, Access::Write).await?;
+    let (_, task) = app
+        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
+        .await?;
     let ctx = Context {
         meta: &meta,
         caller: &caller,
         org_id,
     };
-    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::UnassignTask).await?;
+    let done = on_task(&app, &ctx, task_id, task, |_| TaskCommand::UnassignTask).await?;
     Ok(Accepted::new(StatusCode::OK, task_id, &done))
 }
 
@@ -202,12 +212,13 @@ async fn change_status(
     AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<bodies::ChangeStatus>,
 ) -> Result<Accepted, ApiError> {
-    app.authorize(&caller, org_id, Access::Write).await?;
+    let (_, task) = app
+        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
+        .await?;
     // The workflow is the project's: find the task's project first.
-    let task = app.load::<Task>(task_id).await?.state;
-    in_org(&task, org_id)?;
+    in_org(&task.state, org_id)?;
     let workflow = app
-        .project_in(org_id, task.project_id)
+        .project_in(org_id, task.state.project_id)
         .await?
         .state
         .workflow;
@@ -216,9 +227,11 @@ async fn change_status(
         caller: &caller,
         org_id,
     };
-    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::ChangeTaskStatus {
-        to: body.status.clone(),
-        workflow: workflow.clone(),
+    let done = on_task(&app, &ctx, task_id, task, |_| {
+        TaskCommand::ChangeTaskStatus {
+            to: body.status.clone(),
+            workflow: workflow.clone(),
+        }
     })
     .await?;
     Ok(Accepted::new(StatusCode::OK, task_id, &done))
@@ -232,14 +245,16 @@ async fn add_tag(
     AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<bodies::AddTaskTag>,
 ) -> Result<Accepted, ApiError> {
-    app.authorize(&caller, org_id, Access::Write).await?;
+    let (_, task) = app
+        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
+        .await?;
     let catalog = app.load::<TagCatalog>(org_id).await?.state;
     let ctx = Context {
         meta: &meta,
         caller: &caller,
         org_id,
     };
-    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::AddTag {
+    let done = on_task(&app, &ctx, task_id, task, |_| TaskCommand::AddTag {
         tag_id: body.tag_id,
         tag_exists: catalog.contains(body.tag_id),
     })
@@ -254,13 +269,18 @@ async fn remove_tag(
     meta: CommandMeta,
     AppPath((org_id, task_id, tag_id)): AppPath<(Uuid, Uuid, Uuid)>,
 ) -> Result<Accepted, ApiError> {
-    app.authorize(&caller, org_id, Access::Write).await?;
+    let (_, task) = app
+        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
+        .await?;
     let ctx = Context {
         meta: &meta,
         caller: &caller,
         org_id,
     };
-    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::RemoveTag { tag_id }).await?;
+    let done = on_task(&app, &ctx, task_id, task, |_| TaskCommand::RemoveTag {
+        tag_id,
+    })
+    .await?;
     Ok(Accepted::new(StatusCode::OK, task_id, &done))
 }
 
@@ -271,13 +291,15 @@ async fn archive_task(
     meta: CommandMeta,
     AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
 ) -> Result<Accepted, ApiError> {
-    app.authorize(&caller, org_id, Access::Write).await?;
+    let (_, task) = app
+        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
+        .await?;
     let ctx = Context {
         meta: &meta,
         caller: &caller,
         org_id,
     };
-    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::ArchiveTask).await?;
+    let done = on_task(&app, &ctx, task_id, task, |_| TaskCommand::ArchiveTask).await?;
     Ok(Accepted::new(StatusCode::OK, task_id, &done))
 }
 
@@ -289,7 +311,10 @@ async fn add_comment(
     AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<bodies::AddComment>,
 ) -> Result<Accepted, ApiError> {
-    let org = app.authorize(&caller, org_id, Access::Write).await?.state;
+    let (org, task) = app
+        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
+        .await?;
+    let org = org.state;
     let comment_id = meta.ids.id("comment", 0);
     let mentions = user_ids_mentioned(&org, &body.body);
     let ctx = Context {
@@ -297,7 +322,7 @@ async fn add_comment(
         caller: &caller,
         org_id,
     };
-    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::AddComment {
+    let done = on_task(&app, &ctx, task_id, task, |_| TaskCommand::AddComment {
         comment_id,
         author: caller.user_id,
         body: body.body.clone(),
@@ -315,14 +340,17 @@ async fn edit_comment(
     AppPath((org_id, task_id, comment_id)): AppPath<(Uuid, Uuid, Uuid)>,
     AppJson(body): AppJson<bodies::EditComment>,
 ) -> Result<Accepted, ApiError> {
-    let org = app.authorize(&caller, org_id, Access::Write).await?.state;
+    let (org, task) = app
+        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
+        .await?;
+    let org = org.state;
     let mentions = user_ids_mentioned(&org, &body.body);
     let ctx = Context {
         meta: &meta,
         caller: &caller,
         org_id,
     };
-    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::EditComment {
+    let done = on_task(&app, &ctx, task_id, task, |_| TaskCommand::EditComment {
         comment_id,
         editor: caller.user_id,
         body: body.body.clone(),
@@ -339,14 +367,17 @@ async fn delete_comment(
     meta: CommandMeta,
     AppPath((org_id, task_id, comment_id)): AppPath<(Uuid, Uuid, Uuid)>,
 ) -> Result<Accepted, ApiError> {
-    let org = app.authorize(&caller, org_id, Access::Write).await?.state;
+    let (org, task) = app
+        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
+        .await?;
+    let org = org.state;
     let by_is_admin = org.role_of(caller.user_id).is_some_and(|r| r.is_admin());
     let ctx = Context {
         meta: &meta,
         caller: &caller,
         org_id,
     };
-    let done = on_task(&app, &ctx, task_id, |_| TaskCommand::DeleteComment {
+    let done = on_task(&app, &ctx, task_id, task, |_| TaskCommand::DeleteComment {
         comment_id,
         by: caller.user_id,
         by_is_admin,
