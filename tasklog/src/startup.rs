@@ -21,6 +21,9 @@ pub async fn connect(url: &str, size: u32) -> anyhow::Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(Duration::from_secs(5))
+        // A broken connection shows on first use; a ping before every query
+        // would cost a round trip per statement.
+        .test_before_acquire(false)
         .connect_with(options.application_name("tasklog"))
         .await
         .map_err(|e| anyhow::anyhow!("connecting to PostgreSQL: {e}"))?;
