@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::projects::router())
         .merge(routes::tasks::router())
         .merge(routes::tags::router())
+        .merge(routes::inbox::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer,

@@ -5,6 +5,7 @@
 
 mod error;
 mod event;
+mod inbox;
 mod mentions;
 mod org;
 mod project;
@@ -18,6 +19,7 @@ mod testing;
 
 pub use error::{DomainError, FieldError};
 pub use event::{decode_event, encode_event, replay, stream_name, Aggregate, DomainEvent};
+pub use inbox::{Inbox, InboxCommand, InboxEvent, NotificationRead};
 pub use mentions::{mentioned_handles, validate_handle};
 pub use org::{
     validate_project_key, Member, MemberAdded, MemberRemoved, MemberRoleChanged, OrgCommand,

@@ -1,6 +1,6 @@
 //! JSON schemas of every event payload, for the committed `schemas/` directory.
 
-use crate::{OrgEvent, ProjectEvent, TagEvent, TaskEvent};
+use crate::{InboxEvent, OrgEvent, ProjectEvent, TagEvent, TaskEvent};
 
 /// `(event type, schema version, schema of its data payload)` for every event, sorted by type.
 pub fn event_schemas() -> Vec<(&'static str, u16, schemars::Schema)> {
@@ -9,6 +9,7 @@ pub fn event_schemas() -> Vec<(&'static str, u16, schemars::Schema)> {
         ProjectEvent::schemas(),
         TaskEvent::schemas(),
         TagEvent::schemas(),
+        InboxEvent::schemas(),
     ]
     .into_iter()
     .flatten()
@@ -24,6 +25,7 @@ pub fn all_event_types() -> Vec<&'static str> {
         ProjectEvent::EVENT_TYPES,
         TaskEvent::EVENT_TYPES,
         TagEvent::EVENT_TYPES,
+        InboxEvent::EVENT_TYPES,
     ]
     .concat();
     types.sort_unstable();
@@ -38,7 +40,7 @@ mod tests {
     fn there_is_one_schema_per_event_type_sorted_by_name() {
         let names: Vec<_> = event_schemas().iter().map(|(name, _, _)| *name).collect();
         assert_eq!(names, all_event_types());
-        assert_eq!(names.len(), 24);
+        assert_eq!(names.len(), 25);
         let mut distinct = names.clone();
         distinct.dedup();
         assert_eq!(distinct, names);

@@ -1,3 +1,4 @@
+pub mod inbox;
 pub mod orgs;
 pub mod projects;
 pub mod tags;

@@ -1,0 +1,56 @@
+-- Projection `tasks`: tasks, their comments, and tag usage.
+CREATE TABLE tasks (
+    task_id         uuid        PRIMARY KEY,
+    org_id          uuid        NOT NULL,
+    project_id      uuid        NOT NULL,
+    number          bigint      NOT NULL,
+    key             text        NOT NULL,
+    title           text        NOT NULL,
+    description     text        NOT NULL,
+    status          text        NOT NULL,
+    status_category text        NOT NULL,
+    priority        text        NOT NULL,
+    -- none 0 < low 1 < medium 2 < high 3 < urgent 4, for sorting.
+    priority_rank   smallint    NOT NULL,
+    assignee        uuid,
+    due_date        date,
+    tags            uuid[]      NOT NULL DEFAULT '{}',
+    comment_count   integer     NOT NULL DEFAULT 0,
+    archived        boolean     NOT NULL DEFAULT false,
+    created_by      uuid        NOT NULL,
+    created_at      timestamptz NOT NULL,
+    updated_at      timestamptz NOT NULL,
+    version         bigint      NOT NULL,
+    search          tsvector    GENERATED ALWAYS AS
+                    (to_tsvector('simple', title || ' ' || description)) STORED
+);
+-- One index per sort order the task list offers, each led by the project (a
+-- list is always of one project); filters ride on them or on the GIN indexes.
+CREATE INDEX tasks_by_created  ON tasks (project_id, created_at, task_id);
+CREATE INDEX tasks_by_updated  ON tasks (project_id, updated_at, task_id);
+CREATE INDEX tasks_by_priority ON tasks (project_id, priority_rank, task_id);
+CREATE INDEX tasks_by_due      ON tasks (project_id, due_date, task_id);
+CREATE INDEX tasks_by_status   ON tasks (project_id, status, created_at, task_id);
+CREATE INDEX tasks_by_assignee ON tasks (project_id, assignee, created_at, task_id);
+CREATE INDEX tasks_tags   ON tasks USING gin (tags);
+CREATE INDEX tasks_search ON tasks USING gin (search);
+
+CREATE TABLE comments (
+    comment_id uuid        PRIMARY KEY,
+    task_id    uuid        NOT NULL,
+    org_id     uuid        NOT NULL,
+    author     uuid        NOT NULL,
+    body       text        NOT NULL,
+    mentions   uuid[]      NOT NULL,
+    created_at timestamptz NOT NULL,
+    edited_at  timestamptz,
+    deleted    boolean     NOT NULL DEFAULT false
+);
+CREATE INDEX comments_task ON comments (task_id, created_at, comment_id);
+
+CREATE TABLE tag_usage (
+    org_id uuid   NOT NULL,
+    tag_id uuid   NOT NULL,
+    tasks  bigint NOT NULL,
+    PRIMARY KEY (org_id, tag_id)
+);
