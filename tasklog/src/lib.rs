@@ -2,15 +2,18 @@
 //! the operator subcommands. Tests and benches start the real system from here.
 
 pub mod config;
+mod projections;
 pub mod startup;
 
 pub use config::Settings;
+pub use projections::{projections_cli, run_projectors, ProjectionsCommand};
 pub use startup::{connect, migrate, CommandApi, MIGRATOR};
 
 /// Logs as JSON when `TASKLOG_LOG_JSON` is set; level from `RUST_LOG` (default info).
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = if std::env::var_os("TASKLOG_LOG_JSON").is_some() {
         builder.json().try_init()

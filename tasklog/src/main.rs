@@ -25,6 +25,13 @@ enum Action {
     Serve,
     /// Run only the command API.
     CommandApi,
+    /// Run only the projectors (every projection; a second instance stands by).
+    Projectors,
+    /// Inspect and manage projections.
+    Projections {
+        #[command(subcommand)]
+        action: ProjectionsAction,
+    },
     /// Apply the PostgreSQL migrations (as the schema owner).
     Migrate,
     /// Mint a development bearer token (HS256, signed with TASKLOG_JWT_SECRET).
@@ -43,6 +50,27 @@ enum Action {
     Store,
 }
 
+#[derive(Subcommand)]
+enum ProjectionsAction {
+    /// Each projection's generation, checkpoint, lag and parked events.
+    Status,
+    /// Replay the whole log into fresh tables, then switch reads to them.
+    Rebuild {
+        /// directory | tasks | activity | notifications
+        name: String,
+        /// Events per transaction.
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+    },
+    /// List parked (dead-letter) events.
+    Parked,
+    /// Apply a parked event again, after a fix.
+    Replay {
+        /// The parked event's id (see `parked`).
+        id: i64,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -54,10 +82,28 @@ async fn main() -> anyhow::Result<()> {
             tasklog::migrate(&settings).await?;
             let pool =
                 tasklog::connect(&settings.database_url, settings.database_pool_size).await?;
-            CommandApi::build(&settings, pool)
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let projectors = tokio::spawn(tasklog::run_projectors(pool.clone(), stopped));
+            let api = CommandApi::build(&settings, pool)
                 .await?
                 .run_until_stopped()
-                .await
+                .await;
+            let _ = stop.send(true);
+            projectors.await??;
+            api
+        }
+        Action::Projectors => {
+            let pool =
+                tasklog::connect(&settings.database_url, settings.database_pool_size).await?;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let run = tokio::spawn(tasklog::run_projectors(pool, stopped));
+            tasklog::startup::shutdown_signal().await;
+            let _ = stop.send(true);
+            run.await?
+        }
+        Action::Projections { action } => {
+            let pool = tasklog::connect(&settings.database_url, 4).await?;
+            tasklog::projections_cli(pool, action_of(action)).await
         }
         Action::CommandApi => {
             warn_on_dev_secret(&settings);
@@ -91,6 +137,17 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&hwm)?);
             Ok(())
         }
+    }
+}
+
+fn action_of(a: ProjectionsAction) -> tasklog::ProjectionsCommand {
+    match a {
+        ProjectionsAction::Status => tasklog::ProjectionsCommand::Status,
+        ProjectionsAction::Rebuild { name, batch } => {
+            tasklog::ProjectionsCommand::Rebuild { name, batch }
+        }
+        ProjectionsAction::Parked => tasklog::ProjectionsCommand::Parked,
+        ProjectionsAction::Replay { id } => tasklog::ProjectionsCommand::Replay { id },
     }
 }
 

@@ -1,0 +1,63 @@
+/// Why an event could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The database is unreachable, overloaded, or chose this transaction as a
+    /// deadlock victim: retry, never park.
+    #[error("transient database error")]
+    Transient(#[source] sqlx::Error),
+    /// This event cannot be applied as things are (bad data, a bug): retry a
+    /// few times, then park.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<sqlx::Error> for ApplyError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_transient(&e) {
+            ApplyError::Transient(e)
+        } else {
+            ApplyError::Failed(format!("{e}"))
+        }
+    }
+}
+
+impl From<serde_json::Error> for ApplyError {
+    fn from(e: serde_json::Error) -> Self {
+        ApplyError::Failed(format!("event does not decode: {e}"))
+    }
+}
+
+/// Connection trouble, resource exhaustion, serialization failures, deadlocks,
+/// administrator shutdowns.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .map(|c| matches!(&c[..2], "08" | "40" | "53" | "57" | "58"))
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
+/// Errors of a projector run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("event store error")]
+    Store(#[from] tasklog_event_store::StoreError),
+    /// Another writer moved the checkpoint: this one stops and re-reads.
+    #[error("the checkpoint of {0} moved under this writer")]
+    LostRace(String),
+    /// A rebuild switched the projection to another generation.
+    #[error("{0} switched to generation {1}")]
+    GenerationChanged(String, i32),
+    #[error("unknown projection {0}")]
+    Unknown(String),
+}

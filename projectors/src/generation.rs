@@ -1,0 +1,105 @@
+//! Generations: each projection's tables live in schema `rm_<name>_g<N>`;
+//! views in schema `read` point at the active one.
+
+use sqlx::{PgConnection, PgPool};
+
+use crate::{Projection, ProjectorError};
+
+/// The schema of a generation.
+pub fn schema(projection: &str, generation: i32) -> String {
+    format!("rm_{projection}_g{generation}")
+}
+
+/// The active generation, creating generation 1 (tables, views, checkpoint)
+/// if the projection has never run.
+pub async fn ensure_active(
+    pool: &PgPool,
+    projection: &dyn Projection,
+) -> Result<i32, ProjectorError> {
+    if let Some(g) = active(pool, projection.name()).await? {
+        return Ok(g);
+    }
+    let mut tx = pool.begin().await?;
+    // Serialize first-time creation between runners.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('tasklog.projection.create', 0))")
+        .execute(&mut *tx)
+        .await?;
+    let existing: Option<i32> =
+        sqlx::query_scalar("SELECT active_generation FROM projections WHERE name = $1")
+            .bind(projection.name())
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some(g) = existing {
+        return Ok(g);
+    }
+    create_in(&mut tx, projection, 1).await?;
+    point_views(&mut tx, projection, 1).await?;
+    sqlx::query("INSERT INTO projections (name, active_generation) VALUES ($1, 1)")
+        .bind(projection.name())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(1)
+}
+
+/// The active generation, if any.
+pub async fn active(pool: &PgPool, name: &str) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar("SELECT active_generation FROM projections WHERE name = $1")
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Creates a generation's schema, tables and checkpoint (at the start of the log).
+pub async fn create_in(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    generation: i32,
+) -> Result<(), sqlx::Error> {
+    let schema = schema(projection.name(), generation);
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(&format!("SET LOCAL search_path TO {schema}"))
+        .execute(&mut *conn)
+        .await?;
+    // Several statements: the simple query protocol runs them all.
+    sqlx::Executor::execute(&mut *conn, projection.ddl()).await?;
+    sqlx::query("SET LOCAL search_path TO public")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection, generation) VALUES ($1, $2) \
+         ON CONFLICT (projection, generation) DO UPDATE \
+         SET commit_id = 0, event_position = 0, events_applied = 0, last_event_at = NULL, updated_at = now()",
+    )
+    .bind(projection.name())
+    .bind(generation)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Points the `read.<table>` views at a generation (drop and create: the
+/// new generation may have other columns). Transactional with the caller.
+pub async fn point_views(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    generation: i32,
+) -> Result<(), sqlx::Error> {
+    let schema = schema(projection.name(), generation);
+    for table in projection.tables() {
+        sqlx::query(&format!("DROP VIEW IF EXISTS read.{table}"))
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(&format!(
+            "CREATE VIEW read.{table} AS SELECT * FROM {schema}.{table}"
+        ))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}

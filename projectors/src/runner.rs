@@ -1,0 +1,461 @@
+//! Runs one projection: batches from its checkpoint, a lease, retries,
+//! dead letters, and the live loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool};
+use tasklog_event_store::{EventStore, LogPosition, RecordedEvent};
+use tokio::sync::watch;
+
+use crate::generation::{self, schema};
+use crate::{ApplyError, Projection, ProjectorError};
+
+/// Tuning of a projector.
+#[derive(Clone, Debug)]
+pub struct ProjectorConfig {
+    /// Events per transaction.
+    pub batch_size: usize,
+    /// Tries of a failing event before it is parked.
+    pub max_attempts: u32,
+    /// First backoff after a failure; doubles up to `max_backoff`.
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How long a caught-up projector waits for an announcement before it
+    /// looks again anyway (covers rolled-back appends that announce nothing).
+    pub idle_wait: Duration,
+    /// How often a standby runner tries to take the lease.
+    pub lease_retry: Duration,
+}
+
+impl Default for ProjectorConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            max_attempts: 5,
+            first_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+            idle_wait: Duration::from_millis(500),
+            lease_retry: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BatchOutcome {
+    pub applied: usize,
+    pub parked: usize,
+    /// The checkpoint after the step.
+    pub position: LogPosition,
+    /// Nothing was left to read.
+    pub caught_up: bool,
+}
+
+/// Keeps one projection.
+#[derive(Clone)]
+pub struct Projector {
+    pool: PgPool,
+    store: Arc<dyn EventStore>,
+    projection: Arc<dyn Projection>,
+    config: ProjectorConfig,
+}
+
+enum BatchFailure {
+    Transient(sqlx::Error),
+    Failed { error: String },
+    Stop(ProjectorError),
+}
+
+impl From<sqlx::Error> for BatchFailure {
+    fn from(e: sqlx::Error) -> Self {
+        if crate::error::is_transient(&e) {
+            BatchFailure::Transient(e)
+        } else {
+            BatchFailure::Stop(e.into())
+        }
+    }
+}
+
+impl Projector {
+    pub fn new(
+        pool: PgPool,
+        store: Arc<dyn EventStore>,
+        projection: Arc<dyn Projection>,
+        config: ProjectorConfig,
+    ) -> Self {
+        Self {
+            pool,
+            store,
+            projection,
+            config,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.projection.name()
+    }
+
+    /// Where generation `generation` stands.
+    pub async fn checkpoint(&self, generation: i32) -> Result<LogPosition, ProjectorError> {
+        let (c, e): (i64, i64) = sqlx::query_as(
+            "SELECT commit_id, event_position FROM projection_checkpoints \
+             WHERE projection = $1 AND generation = $2",
+        )
+        .bind(self.name())
+        .bind(generation)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(LogPosition {
+            commit: c as u64,
+            event: e as u64,
+        })
+    }
+
+    /// One step: the next batch after the checkpoint, applied with the
+    /// checkpoint in one transaction. `live` steps check that `generation` is
+    /// still the active one (a rebuild may have switched it).
+    pub async fn project_next_batch(
+        &self,
+        generation: i32,
+        live: bool,
+    ) -> Result<BatchOutcome, ProjectorError> {
+        let from = self.checkpoint(generation).await?;
+        let events = self.store.read_all(from, self.config.batch_size).await?;
+        if events.is_empty() {
+            return Ok(BatchOutcome {
+                position: from,
+                caught_up: true,
+                ..BatchOutcome::default()
+            });
+        }
+        let mut outcome = self.apply(generation, live, from, &events).await?;
+        outcome.caught_up = events.len() < self.config.batch_size;
+        Ok(outcome)
+    }
+
+    /// Applies `events` (read after `from`); on a failing event, falls back to
+    /// one event per transaction so the good ones land and the bad one is
+    /// retried, then parked.
+    async fn apply(
+        &self,
+        generation: i32,
+        live: bool,
+        from: LogPosition,
+        events: &[RecordedEvent],
+    ) -> Result<BatchOutcome, ProjectorError> {
+        let mut backoff = self.config.first_backoff;
+        loop {
+            match self.try_batch(generation, live, from, events).await {
+                Ok(()) => {
+                    return Ok(BatchOutcome {
+                        applied: events.len(),
+                        parked: 0,
+                        position: events[events.len() - 1].position,
+                        caught_up: false,
+                    })
+                }
+                Err(BatchFailure::Transient(e)) => {
+                    tracing::warn!(projection = self.name(), error = %e, "transient failure; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                }
+                Err(BatchFailure::Stop(e)) => return Err(e),
+                Err(BatchFailure::Failed { .. }) => {
+                    return self.apply_one_by_one(generation, live, from, events).await
+                }
+            }
+        }
+    }
+
+    async fn apply_one_by_one(
+        &self,
+        generation: i32,
+        live: bool,
+        mut from: LogPosition,
+        events: &[RecordedEvent],
+    ) -> Result<BatchOutcome, ProjectorError> {
+        let mut outcome = BatchOutcome::default();
+        for event in events {
+            let mut attempts = 0;
+            let mut backoff = self.config.first_backoff;
+            loop {
+                match self
+                    .try_batch(generation, live, from, std::slice::from_ref(event))
+                    .await
+                {
+                    Ok(()) => {
+                        outcome.applied += 1;
+                        break;
+                    }
+                    Err(BatchFailure::Stop(e)) => return Err(e),
+                    Err(BatchFailure::Transient(e)) => {
+                        tracing::warn!(projection = self.name(), error = %e, "transient failure; retrying");
+                    }
+                    Err(BatchFailure::Failed { error, .. }) => {
+                        attempts += 1;
+                        tracing::warn!(
+                            projection = self.name(),
+                            event_id = %event.event_id,
+                            attempts,
+                            %error,
+                            "event failed"
+                        );
+                        if attempts >= self.config.max_attempts {
+                            self.park(generation, from, event, &error, attempts).await?;
+                            outcome.parked += 1;
+                            break;
+                        }
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(self.config.max_backoff);
+            }
+            from = event.position;
+        }
+        outcome.position = from;
+        Ok(outcome)
+    }
+
+    async fn try_batch(
+        &self,
+        generation: i32,
+        live: bool,
+        from: LogPosition,
+        events: &[RecordedEvent],
+    ) -> Result<(), BatchFailure> {
+        let mut tx = self.pool.begin().await?;
+        if live {
+            // Shares the row a rebuild's switch locks: no switch mid-batch.
+            let active: Option<i32> = sqlx::query_scalar(
+                "SELECT active_generation FROM projections WHERE name = $1 FOR SHARE",
+            )
+            .bind(self.name())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(active) = active.filter(|a| *a != generation) {
+                return Err(BatchFailure::Stop(ProjectorError::GenerationChanged(
+                    self.name().to_owned(),
+                    active,
+                )));
+            }
+        }
+        sqlx::query(&format!(
+            "SET LOCAL search_path TO {}, public",
+            schema(self.name(), generation)
+        ))
+        .execute(&mut *tx)
+        .await?;
+        for event in events {
+            match self.projection.apply(&mut tx, event).await {
+                Ok(()) => {}
+                Err(ApplyError::Transient(e)) => return Err(BatchFailure::Transient(e)),
+                Err(ApplyError::Failed(error)) => return Err(BatchFailure::Failed { error }),
+            }
+        }
+        let last = &events[events.len() - 1];
+        advance(&mut tx, self.name(), generation, from, last, events.len()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the event as parked and moves past it, in one transaction.
+    async fn park(
+        &self,
+        generation: i32,
+        from: LogPosition,
+        event: &RecordedEvent,
+        error: &str,
+        attempts: u32,
+    ) -> Result<(), ProjectorError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO projection_dead_letters \
+                (projection, event_id, commit_id, event_position, event_type, error, attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (projection, event_id) DO UPDATE \
+             SET error = EXCLUDED.error, attempts = EXCLUDED.attempts, parked_at = now()",
+        )
+        .bind(self.name())
+        .bind(event.event_id)
+        .bind(event.position.commit as i64)
+        .bind(event.position.event as i64)
+        .bind(&event.event_type)
+        .bind(error)
+        .bind(attempts as i32)
+        .execute(&mut *tx)
+        .await?;
+        match advance(&mut tx, self.name(), generation, from, event, 0).await {
+            Ok(()) => {}
+            Err(BatchFailure::Stop(e)) => return Err(e),
+            Err(BatchFailure::Transient(e)) => return Err(e.into()),
+            Err(BatchFailure::Failed { error, .. }) => {
+                return Err(ProjectorError::Database(sqlx::Error::Protocol(error)))
+            }
+        }
+        tx.commit().await?;
+        tracing::error!(projection = self.name(), event_id = %event.event_id, %error, "event parked");
+        Ok(())
+    }
+
+    /// Runs until `shutdown` turns true: takes the lease, follows the log
+    /// live, and hands over when its connection dies.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), ProjectorError> {
+        while !*shutdown.borrow() {
+            let Some(lease) = self.take_lease(&mut shutdown).boxed().await? else {
+                break;
+            };
+            match self.follow(lease, &mut shutdown).boxed().await {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(projection = self.name(), error = %e, "projector stopped; restarting");
+                    tokio::time::sleep(self.config.lease_retry).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the projection's lease; `None` on shutdown.
+    async fn take_lease(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<PgConnection>, ProjectorError> {
+        loop {
+            if *shutdown.borrow() {
+                return Ok(None);
+            }
+            let attempt = async {
+                let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
+                let got: bool = sqlx::query_scalar(
+                    "SELECT pg_try_advisory_lock(hashtextextended('tasklog.projection.' || $1, 0))",
+                )
+                .bind(self.name())
+                .fetch_one(&mut conn)
+                .await?;
+                Ok::<_, sqlx::Error>(got.then_some(conn))
+            };
+            match attempt.await {
+                Ok(Some(conn)) => {
+                    tracing::info!(projection = self.name(), "lease taken");
+                    return Ok(Some(conn));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(projection = self.name(), error = %e, "could not ask for the lease")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.lease_retry) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    async fn follow(
+        &self,
+        mut lease: PgConnection,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ProjectorError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener
+            .listen(tasklog_event_store::postgres::CHANNEL)
+            .await?;
+        let mut generation = generation::ensure_active(&self.pool, self.projection.as_ref())
+            .boxed()
+            .await?;
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            match self.project_next_batch(generation, true).boxed().await {
+                Ok(outcome) if outcome.caught_up => {
+                    tokio::select! {
+                        n = listener.recv() => { n?; }
+                        _ = tokio::time::sleep(self.config.idle_wait) => {
+                            // Still holding the lease? It dies with its connection.
+                            sqlx::query("SELECT 1").execute(&mut lease).await?;
+                        }
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Ok(_) => {}
+                Err(ProjectorError::GenerationChanged(_, g)) => {
+                    tracing::info!(
+                        projection = self.name(),
+                        generation = g,
+                        "following the new generation"
+                    );
+                    generation = g;
+                }
+                Err(ProjectorError::LostRace(_)) => {
+                    tracing::warn!(
+                        projection = self.name(),
+                        "another writer moved the checkpoint"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Moves the checkpoint from `from` to `last`, only if it is still at `from`.
+async fn advance(
+    tx: &mut PgConnection,
+    projection: &str,
+    generation: i32,
+    from: LogPosition,
+    last: &RecordedEvent,
+    applied: usize,
+) -> Result<(), BatchFailure> {
+    let moved = sqlx::query(
+        "UPDATE projection_checkpoints \
+         SET commit_id = $5, event_position = $6, events_applied = events_applied + $7, \
+             last_event_at = $8, updated_at = now() \
+         WHERE projection = $1 AND generation = $2 AND commit_id = $3 AND event_position = $4",
+    )
+    .bind(projection)
+    .bind(generation)
+    .bind(from.commit as i64)
+    .bind(from.event as i64)
+    .bind(last.position.commit as i64)
+    .bind(last.position.event as i64)
+    .bind(applied as i64)
+    .bind(last.recorded_at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if moved == 1 {
+        Ok(())
+    } else {
+        Err(BatchFailure::Stop(ProjectorError::LostRace(
+            projection.to_owned(),
+        )))
+    }
+}
+
+/// Runs every projection until `shutdown` turns true.
+pub async fn run_all(
+    pool: PgPool,
+    store: Arc<dyn EventStore>,
+    config: ProjectorConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ProjectorError> {
+    let runners: Vec<_> = crate::all()
+        .into_iter()
+        .map(|p| {
+            let projector = Projector::new(pool.clone(), store.clone(), p, config.clone());
+            tokio::spawn(projector.run(shutdown.clone()))
+        })
+        .collect();
+    for r in runners {
+        match r.await {
+            Ok(result) => result?,
+            Err(e) => tracing::error!(error = %e, "a projector task panicked"),
+        }
+    }
+    Ok(())
+}

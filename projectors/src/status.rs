@@ -1,0 +1,202 @@
+//! Operator views and actions: status, rebuild, parked events.
+
+use std::sync::Arc;
+
+use sqlx::Row;
+use sqlx::PgPool;
+use tasklog_event_store::{EventStore, LogPosition};
+use uuid::Uuid;
+
+use crate::generation::{self, schema};
+use crate::{ApplyError, Projection, Projector, ProjectorConfig, ProjectorError};
+
+/// One projection's standing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProjectionStatus {
+    pub name: String,
+    pub generation: Option<i32>,
+    pub checkpoint: Option<String>,
+    pub events_applied: i64,
+    /// Events in the log the projection has not applied yet.
+    pub lag_events: i64,
+    /// How long the oldest of those has waited.
+    pub lag_seconds: f64,
+    pub parked: i64,
+}
+
+/// Every projection's standing.
+pub async fn status(pool: &PgPool) -> Result<Vec<ProjectionStatus>, sqlx::Error> {
+    let mut out = Vec::new();
+    for p in crate::all() {
+        let row: Option<(i32, i64, i64, i64)> = sqlx::query_as(
+            "SELECT p.active_generation, c.commit_id, c.event_position, c.events_applied \
+             FROM projections p JOIN projection_checkpoints c \
+               ON c.projection = p.name AND c.generation = p.active_generation \
+             WHERE p.name = $1",
+        )
+        .bind(p.name())
+        .fetch_optional(pool)
+        .await?;
+        let (commit, event) = row.map(|r| (r.1, r.2)).unwrap_or((0, 0));
+        let (lag_events, lag_seconds): (i64, Option<f64>) = sqlx::query_as(
+            "SELECT count(*), EXTRACT(EPOCH FROM now() - min(recorded_at))::float8 FROM events \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2)",
+        )
+        .bind(commit.to_string())
+        .bind(event)
+        .fetch_one(pool)
+        .await?;
+        let parked: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM projection_dead_letters WHERE projection = $1",
+        )
+        .bind(p.name())
+        .fetch_one(pool)
+        .await?;
+        out.push(ProjectionStatus {
+            name: p.name().to_owned(),
+            generation: row.map(|r| r.0),
+            checkpoint: row.map(|r| {
+                LogPosition {
+                    commit: r.1 as u64,
+                    event: r.2 as u64,
+                }
+                .to_string()
+            }),
+            events_applied: row.map_or(0, |r| r.3),
+            lag_events,
+            lag_seconds: lag_seconds.unwrap_or(0.0),
+            parked,
+        });
+    }
+    Ok(out)
+}
+
+/// How a rebuild is going.
+#[derive(Debug, Clone, Copy)]
+pub struct RebuildProgress {
+    pub applied: u64,
+    /// Events in the log when the rebuild started.
+    pub total: u64,
+}
+
+/// Replays the whole log into a new generation while the active one keeps
+/// serving, then points the views at it in one transaction and drops the old.
+pub async fn rebuild(
+    pool: &PgPool,
+    store: Arc<dyn EventStore>,
+    projection: Arc<dyn Projection>,
+    batch_size: usize,
+    progress: impl Fn(RebuildProgress),
+) -> Result<i32, ProjectorError> {
+    let name = projection.name();
+    let old = generation::ensure_active(pool, projection.as_ref()).await?;
+    let newest: i32 = sqlx::query_scalar(
+        "SELECT coalesce(max(generation), 0) FROM projection_checkpoints WHERE projection = $1",
+    )
+    .bind(name)
+    .fetch_one(pool)
+    .await?;
+    let new = newest.max(old) + 1;
+    let mut tx = pool.begin().await?;
+    generation::create_in(&mut tx, projection.as_ref(), new).await?;
+    tx.commit().await?;
+
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await?;
+    let config = ProjectorConfig {
+        batch_size,
+        ..ProjectorConfig::default()
+    };
+    let projector = Projector::new(pool.clone(), store, projection.clone(), config);
+    let mut applied = 0u64;
+    loop {
+        let outcome = projector.project_next_batch(new, false).await?;
+        applied += (outcome.applied + outcome.parked) as u64;
+        progress(RebuildProgress {
+            applied,
+            total: total as u64,
+        });
+        if outcome.caught_up {
+            break;
+        }
+    }
+
+    // The switch waits for a live batch on the old generation to finish.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT active_generation FROM projections WHERE name = $1 FOR UPDATE")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    generation::point_views(&mut tx, projection.as_ref(), new).await?;
+    sqlx::query("UPDATE projections SET active_generation = $2 WHERE name = $1")
+        .bind(name)
+        .bind(new)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+
+    sqlx::query(&format!(
+        "DROP SCHEMA IF EXISTS {} CASCADE",
+        schema(name, old)
+    ))
+    .execute(pool)
+    .await?;
+    sqlx::query("DELETE FROM projection_checkpoints WHERE projection = $1 AND generation <> $2")
+        .bind(name)
+        .bind(new)
+        .execute(pool)
+        .await?;
+    Ok(new)
+}
+
+/// Parked events, oldest first.
+pub async fn parked(pool: &PgPool) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT json_build_object('id', id, 'projection', projection, 'event_id', event_id, \
+            'event_type', event_type, 'error', error, 'attempts', attempts, 'parked_at', parked_at) \
+         FROM projection_dead_letters ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|r| r.try_get(0)).collect()
+}
+
+/// Applies a parked event again (after a fix) to its projection's active
+/// generation; on success it leaves the dead-letter table.
+pub async fn replay_parked(
+    pool: &PgPool,
+    store: &dyn EventStore,
+    id: i64,
+) -> Result<Result<(), String>, ProjectorError> {
+    let (name, event_id): (String, Uuid) =
+        sqlx::query_as("SELECT projection, event_id FROM projection_dead_letters WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .ok_or_else(|| ProjectorError::Unknown(format!("parked event {id}")))?;
+    let projection = crate::by_name(&name).ok_or_else(|| ProjectorError::Unknown(name.clone()))?;
+    let event = store
+        .find_event(event_id)
+        .await?
+        .ok_or_else(|| ProjectorError::Unknown(format!("event {event_id}")))?;
+    let generation = generation::ensure_active(pool, projection.as_ref()).await?;
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!(
+        "SET LOCAL search_path TO {}, public",
+        schema(&name, generation)
+    ))
+    .execute(&mut *tx)
+    .await?;
+    match projection.apply(&mut tx, &event).await {
+        Ok(()) => {}
+        Err(ApplyError::Transient(e)) => return Err(e.into()),
+        Err(ApplyError::Failed(error)) => return Ok(Err(error)),
+    }
+    sqlx::query("DELETE FROM projection_dead_letters WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Ok(()))
+}

@@ -1,0 +1,87 @@
+//! Running the projectors and the `projections` operator subcommands.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use sqlx::PgPool;
+use tasklog_event_store::{EventStore, PgEventStore};
+use tasklog_projectors::{status, ProjectorConfig};
+use tokio::sync::watch;
+
+/// Runs every projection until `stop` turns true.
+pub async fn run_projectors(pool: PgPool, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+    tasklog_projectors::run_all(pool, store, ProjectorConfig::default(), stop).await?;
+    Ok(())
+}
+
+/// What `tasklog projections …` does.
+pub enum ProjectionsCommand {
+    Status,
+    Rebuild { name: String, batch: usize },
+    Parked,
+    Replay { id: i64 },
+}
+
+pub async fn projections_cli(pool: PgPool, command: ProjectionsCommand) -> anyhow::Result<()> {
+    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+    match command {
+        ProjectionsCommand::Status => {
+            println!(
+                "{:<14} {:>4} {:>22} {:>12} {:>10} {:>9} {:>7}",
+                "projection", "gen", "checkpoint", "applied", "lag", "lag(s)", "parked"
+            );
+            for s in status::status(&pool).await? {
+                println!(
+                    "{:<14} {:>4} {:>22} {:>12} {:>10} {:>9.1} {:>7}",
+                    s.name,
+                    s.generation.map_or("-".into(), |g| g.to_string()),
+                    s.checkpoint.unwrap_or_else(|| "-".into()),
+                    s.events_applied,
+                    s.lag_events,
+                    s.lag_seconds,
+                    s.parked
+                );
+            }
+        }
+        ProjectionsCommand::Rebuild { name, batch } => {
+            let projection = tasklog_projectors::by_name(&name)
+                .ok_or_else(|| anyhow::anyhow!("no projection called {name}"))?;
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {pos}/{len} events, {per_sec}, ETA {eta} ({elapsed})",
+                )?
+                .progress_chars("=> "),
+            );
+            bar.set_message(format!("rebuilding {name}"));
+            bar.enable_steady_tick(Duration::from_millis(200));
+            let started = std::time::Instant::now();
+            let generation = status::rebuild(&pool, store, projection, batch, |p| {
+                bar.set_length(p.total.max(p.applied));
+                bar.set_position(p.applied);
+            })
+            .await?;
+            let applied = bar.position();
+            bar.finish();
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "{name}: generation {generation} is live; {applied} events in {secs:.1} s ({:.0} events/s)",
+                applied as f64 / secs.max(1e-9)
+            );
+        }
+        ProjectionsCommand::Parked => {
+            for p in status::parked(&pool).await? {
+                println!("{p}");
+            }
+        }
+        ProjectionsCommand::Replay { id } => {
+            match status::replay_parked(&pool, store.as_ref(), id).await? {
+                Ok(()) => println!("parked event {id} applied and removed"),
+                Err(error) => anyhow::bail!("parked event {id} still fails: {error}"),
+            }
+        }
+    }
+    Ok(())
+}
