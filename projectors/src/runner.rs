@@ -98,20 +98,33 @@ impl Projector {
         self.projection.name()
     }
 
-    /// Where generation `generation` stands.
+    /// Where generation `generation` stands. A generation a rebuild replaced
+    /// has no checkpoint left: the answer names the active one.
     pub async fn checkpoint(&self, generation: i32) -> Result<LogPosition, ProjectorError> {
-        let (c, e): (i64, i64) = sqlx::query_as(
+        let row: Option<(i64, i64)> = sqlx::query_as(
             "SELECT commit_id, event_position FROM projection_checkpoints \
              WHERE projection = $1 AND generation = $2",
         )
         .bind(self.name())
         .bind(generation)
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(LogPosition {
-            commit: c as u64,
-            event: e as u64,
-        })
+        match row {
+            Some((c, e)) => Ok(LogPosition {
+                commit: c as u64,
+                event: e as u64,
+            }),
+            None => match generation::active(&self.pool, self.name()).await? {
+                Some(active) if active != generation => Err(ProjectorError::GenerationChanged(
+                    self.name().to_owned(),
+                    active,
+                )),
+                _ => Err(ProjectorError::Unknown(format!(
+                    "{} generation {generation}",
+                    self.name()
+                ))),
+            },
+        }
     }
 
     /// One step: the next batch after the checkpoint, applied with the

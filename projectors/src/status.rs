@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use sqlx::Row;
 use sqlx::PgPool;
+use sqlx::Row;
 use tasklog_event_store::{EventStore, LogPosition};
 use uuid::Uuid;
 
@@ -104,6 +104,8 @@ pub async fn rebuild(
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(pool)
         .await?;
+    // The whole log as of now: wait out transactions that hold readers back.
+    let target = store.high_water_mark().await?.head.unwrap_or_default();
     let config = ProjectorConfig {
         batch_size,
         ..ProjectorConfig::default()
@@ -117,8 +119,11 @@ pub async fn rebuild(
             applied,
             total: total as u64,
         });
-        if outcome.caught_up {
+        if outcome.position >= target {
             break;
+        }
+        if outcome.caught_up {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 
@@ -169,18 +174,37 @@ pub async fn replay_parked(
     store: &dyn EventStore,
     id: i64,
 ) -> Result<Result<(), String>, ProjectorError> {
-    let (name, event_id): (String, Uuid) =
-        sqlx::query_as("SELECT projection, event_id FROM projection_dead_letters WHERE id = $1")
+    let name: String =
+        sqlx::query_scalar("SELECT projection FROM projection_dead_letters WHERE id = $1")
             .bind(id)
             .fetch_optional(pool)
             .await?
             .ok_or_else(|| ProjectorError::Unknown(format!("parked event {id}")))?;
     let projection = crate::by_name(&name).ok_or_else(|| ProjectorError::Unknown(name.clone()))?;
+    replay_parked_into(pool, store, projection.as_ref(), id).await
+}
+
+/// [`replay_parked`] with the projection given.
+pub async fn replay_parked_into(
+    pool: &PgPool,
+    store: &dyn EventStore,
+    projection: &dyn Projection,
+    id: i64,
+) -> Result<Result<(), String>, ProjectorError> {
+    let name = projection.name();
+    let event_id: Uuid = sqlx::query_scalar(
+        "SELECT event_id FROM projection_dead_letters WHERE id = $1 AND projection = $2",
+    )
+    .bind(id)
+    .bind(name)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| ProjectorError::Unknown(format!("parked event {id}")))?;
     let event = store
         .find_event(event_id)
         .await?
         .ok_or_else(|| ProjectorError::Unknown(format!("event {event_id}")))?;
-    let generation = generation::ensure_active(pool, projection.as_ref()).await?;
+    let generation = generation::ensure_active(pool, projection).await?;
     let mut tx = pool.begin().await?;
     sqlx::query(&format!(
         "SET LOCAL search_path TO {}, public",

@@ -1,0 +1,502 @@
+//! Projectors against real PostgreSQL: exactly-once application, leases,
+//! retries and dead letters, rebuilds.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use serde_json::{json, Value};
+use sqlx::{PgConnection, PgPool};
+use tasklog_domain::{
+    encode_event, CommentAdded, DomainEvent, MemberAdded, OrgEvent, OrganizationCreated, Priority,
+    Role, StatusCategory, TaskAssigned, TaskCreated, TaskEvent,
+};
+use tasklog_event_store::{
+    EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, PgEventStore, RecordedEvent,
+};
+use tasklog_projectors::projections::notification_id;
+use tasklog_projectors::{
+    generation, status, ApplyError, Projection, Projector, ProjectorConfig, ProjectorError,
+};
+use uuid::Uuid;
+
+fn fast() -> ProjectorConfig {
+    ProjectorConfig {
+        max_attempts: 3,
+        first_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+        idle_wait: Duration::from_millis(50),
+        lease_retry: Duration::from_millis(50),
+        ..ProjectorConfig::default()
+    }
+}
+
+async fn emit<E: DomainEvent>(
+    store: &PgEventStore,
+    stream: &str,
+    org: Uuid,
+    actor: Uuid,
+    events: Vec<E>,
+) -> LogPosition {
+    let version = store.read_stream(stream, 1).await.unwrap().len() as u64;
+    let new = events
+        .iter()
+        .map(|e| {
+            let (t, payload) = encode_event(e);
+            NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: t.into(),
+                schema_version: 1,
+                payload,
+                metadata: EventMetadata {
+                    org_id: org,
+                    actor_id: Some(actor),
+                    correlation_id: Uuid::now_v7(),
+                    causation_id: None,
+                    occurred_at: Utc::now(),
+                },
+            }
+        })
+        .collect();
+    store
+        .append(stream, ExpectedVersion::from_version(version), new)
+        .await
+        .unwrap()
+        .last_position
+}
+
+struct World {
+    org: Uuid,
+    owner: Uuid,
+    bob: Uuid,
+    task: Uuid,
+    /// The position of its last event.
+    last: LogPosition,
+}
+
+/// An organization with two members, a task assigned to Bob with a comment mentioning him.
+async fn world(store: &PgEventStore) -> World {
+    let (org, owner, bob, task, project) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    emit(
+        store,
+        &format!("org-{org}"),
+        org,
+        owner,
+        vec![
+            OrgEvent::from(OrganizationCreated {
+                org_id: org,
+                name: "Acme".into(),
+                owner_id: owner,
+                owner_handle: "ann".into(),
+            }),
+            OrgEvent::from(MemberAdded {
+                user_id: bob,
+                handle: "bob".into(),
+                role: Role::Member,
+            }),
+        ],
+    )
+    .await;
+    let last = emit(
+        store,
+        &format!("task-{task}"),
+        org,
+        owner,
+        vec![
+            TaskEvent::from(TaskCreated {
+                task_id: task,
+                org_id: org,
+                project_id: project,
+                number: 1,
+                key: "WEB-1".into(),
+                title: "Ship".into(),
+                description: "it".into(),
+                priority: Priority::High,
+                due_date: None,
+                status: "backlog".into(),
+                status_category: StatusCategory::Backlog,
+                created_by: owner,
+            }),
+            TaskEvent::from(TaskAssigned {
+                assignee: bob,
+                previous: None,
+            }),
+            TaskEvent::from(CommentAdded {
+                comment_id: Uuid::now_v7(),
+                author: owner,
+                body: "@bob look".into(),
+                mentions: vec![bob],
+            }),
+        ],
+    )
+    .await;
+    World {
+        org,
+        owner,
+        bob,
+        task,
+        last,
+    }
+}
+
+/// Steps until the checkpoint reaches `target`. Other tests' open
+/// transactions may hold safe readers back for a moment, so it polls.
+async fn catch_up(projector: &Projector, generation: i32, target: LogPosition) {
+    for _ in 0..500 {
+        if projector
+            .project_next_batch(generation, true)
+            .await
+            .unwrap()
+            .position
+            >= target
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("did not catch up");
+}
+
+fn projector(pool: &PgPool, store: &PgEventStore, p: Arc<dyn Projection>) -> Projector {
+    Projector::new(pool.clone(), Arc::new(store.clone()), p, fast())
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn every_projection_applies_each_event_once_and_moves_its_checkpoint_with_it(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let w = world(&store).await;
+    for p in tasklog_projectors::all() {
+        let g = generation::ensure_active(&pool, p.as_ref()).await.unwrap();
+        let projector = projector(&pool, &store, p.clone());
+        catch_up(&projector, g, w.last).await;
+        // Another step applies nothing again.
+        let again = projector.project_next_batch(g, true).await.unwrap();
+        assert_eq!(again.applied, 0);
+    }
+    let parked: Vec<String> =
+        sqlx::query_scalar("SELECT projection || ': ' || error FROM projection_dead_letters")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(parked.is_empty(), "{parked:?}");
+    let task: (String, String, Option<Uuid>, i32, i64) = sqlx::query_as(
+        "SELECT key, priority, assignee, comment_count, version FROM read.tasks WHERE task_id = $1",
+    )
+    .bind(w.task)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(task, ("WEB-1".into(), "high".into(), Some(w.bob), 1, 3));
+    let members: i64 = sqlx::query_scalar("SELECT count(*) FROM read.members WHERE org_id = $1")
+        .bind(w.org)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(members, 2);
+    let activity: Vec<String> = sqlx::query_scalar("SELECT event_type FROM read.activity WHERE task_id = $1 ORDER BY commit_id, event_position")
+        .bind(w.task).fetch_all(&pool).await.unwrap();
+    assert_eq!(activity, ["TaskCreated", "TaskAssigned", "CommentAdded"]);
+    let kinds: Vec<String> =
+        sqlx::query_scalar("SELECT kind FROM read.notifications WHERE user_id = $1 ORDER BY kind")
+            .bind(w.bob)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        kinds,
+        ["assigned", "mentioned"],
+        "Bob hears of both; the owner of neither"
+    );
+    let owner_notes: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM read.notifications WHERE user_id = $1")
+            .bind(w.owner)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(owner_notes, 0);
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn two_writers_from_the_same_checkpoint_apply_a_batch_only_once(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let w = world(&store).await;
+    let activity = tasklog_projectors::by_name("activity").unwrap();
+    let g = generation::ensure_active(&pool, activity.as_ref())
+        .await
+        .unwrap();
+    let (a, b) = (
+        projector(&pool, &store, activity.clone()),
+        projector(&pool, &store, activity.clone()),
+    );
+    let (ra, rb) = tokio::join!(a.project_next_batch(g, true), b.project_next_batch(g, true));
+    // Either one lost the race, or they ran one after the other and the
+    // second found nothing left: never both applied the batch.
+    let applied = [&ra, &rb]
+        .iter()
+        .filter(|r| matches!(r, Ok(o) if o.applied > 0))
+        .count();
+    assert_eq!(applied, 1, "{ra:?} {rb:?}");
+    catch_up(&a, g, w.last).await;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM read.activity WHERE task_id = $1")
+        .bind(w.task)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 3);
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn only_one_runner_holds_the_lease_and_a_standby_takes_over_when_it_dies(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let activity = tasklog_projectors::by_name("activity").unwrap();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let first = tokio::spawn(projector(&pool, &store, activity.clone()).run(stopped.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let standby = tokio::spawn(projector(&pool, &store, activity.clone()).run(stopped.clone()));
+
+    let w = world(&store).await;
+    wait_for_rows(&pool, w.task, 3).await;
+    // The first runner dies: its lease goes with its connection.
+    first.abort();
+    let _ = first.await;
+    emit(
+        &store,
+        &format!("task-{}", w.task),
+        w.org,
+        w.owner,
+        vec![TaskEvent::from(TaskAssigned {
+            assignee: w.owner,
+            previous: Some(w.bob),
+        })],
+    )
+    .await;
+    wait_for_rows(&pool, w.task, 4).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM read.activity WHERE task_id = $1")
+        .bind(w.task)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 4, "nothing applied twice across the hand-over");
+    standby.abort();
+}
+
+async fn wait_for_rows(pool: &PgPool, task: Uuid, n: i64) {
+    for _ in 0..200 {
+        let rows: Option<i64> =
+            sqlx::query_scalar("SELECT count(*) FROM read.activity WHERE task_id = $1")
+                .bind(task)
+                .fetch_one(pool)
+                .await
+                .ok();
+        if rows == Some(n) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("activity of {task} never reached {n} rows");
+}
+
+/// A projection that fails on events whose payload has `"poison": true`:
+/// permanently until fixed, or transiently a few times.
+struct Flaky {
+    fixed: AtomicBool,
+    transient_failures_left: AtomicU32,
+}
+
+#[async_trait]
+impl Projection for Flaky {
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+    fn ddl(&self) -> &'static str {
+        "CREATE TABLE seen (event_id uuid PRIMARY KEY);"
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &["seen"]
+    }
+    async fn apply(&self, tx: &mut PgConnection, e: &RecordedEvent) -> Result<(), ApplyError> {
+        if e.payload.get("poison") == Some(&Value::Bool(true)) {
+            if self.transient_failures_left.load(Ordering::SeqCst) > 0 {
+                self.transient_failures_left.fetch_sub(1, Ordering::SeqCst);
+                return Err(ApplyError::Transient(sqlx::Error::PoolTimedOut));
+            }
+            if !self.fixed.load(Ordering::SeqCst) {
+                return Err(ApplyError::Failed("cannot digest poison".into()));
+            }
+        }
+        sqlx::query("INSERT INTO seen (event_id) VALUES ($1)")
+            .bind(e.event_id)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn raw(store: &PgEventStore, payloads: Vec<Value>) {
+    let stream = format!("raw-{}", Uuid::now_v7());
+    let events = payloads
+        .into_iter()
+        .map(|payload| NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: "Raw".into(),
+            schema_version: 1,
+            payload,
+            metadata: EventMetadata {
+                org_id: Uuid::nil(),
+                actor_id: None,
+                correlation_id: Uuid::now_v7(),
+                causation_id: None,
+                occurred_at: Utc::now(),
+            },
+        })
+        .collect();
+    store
+        .append(&stream, ExpectedVersion::NoStream, events)
+        .await
+        .unwrap();
+}
+
+async fn seen(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM read.seen")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn a_failing_event_is_retried_then_parked_and_the_projection_moves_on(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    raw(
+        &store,
+        vec![json!({"n": 1}), json!({"poison": true}), json!({"n": 3})],
+    )
+    .await;
+    let flaky = Arc::new(Flaky {
+        fixed: AtomicBool::new(false),
+        transient_failures_left: AtomicU32::new(0),
+    });
+    let g = generation::ensure_active(&pool, flaky.as_ref())
+        .await
+        .unwrap();
+    let p = projector(&pool, &store, flaky.clone());
+    let outcome = p.project_next_batch(g, true).await.unwrap();
+    assert_eq!((outcome.applied, outcome.parked), (2, 1));
+    assert_eq!(seen(&pool).await, 2, "the events around the poison landed");
+    let (id, attempts, error): (i64, i32, String) = sqlx::query_as(
+        "SELECT id, attempts, error FROM projection_dead_letters WHERE projection = 'flaky'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts, 3);
+    assert!(error.contains("poison"));
+
+    // Replaying before the fix keeps it parked; after the fix it lands and leaves the table.
+    assert!(
+        status::replay_parked_into(&pool, &store, flaky.as_ref(), id)
+            .await
+            .unwrap()
+            .is_err()
+    );
+    flaky.fixed.store(true, Ordering::SeqCst);
+    status::replay_parked_into(&pool, &store, flaky.as_ref(), id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen(&pool).await, 3);
+    let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_dead_letters")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(parked, 0);
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn transient_errors_are_retried_and_never_park(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    raw(&store, vec![json!({"n": 1}), json!({"poison": true})]).await;
+    // More transient failures than max_attempts: still never parked.
+    let flaky = Arc::new(Flaky {
+        fixed: AtomicBool::new(true),
+        transient_failures_left: AtomicU32::new(7),
+    });
+    let g = generation::ensure_active(&pool, flaky.as_ref())
+        .await
+        .unwrap();
+    let outcome = projector(&pool, &store, flaky.clone())
+        .project_next_batch(g, true)
+        .await
+        .unwrap();
+    assert_eq!((outcome.applied, outcome.parked), (2, 0));
+    assert_eq!(seen(&pool).await, 2);
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn a_rebuild_fills_a_new_generation_and_switches_reads_in_one_step(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let w = world(&store).await;
+    let tasks = tasklog_projectors::by_name("tasks").unwrap();
+    let g1 = generation::ensure_active(&pool, tasks.as_ref())
+        .await
+        .unwrap();
+    catch_up(&projector(&pool, &store, tasks.clone()), g1, w.last).await;
+    let before: Value =
+        sqlx::query_scalar("SELECT to_jsonb(t) - 'search' FROM read.tasks t WHERE task_id = $1")
+            .bind(w.task)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+
+    let progress = std::sync::Mutex::new(Vec::new());
+    let g2 = status::rebuild(&pool, Arc::new(store.clone()), tasks.clone(), 2, |p| {
+        progress.lock().unwrap().push(p.applied)
+    })
+    .await
+    .unwrap();
+    assert_eq!(g2, g1 + 1);
+    assert!(
+        progress.lock().unwrap().len() > 1,
+        "progress is reported batch by batch"
+    );
+    let after: Value =
+        sqlx::query_scalar("SELECT to_jsonb(t) - 'search' FROM read.tasks t WHERE task_id = $1")
+            .bind(w.task)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(before, after);
+    let old_schema: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname = $1")
+            .bind(generation::schema("tasks", g1))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(old_schema, 0, "the old generation is gone");
+    // A live projector on the old generation learns of the switch.
+    let live = projector(&pool, &store, tasks.clone())
+        .project_next_batch(g1, true)
+        .await;
+    assert!(
+        matches!(live, Err(ProjectorError::GenerationChanged(_, g)) if g == g2),
+        "{live:?}"
+    );
+}
+
+#[test]
+fn a_notification_id_is_the_same_for_the_same_cause_and_recipient() {
+    let (cause, user) = (Uuid::now_v7(), Uuid::now_v7());
+    assert_eq!(notification_id(cause, user), notification_id(cause, user));
+    assert_ne!(
+        notification_id(cause, user),
+        notification_id(cause, Uuid::now_v7())
+    );
+}
