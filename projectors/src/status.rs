@@ -208,7 +208,7 @@ pub async fn replay_parked_into(
     let mut tx = pool.begin().await?;
     sqlx::query(&format!(
         "SET LOCAL search_path TO {}, public",
-        schema(&name, generation)
+        schema(name, generation)
     ))
     .execute(&mut *tx)
     .await?;
