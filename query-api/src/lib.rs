@@ -1,1 +1,154 @@
-//! Placeholder: built out by the read-side issue.
+//! The query API: JSON reads under `/v1/orgs/{org}/…`, served from the
+//! projections' read models (the views in schema `read`) and nothing else.
+//!
+//! Every route authenticates the caller and requires membership of the
+//! organization (any role); objects of another organization are answered
+//! exactly like missing ones. A request carrying `X-Consistency-Token` waits
+//! until the projections it reads have applied that position.
+
+pub mod consistency;
+pub mod cursor;
+pub mod error;
+pub mod params;
+mod routes;
+pub mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use sqlx::PgPool;
+use tasklog_command_api::auth::{Authenticator, Caller, HasAuthenticator};
+use tasklog_command_api::error::ApiError;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use uuid::Uuid;
+
+pub use consistency::{Consistency, Projection};
+pub use error::QueryError;
+
+/// How long a request waits for its consistency token by default.
+pub const DEFAULT_CONSISTENCY_WAIT: Duration = Duration::from_secs(2);
+
+/// Shared state of the query API.
+#[derive(Clone)]
+pub struct QueryState {
+    pub pool: PgPool,
+    pub auth: Arc<Authenticator>,
+    /// How long a request waits for the projections to apply its
+    /// `X-Consistency-Token` before answering 503 `not_yet_consistent`.
+    pub consistency_wait: Duration,
+}
+
+impl HasAuthenticator for QueryState {
+    fn authenticator(&self) -> &Arc<Authenticator> {
+        &self.auth
+    }
+}
+
+impl QueryState {
+    /// A state with the default consistency wait.
+    pub fn new(pool: PgPool, auth: Arc<Authenticator>) -> Self {
+        Self {
+            pool,
+            auth,
+            consistency_wait: DEFAULT_CONSISTENCY_WAIT,
+        }
+    }
+
+    /// Lets the caller read organization `org`: waits for the consistency
+    /// token on `reads` (and `directory`, where membership lives), then
+    /// requires membership. A non-member gets the same 403 whether or not the
+    /// organization exists.
+    pub async fn admit(
+        &self,
+        caller: &Caller,
+        org: Uuid,
+        consistency: Consistency,
+        reads: &[Projection],
+    ) -> Result<(), QueryError> {
+        if let Some(token) = consistency.0 {
+            let mut needed = vec![Projection::Directory];
+            needed.extend(reads.iter().filter(|p| **p != Projection::Directory));
+            consistency::wait_until_applied(&self.pool, token, &needed, self.consistency_wait)
+                .await?;
+        }
+        let member: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM read.members WHERE org_id = $1 AND user_id = $2)",
+        )
+        .bind(org)
+        .bind(caller.user_id)
+        .fetch_one(&self.pool)
+        .await?;
+        if member {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("you are not a member of this organization".into()).into())
+        }
+    }
+}
+
+/// The whole query API.
+pub fn router(state: QueryState) -> Router {
+    Router::new()
+        .merge(routes::projects::router())
+        .merge(routes::tasks::router())
+        .merge(routes::directory::router())
+        .merge(routes::notifications::router())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the database answers; the body shows where each projection is.
+async fn readyz(State(state): State<QueryState>) -> Response {
+    let check = sqlx::query_as::<_, (String, i64, i64)>(
+        "SELECT p.name, COALESCE(c.commit_id, 0), COALESCE(c.event_position, 0)
+           FROM projections p
+           LEFT JOIN projection_checkpoints c
+             ON c.projection = p.name AND c.generation = p.active_generation
+          ORDER BY p.name",
+    )
+    .fetch_all(&state.pool);
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(Ok(rows)) => {
+            let projections: serde_json::Map<String, serde_json::Value> = rows
+                .into_iter()
+                .map(|(name, c, e)| (name, json!(format!("{c}.{e}"))))
+                .collect();
+            Json(json!({ "status": "ready", "projections": projections })).into_response()
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = ?e, "not ready");
+            ApiError::Unavailable("the database does not answer".into()).into_response()
+        }
+        Err(_) => ApiError::Unavailable("the database timed out".into()).into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("route".into())
+}
+
+async fn method_not_allowed() -> Response {
+    let mut r =
+        ApiError::BadRequest("this method is not allowed on this route".into()).into_response();
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}

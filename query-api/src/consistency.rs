@@ -1,0 +1,130 @@
+//! Read-your-writes: a client that sends the consistency token a command gave
+//! it (`X-Consistency-Token: <commit>.<event>`) is answered only once every
+//! projection the endpoint reads has applied that position.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use sqlx::PgPool;
+use tasklog_command_api::error::ApiError;
+use tasklog_event_store::LogPosition;
+use tokio::time::Instant;
+
+use crate::error::QueryError;
+
+/// The header carrying the token.
+pub const HEADER: &str = "x-consistency-token";
+
+/// How often the checkpoints are read again while waiting.
+const POLL_EVERY: Duration = Duration::from_millis(5);
+
+/// The projections, by the names their checkpoints are stored under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Projection {
+    /// Organizations, members, projects, tags.
+    Directory,
+    /// Tasks, comments, tag usage.
+    Tasks,
+    /// Each task's history.
+    Activity,
+    /// Each user's notifications.
+    Notifications,
+}
+
+impl Projection {
+    /// The name in `projections` and `projection_checkpoints`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Directory => "directory",
+            Self::Tasks => "tasks",
+            Self::Activity => "activity",
+            Self::Notifications => "notifications",
+        }
+    }
+}
+
+/// The request's consistency token, if it sent one; 400 when it is not a position.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Consistency(pub Option<LogPosition>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Consistency {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(HEADER) else {
+            return Ok(Self(None));
+        };
+        value
+            .to_str()
+            .ok()
+            .and_then(|v| LogPosition::from_str(v.trim()).ok())
+            .map(|p| Self(Some(p)))
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    "X-Consistency-Token must be the token a command returned, \"<commit>.<event>\""
+                        .into(),
+                )
+            })
+    }
+}
+
+/// Waits until every one of `projections` has applied `token`, polling the
+/// checkpoints of their active generations; 503 `not_yet_consistent` after `bound`.
+#[tracing::instrument(skip(pool, projections), fields(token = %token))]
+pub async fn wait_until_applied(
+    pool: &PgPool,
+    token: LogPosition,
+    projections: &[Projection],
+    bound: Duration,
+) -> Result<(), QueryError> {
+    let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
+    let started = Instant::now();
+    loop {
+        let behind = behind(pool, token, &names).await?;
+        if behind.is_empty() {
+            return Ok(());
+        }
+        let waited = started.elapsed();
+        if waited >= bound {
+            tracing::info!(?behind, ?waited, "read models not yet consistent");
+            return Err(QueryError::NotYetConsistent { token, behind });
+        }
+        tokio::time::sleep(POLL_EVERY.min(bound - waited)).await;
+    }
+}
+
+/// The projections among `names` that have not applied `token` (a missing one has not).
+async fn behind(
+    pool: &PgPool,
+    token: LogPosition,
+    names: &[&str],
+) -> Result<Vec<String>, QueryError> {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT p.name, c.commit_id, c.event_position
+           FROM projections p
+           JOIN projection_checkpoints c
+             ON c.projection = p.name AND c.generation = p.active_generation
+          WHERE p.name = ANY($1)",
+    )
+    .bind(names)
+    .fetch_all(pool)
+    .await?;
+    Ok(names
+        .iter()
+        .filter(|name| {
+            !rows
+                .iter()
+                .any(|(n, commit, event)| n == *name && position(*commit, *event) >= token)
+        })
+        .map(|name| (*name).to_owned())
+        .collect())
+}
+
+fn position(commit: i64, event: i64) -> LogPosition {
+    LogPosition {
+        commit: u64::try_from(commit).unwrap_or(0),
+        event: u64::try_from(event).unwrap_or(0),
+    }
+}

@@ -1,0 +1,4 @@
+pub mod directory;
+pub mod notifications;
+pub mod projects;
+pub mod tasks;

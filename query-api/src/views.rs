@@ -1,0 +1,168 @@
+//! What the query API answers with, and how read-model rows become it.
+
+use std::collections::BTreeMap;
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+/// The columns of `read.tasks` a [`Task`] is read from (aliased `t`).
+pub const TASK_COLUMNS: &str = "t.task_id, t.key, t.number, t.project_id, t.title, \
+     t.description, t.status, t.status_category, t.priority, t.priority_rank, t.assignee, \
+     t.due_date, t.tags, t.comment_count, t.archived, t.created_by, t.created_at, \
+     t.updated_at, t.version";
+
+/// A task as lists, boards and details show it.
+#[derive(Serialize, Clone, Debug)]
+pub struct Task {
+    pub id: Uuid,
+    pub key: String,
+    pub number: i64,
+    pub project_id: Uuid,
+    pub title: String,
+    pub description: String,
+    pub status: String,
+    pub status_category: String,
+    pub priority: String,
+    /// Sort key of `priority` (none 0 … urgent 4); cursors carry it.
+    #[serde(skip)]
+    pub priority_rank: i16,
+    pub assignee: Option<Uuid>,
+    pub due_date: Option<NaiveDate>,
+    pub tags: Vec<Uuid>,
+    pub comment_count: i32,
+    pub archived: bool,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+impl Task {
+    /// Reads a row selected with [`TASK_COLUMNS`].
+    pub fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("task_id")?,
+            key: row.try_get("key")?,
+            number: row.try_get("number")?,
+            project_id: row.try_get("project_id")?,
+            title: row.try_get("title")?,
+            description: row.try_get("description")?,
+            status: row.try_get("status")?,
+            status_category: row.try_get("status_category")?,
+            priority: row.try_get("priority")?,
+            priority_rank: row.try_get("priority_rank")?,
+            assignee: row.try_get("assignee")?,
+            due_date: row.try_get("due_date")?,
+            tags: row.try_get("tags")?,
+            comment_count: row.try_get("comment_count")?,
+            archived: row.try_get("archived")?,
+            created_by: row.try_get("created_by")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            version: row.try_get("version")?,
+        })
+    }
+}
+
+/// A project; `workflow` only in the detail.
+#[derive(Serialize, Clone, Debug)]
+pub struct Project {
+    pub id: Uuid,
+    pub name: String,
+    pub key: String,
+    pub archived: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+    /// Non-archived tasks by status.
+    pub task_counts: BTreeMap<String, i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<serde_json::Value>,
+}
+
+impl Project {
+    /// Reads a row of `read.projects` (without counts or workflow).
+    pub fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("project_id")?,
+            name: row.try_get("name")?,
+            key: row.try_get("key")?,
+            archived: row.try_get("archived")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            version: row.try_get("version")?,
+            task_counts: BTreeMap::new(),
+            workflow: None,
+        })
+    }
+}
+
+/// A comment in a task's detail.
+#[derive(Serialize, Clone, Debug)]
+pub struct Comment {
+    pub id: Uuid,
+    pub author: Uuid,
+    pub body: String,
+    pub mentions: Vec<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+}
+
+/// A tag as a task's detail names it.
+#[derive(Serialize, Clone, Debug)]
+pub struct TagDetail {
+    pub id: Uuid,
+    pub name: String,
+    pub color: Option<String>,
+}
+
+/// A task with its comments and tags spelled out.
+#[derive(Serialize, Debug)]
+pub struct TaskDetail {
+    #[serde(flatten)]
+    pub task: Task,
+    pub comments: Vec<Comment>,
+    pub tag_details: Vec<TagDetail>,
+}
+
+/// One page of a list.
+#[derive(Serialize, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass back as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A whole (unpaginated) list.
+#[derive(Serialize, Debug)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}
+
+/// `body` with `ETag: "<version>"`, or 304 when `If-None-Match` names it already.
+pub fn tagged<T: Serialize>(request: &HeaderMap, version: i64, body: T) -> Response {
+    let etag = format!("\"{version}\"");
+    let matches = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .map(|t| t.trim().trim_start_matches("W/"))
+                .any(|t| t == etag || t == "*")
+        });
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        Json(body).into_response()
+    };
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}

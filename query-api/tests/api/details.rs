@@ -1,0 +1,103 @@
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::{seed_activity, spawn_app};
+
+#[tokio::test]
+async fn a_task_detail_has_its_live_comments_oldest_first_its_tags_and_an_etag() {
+    let app = spawn_app().await;
+    let w = &app.world;
+    let task = w.task("Crash on save");
+    let path = format!("/v1/orgs/{}/tasks/{}", w.org, task.id);
+
+    let r = app.get(&path, &w.alice).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["etag"], "\"3\"");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["id"], task.id.to_string());
+    assert_eq!(body["key"], "WEB-3");
+    assert_eq!(body["title"], "Crash on save");
+    assert_eq!(body["description"], "Details about crash on save");
+    assert_eq!(body["status"], "doing");
+    assert_eq!(body["created_by"], w.alice.id.to_string());
+    assert_eq!(body["created_at"], "2026-01-01T00:12:00Z");
+    let comments = body["comments"].as_array().unwrap();
+    let comment_ids: Vec<Uuid> = comments
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(comment_ids, w.comments, "oldest first");
+    assert!(!comment_ids.contains(&w.deleted_comment));
+    assert_eq!(comments[0]["author"], w.bob.id.to_string());
+    assert_eq!(comments[0]["body"], "Repro attached");
+    assert_eq!(comments[0]["edited_at"], Value::Null);
+    assert_eq!(comments[1]["mentions"], json!([w.bob.id]));
+    assert_eq!(comments[1]["edited_at"], "2026-01-01T02:10:00Z");
+    assert_eq!(
+        body["tag_details"],
+        json!([
+            {"id": w.bug, "name": "bug", "color": "#ff0000"},
+            {"id": w.ui, "name": "ui", "color": "#0000ff"},
+        ])
+    );
+
+    let unchanged = app
+        .get_as(&path, &w.alice, &[("if-none-match", "\"3\"")])
+        .await;
+    assert_eq!(unchanged.status(), 304);
+    let changed = app
+        .get_as(&path, &w.alice, &[("if-none-match", "\"2\"")])
+        .await;
+    assert_eq!(changed.status(), 200);
+
+    app.teardown().await;
+}
+
+#[tokio::test]
+async fn a_tasks_activity_is_paged_in_log_order() {
+    let app = spawn_app().await;
+    let w = &app.world;
+    let task = w.task("Crash on save").id;
+    let events = seed_activity(
+        &app.db,
+        w.org,
+        task,
+        &[(15, 5), (10, 0), (12, 3), (10, 1), (15, 4)],
+    )
+    .await;
+    seed_activity(&app.db, w.org, w.task("Release notes").id, &[(11, 0)]).await;
+    let in_log_order = vec![events[1], events[3], events[2], events[4], events[0]];
+    let path = format!("/v1/orgs/{}/tasks/{task}/activity", w.org);
+
+    let all = app.json(&path, &w.alice).await;
+    let got: Vec<Uuid> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["event_id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(got, in_log_order);
+    assert_eq!(all["items"][0]["event_type"], "TaskCreated");
+    assert_eq!(all["items"][0]["data"], json!({"n": 1}));
+    assert_eq!(all["next_cursor"], Value::Null);
+
+    let mut paged = Vec::new();
+    let mut next = format!("{path}?limit=2");
+    loop {
+        let page = app.json(&next, &w.alice).await;
+        paged.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["event_id"].as_str().unwrap().parse::<Uuid>().unwrap()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => next = format!("{path}?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, in_log_order);
+
+    app.teardown().await;
+}

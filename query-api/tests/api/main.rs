@@ -1,0 +1,7 @@
+//! The query API over a real socket against real PostgreSQL.
+
+mod access;
+mod consistency;
+mod details;
+mod helpers;
+mod lists;
