@@ -6,8 +6,8 @@ mod projections;
 pub mod startup;
 
 pub use config::Settings;
-pub use projections::{projections_cli, run_projectors, ProjectionsCommand};
-pub use startup::{connect, migrate, CommandApi, MIGRATOR};
+pub use projections::{projections_cli, run_projectors, run_projectors_with, ProjectionsCommand};
+pub use startup::{connect, migrate, CommandApi, QueryApi, MIGRATOR};
 
 /// Logs as JSON when `TASKLOG_LOG_JSON` is set; level from `RUST_LOG` (default info).
 pub fn init_tracing() {

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
-use tasklog::{config::DEV_JWT_SECRET, CommandApi, Settings};
+use tasklog::{config::DEV_JWT_SECRET, CommandApi, QueryApi, Settings};
 use tasklog_event_store::{EventStore, PgEventStore};
 use uuid::Uuid;
 
@@ -25,6 +25,8 @@ enum Action {
     Serve,
     /// Run only the command API.
     CommandApi,
+    /// Run only the query API.
+    QueryApi,
     /// Run only the projectors (every projection; a second instance stands by).
     Projectors,
     /// Inspect and manage projections.
@@ -84,13 +86,24 @@ async fn main() -> anyhow::Result<()> {
                 tasklog::connect(&settings.database_url, settings.database_pool_size).await?;
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let projectors = tokio::spawn(tasklog::run_projectors(pool.clone(), stopped));
-            let api = CommandApi::build(&settings, pool)
+            let query = QueryApi::build(&settings, pool.clone()).await?;
+            let query = tokio::spawn(query.run_until_stopped());
+            let commands = CommandApi::build(&settings, pool)
                 .await?
                 .run_until_stopped()
                 .await;
             let _ = stop.send(true);
             projectors.await??;
-            api
+            query.await??;
+            commands
+        }
+        Action::QueryApi => {
+            let pool =
+                tasklog::connect(&settings.database_url, settings.database_pool_size).await?;
+            QueryApi::build(&settings, pool)
+                .await?
+                .run_until_stopped()
+                .await
         }
         Action::Projectors => {
             let pool =

@@ -11,8 +11,17 @@ use tokio::sync::watch;
 
 /// Runs every projection until `stop` turns true.
 pub async fn run_projectors(pool: PgPool, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    run_projectors_with(pool, ProjectorConfig::default(), stop).await
+}
+
+/// [`run_projectors`] with its tuning given (tests hand over leases faster).
+pub async fn run_projectors_with(
+    pool: PgPool,
+    config: ProjectorConfig,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
-    tasklog_projectors::run_all(pool, store, ProjectorConfig::default(), stop).await?;
+    tasklog_projectors::run_all(pool, store, config, stop).await?;
     Ok(())
 }
 

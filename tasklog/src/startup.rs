@@ -72,6 +72,35 @@ impl CommandApi {
     }
 }
 
+/// The query API, bound and ready to serve.
+pub struct QueryApi {
+    listener: TcpListener,
+    router: axum::Router,
+}
+
+impl QueryApi {
+    pub async fn build(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
+        let auth = Arc::new(Authenticator::new(&settings.auth()?)?);
+        let router = tasklog_query_api::router(tasklog_query_api::QueryState::new(pool, auth));
+        let listener = TcpListener::bind(settings.query_addr).await?;
+        Ok(Self { listener, router })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.addr(), "query API listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        Ok(())
+    }
+}
+
 /// Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -6,5 +6,6 @@ mod auth;
 mod concurrency;
 mod errors;
 mod idempotency;
+mod system;
 mod tasks;
 mod tenancy;

@@ -1,0 +1,216 @@
+//! The whole system in one process: commands in, projectors, queries out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tasklog::{CommandApi, Settings};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::helpers::{id_of, TestApp, User};
+
+pub struct System {
+    pub app: TestApp,
+    pub query: String,
+    stop: watch::Sender<bool>,
+    name: String,
+    server: PgPool,
+}
+
+/// A fresh database with the command API, the query API and the projectors.
+pub async fn spawn_system() -> System {
+    let admin = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
+    let server = PgPool::connect(&admin).await.unwrap();
+    let name = format!("tasklog_sys_{}", Uuid::now_v7().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&server)
+        .await
+        .unwrap();
+    let db = PgPool::connect(&format!("{base}/{name}")).await.unwrap();
+    tasklog::MIGRATOR.run(&db).await.unwrap();
+    let app_url = format!(
+        "{}/{name}",
+        base.replacen("postgres://postgres@", "postgres://tasklog_app@", 1)
+    );
+    let settings = Settings::local(&app_url);
+    let pool = tasklog::connect(&settings.database_url, 12).await.unwrap();
+
+    let commands = CommandApi::build(&settings, pool.clone()).await.unwrap();
+    let address = format!("http://{}", commands.addr());
+    tokio::spawn(commands.run_until_stopped());
+
+    let auth = tasklog_command_api::Authenticator::new(&settings.auth().unwrap()).unwrap();
+    let mut state = tasklog_query_api::QueryState::new(pool.clone(), Arc::new(auth));
+    state.consistency_wait = Duration::from_secs(10);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let query = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, tasklog_query_api::router(state)).await });
+
+    let (stop, stopped) = watch::channel(false);
+    let config = tasklog_projectors::ProjectorConfig {
+        idle_wait: Duration::from_millis(100),
+        lease_retry: Duration::from_millis(100),
+        ..Default::default()
+    };
+    tokio::spawn(tasklog::run_projectors_with(pool, config, stopped));
+    System {
+        app: TestApp {
+            address,
+            client: reqwest::Client::new(),
+            db,
+        },
+        query,
+        stop,
+        name,
+        server,
+    }
+}
+
+impl System {
+    pub async fn get(&self, path: &str, user: &User, token: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .app
+            .client
+            .get(format!("{}{path}", self.query))
+            .bearer_auth(&user.token);
+        if let Some(token) = token {
+            req = req.header("x-consistency-token", token);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.app.db.close().await;
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&self.server)
+        .await;
+    }
+}
+
+async fn token_of(r: reqwest::Response) -> (Uuid, String) {
+    let body: Value = r.json().await.unwrap();
+    (
+        body["id"].as_str().unwrap().parse().unwrap(),
+        body["consistency_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_read_with_the_commands_consistency_token_sees_that_command() {
+    let sys = spawn_system().await;
+    let app = &sys.app;
+    let (org, owner) = app.org().await;
+    let project = app.project(org, &owner, "WEB").await;
+    let r = app
+        .post(
+            &format!("/v1/orgs/{org}/projects/{project}/tasks"),
+            &owner,
+            json!({"title": "Fresh"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let (task, token) = token_of(r).await;
+
+    let r = sys
+        .get(
+            &format!("/v1/orgs/{org}/tasks/{task}"),
+            &owner,
+            Some(&token),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["etag"], "\"1\"");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["title"], "Fresh");
+    assert_eq!(body["key"], "WEB-1");
+
+    let r = app
+        .patch(
+            &format!("/v1/orgs/{org}/tasks/{task}"),
+            &owner,
+            json!({"title": "Edited"}),
+        )
+        .await;
+    let (_, token) = token_of(r).await;
+    let r = sys
+        .get(
+            &format!("/v1/orgs/{org}/projects/{project}/tasks"),
+            &owner,
+            Some(&token),
+        )
+        .await;
+    let list: Value = r.json().await.unwrap();
+    assert_eq!(
+        list["items"][0]["title"], "Edited",
+        "never the stale title once the token is given"
+    );
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_mention_notifies_the_member_who_can_mark_it_read() {
+    let sys = spawn_system().await;
+    let app = &sys.app;
+    let (org, owner) = app.org().await;
+    let bob = app.member(org, &owner, "bob", "member").await;
+    let project = app.project(org, &owner, "WEB").await;
+    let task = app.task(org, project, &owner, "Review").await;
+    let r = app
+        .post(
+            &format!("/v1/orgs/{org}/tasks/{task}/comments"),
+            &owner,
+            json!({"body": "@bob please review"}),
+        )
+        .await;
+    let (_, token) = token_of(r).await;
+
+    let r = sys
+        .get(
+            &format!("/v1/orgs/{org}/me/notifications?unread=true"),
+            &bob,
+            Some(&token),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let inbox: Value = r.json().await.unwrap();
+    assert_eq!(inbox["items"].as_array().unwrap().len(), 1);
+    assert_eq!(inbox["items"][0]["kind"], "mentioned");
+    assert_eq!(inbox["items"][0]["task_key"], "WEB-1");
+    let notification = inbox["items"][0]["id"].as_str().unwrap().to_owned();
+
+    let r = app
+        .request(
+            Method::POST,
+            &format!("/v1/orgs/{org}/me/notifications/{notification}/read"),
+            &bob,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let (_, token) = token_of(r).await;
+    let r = sys
+        .get(
+            &format!("/v1/orgs/{org}/me/notifications?unread=true"),
+            &bob,
+            Some(&token),
+        )
+        .await;
+    let inbox: Value = r.json().await.unwrap();
+    assert_eq!(
+        inbox["items"],
+        json!([]),
+        "read notifications leave the unread list"
+    );
+    let _ = id_of;
+    sys.stop().await;
+}
