@@ -10,7 +10,7 @@ use tasklog::{CommandApi, Settings};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::helpers::{id_of, TestApp, User};
+use crate::helpers::{TestApp, User};
 
 pub struct System {
     pub app: TestApp,
@@ -211,6 +211,5 @@ async fn a_mention_notifies_the_member_who_can_mark_it_read() {
         json!([]),
         "read notifications leave the unread list"
     );
-    let _ = id_of;
     sys.stop().await;
 }
