@@ -8,6 +8,7 @@ pub mod bodies;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod openapi;
 mod routes;
 pub mod service;
 
@@ -44,6 +45,8 @@ pub fn router(state: AppState) -> Router {
         ))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi::document))
+        .route("/docs", get(openapi::docs))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -9,6 +9,7 @@
 pub mod consistency;
 pub mod cursor;
 pub mod error;
+pub mod openapi;
 pub mod params;
 mod routes;
 pub mod views;
@@ -102,6 +103,8 @@ pub fn router(state: QueryState) -> Router {
         .merge(routes::notifications::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi::document))
+        .route("/docs", get(tasklog_command_api::openapi::docs))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(|_| {

@@ -18,7 +18,7 @@ pub const TASK_COLUMNS: &str = "t.task_id, t.key, t.number, t.project_id, t.titl
      t.updated_at, t.version";
 
 /// A task as lists, boards and details show it.
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, schemars::JsonSchema, Clone, Debug)]
 pub struct Task {
     pub id: Uuid,
     pub key: String,
@@ -71,7 +71,7 @@ impl Task {
 }
 
 /// A project; `workflow` only in the detail.
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, schemars::JsonSchema, Clone, Debug)]
 pub struct Project {
     pub id: Uuid,
     pub name: String,
@@ -104,7 +104,7 @@ impl Project {
 }
 
 /// A comment in a task's detail.
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, schemars::JsonSchema, Clone, Debug)]
 pub struct Comment {
     pub id: Uuid,
     pub author: Uuid,
@@ -115,7 +115,7 @@ pub struct Comment {
 }
 
 /// A tag as a task's detail names it.
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, schemars::JsonSchema, Clone, Debug)]
 pub struct TagDetail {
     pub id: Uuid,
     pub name: String,
@@ -123,7 +123,7 @@ pub struct TagDetail {
 }
 
 /// A task with its comments and tags spelled out.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, schemars::JsonSchema, Debug)]
 pub struct TaskDetail {
     #[serde(flatten)]
     pub task: Task,
@@ -132,7 +132,8 @@ pub struct TaskDetail {
 }
 
 /// One page of a list.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, schemars::JsonSchema, Debug)]
+#[schemars(rename = "{T}Page")]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass back as `cursor` for the next page; null on the last page.
@@ -140,7 +141,8 @@ pub struct Page<T> {
 }
 
 /// A whole (unpaginated) list.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, schemars::JsonSchema, Debug)]
+#[schemars(rename = "{T}List")]
 pub struct Items<T> {
     pub items: Vec<T>,
 }
