@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::extract::CommandMeta;
 
 /// How often a command is decided again when another writer got in first.
-const MAX_ATTEMPTS: usize = 8;
+const MAX_ATTEMPTS: usize = 16;
 
 /// Shared state of the command API.
 #[derive(Clone)]
@@ -202,7 +202,7 @@ impl AppState {
                 }
                 Err(StoreError::Conflict { .. }) => {
                     tracing::debug!(attempt, %stream, "concurrent append; deciding again");
-                    tokio::time::sleep(Duration::from_millis(2 * attempt as u64)).await;
+                    tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -282,6 +282,13 @@ fn fold<A: Aggregate>(recorded: Vec<RecordedEvent>) -> Result<Loaded<A>, ApiErro
         version,
         position,
     })
+}
+
+/// Full jitter, capped: writers that collided do not collide again in step.
+fn backoff(attempt: usize) -> Duration {
+    let cap_ms = (1u64 << attempt.min(6)).min(50);
+    let random = Uuid::new_v4().as_u128() as u64;
+    Duration::from_micros(random % (cap_ms * 1000 + 1))
 }
 
 fn decode<A: Aggregate>(
