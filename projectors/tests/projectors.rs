@@ -138,6 +138,7 @@ async fn world(store: &PgEventStore) -> World {
         ],
     )
     .await;
+    wait_readable(store, last).await;
     World {
         org,
         owner,
@@ -341,7 +342,7 @@ impl Projection for Flaky {
     }
 }
 
-async fn raw(store: &PgEventStore, payloads: Vec<Value>) {
+async fn raw(store: &PgEventStore, payloads: Vec<Value>) -> LogPosition {
     let stream = format!("raw-{}", Uuid::now_v7());
     let events = payloads
         .into_iter()
@@ -359,10 +360,25 @@ async fn raw(store: &PgEventStore, payloads: Vec<Value>) {
             },
         })
         .collect();
-    store
+    let last = store
         .append(&stream, ExpectedVersion::NoStream, events)
         .await
-        .unwrap();
+        .unwrap()
+        .last_position;
+    wait_readable(store, last).await;
+    last
+}
+
+/// Waits until safe readers reach `target`: another test's open transaction
+/// anywhere on the server holds them back for a moment.
+async fn wait_readable(store: &PgEventStore, target: LogPosition) {
+    for _ in 0..500 {
+        if store.high_water_mark().await.unwrap().safe >= Some(target) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{target} never became readable");
 }
 
 async fn seen(pool: &PgPool) -> i64 {
