@@ -56,6 +56,51 @@ pub async fn create_in(
     projection: &dyn Projection,
     generation: i32,
 ) -> Result<(), sqlx::Error> {
+    create_tables_in(conn, projection, generation, false).await
+}
+
+/// The DDL's statements without comments, split into tables and secondary
+/// indexes. DDL files use `--` only for comments and `;` only to end statements.
+fn statements(ddl: &str) -> (Vec<String>, Vec<String>) {
+    let code: String = ddl
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    code.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .partition(|s| !(s.starts_with("CREATE INDEX") || s.starts_with("CREATE UNIQUE INDEX")))
+}
+
+/// Creates the secondary indexes a rebuild deferred (bulk loading into
+/// tables without them, then indexing once, is much faster).
+pub async fn create_indexes(
+    pool: &sqlx::PgPool,
+    projection: &dyn Projection,
+    generation: i32,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!(
+        "SET LOCAL search_path TO {}",
+        schema(projection.name(), generation)
+    ))
+    .execute(&mut *tx)
+    .await?;
+    for statement in statements(projection.ddl()).1 {
+        sqlx::query(&statement).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+/// [`create_in`], leaving out the secondary indexes when `defer_indexes`.
+pub async fn create_tables_in(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    generation: i32,
+    defer_indexes: bool,
+) -> Result<(), sqlx::Error> {
     let schema = schema(projection.name(), generation);
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .execute(&mut *conn)
@@ -66,8 +111,14 @@ pub async fn create_in(
     sqlx::query(&format!("SET LOCAL search_path TO {schema}"))
         .execute(&mut *conn)
         .await?;
-    // Several statements: the simple query protocol runs them all.
-    sqlx::Executor::execute(&mut *conn, projection.ddl()).await?;
+    if defer_indexes {
+        for statement in statements(projection.ddl()).0 {
+            sqlx::query(&statement).execute(&mut *conn).await?;
+        }
+    } else {
+        // Several statements: the simple query protocol runs them all.
+        sqlx::Executor::execute(&mut *conn, projection.ddl()).await?;
+    }
     sqlx::query("SET LOCAL search_path TO public")
         .execute(&mut *conn)
         .await?;
@@ -102,4 +153,36 @@ pub async fn point_views(
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ddl_splits_into_tables_and_secondary_indexes() {
+        let ddl = "-- a comment; with a semicolon\nCREATE TABLE t (\n  a int PRIMARY KEY -- the key; really\n);\n\
+                   CREATE INDEX t_a ON t (a);\n-- trailing\n";
+        let (tables, indexes) = statements(ddl);
+        assert_eq!(tables, ["CREATE TABLE t (\n  a int PRIMARY KEY \n)"]);
+        assert_eq!(indexes, ["CREATE INDEX t_a ON t (a)"]);
+    }
+
+    #[test]
+    fn every_projection_ddl_has_tables_and_its_indexes_split_cleanly() {
+        for p in crate::all() {
+            let (tables, indexes) = statements(p.ddl());
+            assert!(!tables.is_empty(), "{}", p.name());
+            assert!(
+                tables.iter().all(|t| t.starts_with("CREATE TABLE")),
+                "{}: {tables:?}",
+                p.name()
+            );
+            assert!(
+                indexes.iter().all(|i| i.starts_with("CREATE")),
+                "{}",
+                p.name()
+            );
+        }
+    }
 }

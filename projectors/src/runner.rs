@@ -255,12 +255,18 @@ impl Projector {
                 )));
             }
         }
+        // A read model and its checkpoint commit together, so a commit lost
+        // in a crash loses both and the batch is simply applied again: no
+        // need to wait for the disk.
         sqlx::query(&format!(
             "SET LOCAL search_path TO {}, public",
             schema(self.name(), generation)
         ))
         .execute(&mut *tx)
         .await?;
+        sqlx::query("SET LOCAL synchronous_commit TO off")
+            .execute(&mut *tx)
+            .await?;
         for event in events {
             match self.projection.apply(&mut tx, event).await {
                 Ok(()) => {}

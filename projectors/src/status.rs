@@ -98,7 +98,8 @@ pub async fn rebuild(
     .await?;
     let new = newest.max(old) + 1;
     let mut tx = pool.begin().await?;
-    generation::create_in(&mut tx, projection.as_ref(), new).await?;
+    // Bulk-load without secondary indexes; they are built once, at the end.
+    generation::create_tables_in(&mut tx, projection.as_ref(), new, true).await?;
     tx.commit().await?;
 
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
@@ -112,20 +113,12 @@ pub async fn rebuild(
     };
     let projector = Projector::new(pool.clone(), store, projection.clone(), config);
     let mut applied = 0u64;
-    loop {
-        let outcome = projector.project_next_batch(new, false).await?;
-        applied += (outcome.applied + outcome.parked) as u64;
-        progress(RebuildProgress {
-            applied,
-            total: total as u64,
-        });
-        if outcome.position >= target {
-            break;
-        }
-        if outcome.caught_up {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
+    let total = total as u64;
+    catch_up(&projector, new, target, total, &mut applied, &progress).await?;
+    generation::create_indexes(pool, projection.as_ref(), new).await?;
+    // Events that came while indexing.
+    let head = projector_head(pool).await?;
+    catch_up(&projector, new, head, total, &mut applied, &progress).await?;
 
     // The switch waits for a live batch on the old generation to finish.
     let mut tx = pool.begin().await?;
@@ -153,6 +146,45 @@ pub async fn rebuild(
         .execute(pool)
         .await?;
     Ok(new)
+}
+
+/// Applies batches to `generation` until its checkpoint reaches `target`.
+async fn catch_up(
+    projector: &Projector,
+    generation: i32,
+    target: LogPosition,
+    total: u64,
+    applied: &mut u64,
+    progress: &impl Fn(RebuildProgress),
+) -> Result<(), ProjectorError> {
+    loop {
+        let outcome = projector.project_next_batch(generation, false).await?;
+        *applied += (outcome.applied + outcome.parked) as u64;
+        progress(RebuildProgress {
+            applied: *applied,
+            total: total.max(*applied),
+        });
+        if outcome.position >= target {
+            return Ok(());
+        }
+        if outcome.caught_up {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The last committed event's position.
+async fn projector_head(pool: &PgPool) -> Result<LogPosition, sqlx::Error> {
+    let head: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text::bigint, global_position FROM events \
+         ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(head.map_or(LogPosition::START, |(c, e)| LogPosition {
+        commit: c as u64,
+        event: e as u64,
+    }))
 }
 
 /// Parked events, oldest first.

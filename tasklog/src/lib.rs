@@ -2,6 +2,7 @@
 //! the operator subcommands. Tests and benches start the real system from here.
 
 pub mod config;
+pub mod generate;
 mod projections;
 pub mod startup;
 

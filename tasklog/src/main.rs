@@ -50,6 +50,21 @@ enum Action {
     },
     /// Event store state: how far readers can safely read, and what holds them back.
     Store,
+    /// Write a realistic, valid event log straight into `events` (COPY, as the schema owner).
+    Generate {
+        /// Organizations.
+        #[arg(long, default_value_t = 100)]
+        orgs: usize,
+        /// Events in all (raised to fit --tasks).
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Exactly this many tasks (the rest of the events become follow-ups).
+        #[arg(long)]
+        tasks: Option<usize>,
+        /// Seed of the generator (same seed, same day: same log).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -143,6 +158,19 @@ async fn main() -> anyhow::Result<()> {
             println!("{token}");
             eprintln!("user id: {user}");
             Ok(())
+        }
+        Action::Generate {
+            orgs,
+            events,
+            tasks,
+            seed,
+        } => {
+            let options = tasklog::generate::GenerateOptions {
+                tasks,
+                seed,
+                ..tasklog::generate::GenerateOptions::new(orgs, events)
+            };
+            tasklog::generate::cli(&settings.admin_database_url, options).await
         }
         Action::Store => {
             let pool = tasklog::connect(&settings.database_url, 2).await?;

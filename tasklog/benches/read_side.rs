@@ -1,0 +1,711 @@
+//! Read-side benchmarks. Prints figures; never asserts on time.
+//!
+//! a) generate a realistic log (`tasklog::generate`) with COPY: events/s;
+//! b) rebuild every projection from it: events/s per projection and in total;
+//! c) projection lag under a paced command load through the HTTP API: the time
+//!    from a command's 2xx to the `tasks` checkpoint reaching its consistency
+//!    token (p50/p99/max);
+//! d) the query API's task list (filters, sorts, keyset pages) over a log of
+//!    BENCH_TASKS tasks: p50/p99.
+//!
+//! `cargo bench -p tasklog --bench read_side`. Environment:
+//! BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres),
+//! BENCH_EVENTS (1000000), BENCH_ORGS (100), BENCH_RATE (commands/s, a comma list; 250,1000),
+//! BENCH_LAG_SECONDS (10), BENCH_TASKS (tasks in the query database, 1000000;
+//! 0 queries the first database instead), BENCH_TASKS_EVENTS (events in the
+//! query database, default 2.4 × BENCH_TASKS), BENCH_QUERIES (2000),
+//! BENCH_ONLY (comma list of generate,rebuild,lag,query; default all).
+//! Databases: tasklog_bench_read and tasklog_bench_read_tasks (dropped first).
+//! Compare with `../shared/bench/pg-insert-baseline.sh` run in the same sitting.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tasklog::generate::{GenerateOptions, GenerateReport};
+use tasklog::Settings;
+use tasklog_event_store::{hash, EventStore, LogPosition, PgEventStore};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// A fresh database `name`, migrated; its owner and application-role URLs.
+async fn fresh_database(server: &str, name: &str) -> anyhow::Result<Settings> {
+    let base = server
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_owned())
+        .unwrap_or(server.to_owned());
+    let admin = PgPool::connect(server).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&admin)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await?;
+    admin.close().await;
+    let owner_url = format!("{base}/{name}");
+    let app_url = owner_url.replacen("postgres://postgres@", "postgres://tasklog_app@", 1);
+    let mut settings = Settings::local(&app_url);
+    settings.admin_database_url = owner_url;
+    settings.database_pool_size = 80;
+    tasklog::migrate(&settings).await?;
+    Ok(settings)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let server = std::env::var("BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let events: usize = env_or("BENCH_EVENTS", 1_000_000);
+    let orgs: usize = env_or("BENCH_ORGS", 100);
+    let tasks: usize = env_or("BENCH_TASKS", 1_000_000);
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let run = |part: &str| only.is_empty() || only.split(',').any(|p| p.trim() == part);
+
+    let settings = fresh_database(&server, "tasklog_bench_read").await?;
+    let owner = tasklog::connect(&settings.admin_database_url, 4).await?;
+    let pool = tasklog::connect(&settings.database_url, 80).await?;
+
+    println!("# a) generate: {events} events, {orgs} organizations, COPY in chunks of 50000");
+    let report = generate(&owner, GenerateOptions::new(orgs, events)).await?;
+    verify_sample(&pool, &report).await?;
+
+    if run("rebuild") || run("lag") {
+        println!("# b) rebuild every projection from the log (batch 5000, application role)");
+        rebuild_all(&pool, report.events, &tasklog_projectors::all()).await?;
+    }
+
+    if run("lag") {
+        let rates = std::env::var("BENCH_RATE").unwrap_or_else(|_| "250,1000".into());
+        let seconds: f64 = env_or("BENCH_LAG_SECONDS", 10.0);
+        for rate in rates
+            .split(',')
+            .filter_map(|r| r.trim().parse::<f64>().ok())
+        {
+            println!(
+                "# c) projection lag under load: {rate:.0} commands/s for {seconds:.0} s \
+                 (comment 40%, status 30%, assign 30%) on generated tasks; lag = 2xx -> tasks checkpoint >= token"
+            );
+            lag_under_load(&settings, &pool, &report, rate, seconds).await?;
+        }
+    }
+
+    if run("query") {
+        let (qsettings, qpool, qreport) = if tasks == 0 {
+            (settings.clone(), pool.clone(), report.clone())
+        } else {
+            let tasks_events: usize = env_or("BENCH_TASKS_EVENTS", tasks * 12 / 5);
+            println!(
+                "# d) task-list database: {tasks} tasks in {orgs} organizations, {tasks_events} events"
+            );
+            let qsettings = fresh_database(&server, "tasklog_bench_read_tasks").await?;
+            let qowner = tasklog::connect(&qsettings.admin_database_url, 4).await?;
+            let qpool = tasklog::connect(&qsettings.database_url, 40).await?;
+            let qreport = generate(
+                &qowner,
+                GenerateOptions {
+                    tasks: Some(tasks),
+                    seed: 7,
+                    ..GenerateOptions::new(orgs, tasks_events)
+                },
+            )
+            .await?;
+            let read_models: Vec<_> = tasklog_projectors::all()
+                .into_iter()
+                .filter(|p| p.name() == "directory" || p.name() == "tasks")
+                .collect();
+            rebuild_all(&qpool, qreport.events, &read_models).await?;
+            (qsettings, qpool, qreport)
+        };
+        let tasks_in_read_model: i64 = sqlx::query_scalar("SELECT count(*) FROM read.tasks")
+            .fetch_one(&qpool)
+            .await?;
+        println!(
+            "# d) GET /v1/orgs/{{org}}/projects/{{project}}/tasks over {tasks_in_read_model} tasks \
+             ({} generated events), limit 50, through the query API",
+            qreport.events
+        );
+        query_tasks(&qsettings, &qpool, &qreport, env_or("BENCH_QUERIES", 2000)).await?;
+    }
+    Ok(())
+}
+
+async fn generate(owner: &PgPool, options: GenerateOptions) -> anyhow::Result<GenerateReport> {
+    let report = tasklog::generate::generate_with(owner, &options, |_| {}).await?;
+    println!(
+        "generate       events={:<8} tasks={:<8} comments={:<7} seconds={:>6.1} events/s={:>8.0}",
+        report.events,
+        report.tasks,
+        report.comments,
+        report.seconds,
+        report.events_per_second()
+    );
+    Ok(report)
+}
+
+/// Reads a sample of generated streams back through the event store and checks their hash chains.
+async fn verify_sample(pool: &PgPool, report: &GenerateReport) -> anyhow::Result<()> {
+    let store = PgEventStore::new(pool.clone());
+    let mut streams: Vec<String> = Vec::new();
+    for org in report.orgs.iter().take(5) {
+        streams.push(format!("org-{}", org.org_id));
+        streams.push(format!("tags-{}", org.org_id));
+        streams.extend(
+            org.projects
+                .iter()
+                .map(|p| format!("project-{}", p.project_id)),
+        );
+    }
+    let tasks: Vec<String> = sqlx::query_scalar(
+        "SELECT stream_id FROM events WHERE stream_id LIKE 'task-%' AND stream_version = 3 LIMIT 50",
+    )
+    .fetch_all(pool)
+    .await?;
+    streams.extend(tasks);
+    let mut events = 0;
+    for s in &streams {
+        let read = store.read_stream(s, 1).await?;
+        anyhow::ensure!(!read.is_empty(), "stream {s} is empty");
+        hash::verify_stream(&read).map_err(|e| anyhow::anyhow!("stream {s}: {e}"))?;
+        events += read.len();
+    }
+    println!(
+        "verify         hash chains of {} streams ({events} events) read back through the store: ok",
+        streams.len()
+    );
+    Ok(())
+}
+
+async fn rebuild_all(
+    pool: &PgPool,
+    log_events: u64,
+    projections: &[Arc<dyn tasklog_projectors::Projection>],
+) -> anyhow::Result<()> {
+    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+    let mut total = 0.0;
+    for p in projections {
+        let started = Instant::now();
+        let generation =
+            tasklog_projectors::status::rebuild(pool, store.clone(), p.clone(), 5000, |_| {})
+                .await?;
+        let secs = started.elapsed().as_secs_f64();
+        total += secs;
+        println!(
+            "rebuild        projection={:<14} generation={generation} events={log_events:<8} seconds={secs:>6.1} events/s={:>8.0}",
+            p.name(),
+            log_events as f64 / secs
+        );
+    }
+    let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_dead_letters")
+        .fetch_one(pool)
+        .await?;
+    println!(
+        "rebuild        all {} projections: seconds={total:>6.1} events/s={:>8.0} (log events / total seconds); parked events={parked}",
+        projections.len(),
+        log_events as f64 / total
+    );
+    Ok(())
+}
+
+/// The `tasks` projection's checkpoint (active generation).
+async fn tasks_checkpoint(pool: &PgPool) -> Result<LogPosition, sqlx::Error> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT commit_id, event_position FROM projection_checkpoints c \
+         JOIN projections p ON p.name = c.projection AND p.active_generation = c.generation \
+         WHERE c.projection = 'tasks'",
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map_or(LogPosition::START, |(c, e)| LogPosition {
+        commit: c as u64,
+        event: e as u64,
+    }))
+}
+
+/// A task a load worker changes, and what the worker knows of it.
+struct Target {
+    org: Uuid,
+    task: Uuid,
+    status: String,
+    assignee: Option<Uuid>,
+}
+
+fn next_status(s: &str) -> &'static str {
+    match s {
+        "backlog" => "todo",
+        "todo" => "in_progress",
+        "in_progress" => "in_review",
+        "in_review" => "done",
+        _ => "todo", // done and cancelled reopen to todo
+    }
+}
+
+async fn lag_under_load(
+    settings: &Settings,
+    pool: &PgPool,
+    report: &GenerateReport,
+    rate: f64,
+    seconds: f64,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let projectors = tokio::spawn(tasklog::run_projectors(pool.clone(), stopped));
+    let api = tasklog::CommandApi::build(settings, pool.clone()).await?;
+    let address = format!("http://{}", api.addr());
+    tokio::spawn(api.run_until_stopped());
+
+    // Wait for the projectors to hold their leases and stand at the head.
+    let store = PgEventStore::new(pool.clone());
+    let head = store.high_water_mark().await?.head.unwrap_or_default();
+    let waited = Instant::now();
+    while tasks_checkpoint(pool).await? < head {
+        anyhow::ensure!(
+            waited.elapsed() < Duration::from_secs(120),
+            "projectors did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Tokens: each organization's owner; targets: open tasks of the first 20 organizations.
+    let used: Vec<&tasklog::generate::GeneratedOrg> = report.orgs.iter().take(20).collect();
+    let mut tokens = BTreeMap::new();
+    let mut writers = BTreeMap::new();
+    for org in &used {
+        let owner = &org.members[0];
+        tokens.insert(
+            org.org_id,
+            tasklog_command_api::auth::mint_hs256(
+                tasklog::config::DEV_JWT_SECRET,
+                owner.user_id,
+                Some(&owner.handle),
+                3600,
+            )?,
+        );
+        writers.insert(
+            org.org_id,
+            org.members
+                .iter()
+                .filter(|m| m.role.can_write())
+                .map(|m| (m.user_id, m.handle.clone()))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let org_ids: Vec<Uuid> = used.iter().map(|o| o.org_id).collect();
+    let rows: Vec<(Uuid, Uuid, String, Option<Uuid>)> = sqlx::query_as(
+        "SELECT org_id, task_id, status, assignee FROM read.tasks \
+         WHERE org_id = ANY($1) AND NOT archived ORDER BY task_id LIMIT 4000",
+    )
+    .bind(&org_ids)
+    .fetch_all(pool)
+    .await?;
+    anyhow::ensure!(!rows.is_empty(), "no tasks to change");
+    let workers: usize = env_or("BENCH_LAG_WORKERS", 64);
+    let mut owned: Vec<Vec<Target>> = (0..workers).map(|_| Vec::new()).collect();
+    for (i, (org, task, status, assignee)) in rows.into_iter().enumerate() {
+        owned[i % workers].push(Target {
+            org,
+            task,
+            status,
+            assignee,
+        });
+    }
+
+    // One watcher resolves every pending token with one query per millisecond.
+    let (token_tx, mut token_rx) = mpsc::unbounded_channel::<(LogPosition, Instant)>();
+    let watch_pool = pool.clone();
+    let watcher = tokio::spawn(async move {
+        let mut lag = histogram();
+        let mut pending: Vec<(LogPosition, Instant)> = Vec::new();
+        let mut closed_at: Option<Instant> = None;
+        let mut polls = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            loop {
+                match token_rx.try_recv() {
+                    Ok(p) => pending.push(p),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed_at.get_or_insert_with(Instant::now);
+                        break;
+                    }
+                }
+            }
+            if pending.is_empty() {
+                if closed_at.is_some() {
+                    break;
+                }
+                continue;
+            }
+            let checkpoint = match tasks_checkpoint(&watch_pool).await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("watcher: {e}");
+                    continue;
+                }
+            };
+            polls += 1;
+            let now = Instant::now();
+            pending.retain(|(token, at)| {
+                if *token <= checkpoint {
+                    lag.record(now.duration_since(*at).as_micros().max(1) as u64)
+                        .ok();
+                    false
+                } else {
+                    true
+                }
+            });
+            if closed_at.is_some_and(|c| c.elapsed() > Duration::from_secs(30)) {
+                break;
+            }
+        }
+        (lag, pending.len(), polls)
+    });
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(workers)
+        .build()?;
+    let period = Duration::from_secs_f64(workers as f64 / rate);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
+    let tokens = Arc::new(tokens);
+    let writers = Arc::new(writers);
+    let handles: Vec<_> = owned
+        .into_iter()
+        .enumerate()
+        .map(|(w, mut targets)| {
+            let http = http.clone();
+            let address = address.clone();
+            let tokens = tokens.clone();
+            let writers = writers.clone();
+            let token_tx = token_tx.clone();
+            tokio::spawn(async move {
+                let mut latency = histogram();
+                let (mut ok, mut failed) = (0u64, 0u64);
+                let mut first_error: Option<String> = None;
+                if targets.is_empty() {
+                    return (latency, ok, failed, first_error);
+                }
+                // Spread the workers' ticks over one period.
+                tokio::time::sleep(period.mul_f64(w as f64 / workers as f64)).await;
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let mut n = 0usize;
+                loop {
+                    tick.tick().await;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    let i = n % targets.len();
+                    let target = &mut targets[i];
+                    let members = &writers[&target.org];
+                    let base = format!("{address}/v1/orgs/{}/tasks/{}", target.org, target.task);
+                    let (url, body, next_status, next_assignee) = match n % 10 {
+                        0..=3 => {
+                            let (_, handle) = &members[n % members.len()];
+                            let text = if n.is_multiple_of(3) {
+                                format!("@{handle} can you take a look?")
+                            } else {
+                                "Pushed a fix, please review.".to_owned()
+                            };
+                            (
+                                format!("{base}/comments"),
+                                json!({ "body": text }),
+                                None,
+                                None,
+                            )
+                        }
+                        4..=6 => {
+                            let to = next_status(&target.status);
+                            (
+                                format!("{base}/status"),
+                                json!({ "status": to }),
+                                Some(to),
+                                None,
+                            )
+                        }
+                        _ => {
+                            let mut who = members[n % members.len()].0;
+                            if Some(who) == target.assignee {
+                                who = members[(n + 1) % members.len()].0;
+                            }
+                            (
+                                format!("{base}/assignee"),
+                                json!({ "assignee": who }),
+                                None,
+                                Some(who),
+                            )
+                        }
+                    };
+                    n += 1;
+                    let t = Instant::now();
+                    let sent = http
+                        .post(&url)
+                        .bearer_auth(&tokens[&target.org])
+                        .json(&body)
+                        .send()
+                        .await;
+                    let response = match sent {
+                        Ok(r) => r,
+                        Err(e) => {
+                            failed += 1;
+                            first_error.get_or_insert(e.to_string());
+                            continue;
+                        }
+                    };
+                    let status = response.status();
+                    let answer: Value = response.json().await.unwrap_or(Value::Null);
+                    let done = Instant::now();
+                    if !status.is_success() {
+                        failed += 1;
+                        first_error.get_or_insert(format!("{status} {answer}"));
+                        continue;
+                    }
+                    latency
+                        .record(done.duration_since(t).as_micros() as u64)
+                        .ok();
+                    ok += 1;
+                    if let Some(s) = next_status {
+                        target.status = s.to_owned();
+                    }
+                    if let Some(a) = next_assignee {
+                        target.assignee = Some(a);
+                    }
+                    match answer["consistency_token"]
+                        .as_str()
+                        .and_then(|t| t.parse::<LogPosition>().ok())
+                    {
+                        Some(token) => {
+                            let _ = token_tx.send((token, done));
+                        }
+                        None => {
+                            first_error.get_or_insert(format!("no consistency token: {answer}"));
+                        }
+                    }
+                }
+                (latency, ok, failed, first_error)
+            })
+        })
+        .collect();
+    drop(token_tx);
+    let mut latency = histogram();
+    let (mut ok, mut failed) = (0u64, 0u64);
+    let mut errors = Vec::new();
+    for h in handles {
+        let (l, o, f, e) = h.await?;
+        latency.add(l).ok();
+        ok += o;
+        failed += f;
+        errors.extend(e);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (lag, unresolved, polls) = watcher.await?;
+    println!(
+        "lag.commands   target/s={rate:<6.0} sent={:<6} ok={ok:<6} failed={failed:<4} achieved/s={:>7.0} p50={:>6.2}ms p99={:>6.2}ms max={:>7.2}ms (workers={workers})",
+        ok + failed,
+        ok as f64 / elapsed,
+        ms(&latency, 0.5),
+        ms(&latency, 0.99),
+        latency.max() as f64 / 1000.0,
+    );
+    println!(
+        "lag.tasks      tokens={:<6} unresolved={unresolved:<4} p50={:>6.2}ms p99={:>6.2}ms max={:>7.2}ms (watcher polls={polls})",
+        lag.len(),
+        ms(&lag, 0.5),
+        ms(&lag, 0.99),
+        lag.max() as f64 / 1000.0,
+    );
+    if let Some(e) = errors.first() {
+        println!("lag.errors     first: {e}");
+    }
+    let _ = stop.send(true);
+    projectors.await??;
+    Ok(())
+}
+
+/// One kind of task-list request.
+#[derive(Clone, Copy)]
+enum Variant {
+    Plain,
+    UpdatedDesc,
+    PriorityDesc,
+    Due,
+    Status,
+    TwoStatuses,
+    Assignee,
+    Unassigned,
+    Tag,
+    Priorities,
+    Text,
+    Combined,
+    SecondPage,
+}
+
+const VARIANTS: [(Variant, &str); 13] = [
+    (Variant::Plain, "sort=created"),
+    (Variant::UpdatedDesc, "sort=-updated"),
+    (Variant::PriorityDesc, "sort=-priority"),
+    (Variant::Due, "sort=due"),
+    (Variant::Status, "status=in_progress"),
+    (Variant::TwoStatuses, "status=todo,in_review"),
+    (Variant::Assignee, "assignee=<member>"),
+    (Variant::Unassigned, "assignee=none&sort=-priority"),
+    (Variant::Tag, "tag=<tag>"),
+    (Variant::Priorities, "priority=high,urgent"),
+    (Variant::Text, "q=<word>"),
+    (Variant::Combined, "status+assignee+-priority"),
+    (Variant::SecondPage, "sort=created, page 2"),
+];
+
+async fn query_tasks(
+    settings: &Settings,
+    pool: &PgPool,
+    report: &GenerateReport,
+    requests: usize,
+) -> anyhow::Result<()> {
+    let auth = Arc::new(tasklog_command_api::Authenticator::new(&settings.auth()?)?);
+    let router = tasklog_query_api::router(tasklog_query_api::QueryState {
+        pool: pool.clone(),
+        auth,
+        consistency_wait: Duration::from_secs(2),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let http = reqwest::Client::new();
+
+    let words = [
+        "billing",
+        "login",
+        "search",
+        "webhook",
+        "dashboard",
+        "mobile",
+    ];
+    let mut rng = 0x5eed_u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng as usize
+    };
+    let mut tokens: BTreeMap<Uuid, String> = BTreeMap::new();
+    let mut overall = histogram();
+    let mut per: Vec<(Histogram<u64>, u64)> = VARIANTS.iter().map(|_| (histogram(), 0)).collect();
+    let mut failures = 0u64;
+    let mut first_failure = None;
+    let started = Instant::now();
+    for i in 0..requests {
+        let org = &report.orgs[next() % report.orgs.len()];
+        let member = &org.members[next() % org.members.len()];
+        let token = match tokens.get(&member.user_id) {
+            Some(t) => t.clone(),
+            None => {
+                let t = tasklog_command_api::auth::mint_hs256(
+                    tasklog::config::DEV_JWT_SECRET,
+                    member.user_id,
+                    Some(&member.handle),
+                    3600,
+                )?;
+                tokens.insert(member.user_id, t.clone());
+                t
+            }
+        };
+        let project = &org.projects[next() % org.projects.len()];
+        let writers: Vec<Uuid> = org
+            .members
+            .iter()
+            .filter(|m| m.role.can_write())
+            .map(|m| m.user_id)
+            .collect();
+        let someone = writers[next() % writers.len()];
+        let tag = org.tags[next() % org.tags.len()];
+        let word = words[next() % words.len()];
+        let v = i % VARIANTS.len();
+        let query = match VARIANTS[v].0 {
+            Variant::Plain | Variant::SecondPage => "sort=created".to_owned(),
+            Variant::UpdatedDesc => "sort=-updated".to_owned(),
+            Variant::PriorityDesc => "sort=-priority".to_owned(),
+            Variant::Due => "sort=due".to_owned(),
+            Variant::Status => "status=in_progress".to_owned(),
+            Variant::TwoStatuses => "status=todo&status=in_review".to_owned(),
+            Variant::Assignee => format!("assignee={someone}"),
+            Variant::Unassigned => "assignee=none&sort=-priority".to_owned(),
+            Variant::Tag => format!("tag={tag}"),
+            Variant::Priorities => "priority=high&priority=urgent".to_owned(),
+            Variant::Text => format!("q={word}"),
+            Variant::Combined => format!("status=todo&assignee={someone}&sort=-priority"),
+        };
+        let mut url = format!(
+            "{address}/v1/orgs/{}/projects/{}/tasks?{query}&limit=50",
+            org.org_id, project.project_id
+        );
+        if matches!(VARIANTS[v].0, Variant::SecondPage) {
+            let first: Value = http
+                .get(&url)
+                .bearer_auth(&token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            if let Some(cursor) = first["next_cursor"].as_str() {
+                url = format!("{url}&cursor={cursor}");
+            }
+        }
+        let t = Instant::now();
+        let response = http.get(&url).bearer_auth(&token).send().await?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let micros = t.elapsed().as_micros() as u64;
+        if !status.is_success() {
+            failures += 1;
+            first_failure.get_or_insert(format!("{status} {url}: {body}"));
+            continue;
+        }
+        overall.record(micros).ok();
+        per[v].0.record(micros).ok();
+        per[v].1 += body["items"].as_array().map_or(0, |a| a.len() as u64);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    for ((_, name), (h, items)) in VARIANTS.iter().zip(&per) {
+        if h.is_empty() {
+            continue;
+        }
+        println!(
+            "query.variant  {name:<30} n={:<4} avg_items={:>5.1} p50={:>7.2}ms p99={:>7.2}ms",
+            h.len(),
+            *items as f64 / h.len() as f64,
+            ms(h, 0.5),
+            ms(h, 0.99),
+        );
+    }
+    println!(
+        "query.all      requests={} failed={failures} p50={:>7.2}ms p99={:>7.2}ms max={:>7.2}ms ({:.0} requests/s, one client)",
+        overall.len(),
+        ms(&overall, 0.5),
+        ms(&overall, 0.99),
+        overall.max() as f64 / 1000.0,
+        overall.len() as f64 / elapsed,
+    );
+    if let Some(f) = first_failure {
+        println!("query.errors   first: {f}");
+    }
+    Ok(())
+}

@@ -1,0 +1,1139 @@
+//! `tasklog generate`: writes a realistic, valid event log straight into the
+//! `events` table with `COPY`, fast, for benchmarks and load tests.
+//!
+//! Every row is what the command API would have stored for the same
+//! commands: payloads are the domain's event structs (`encode_event`), stream
+//! ids are `org-`, `project-`, `tags-` and `task-<uuid>`, versions count up
+//! from 1 per stream, and `hash` is chained exactly as `append_events` does
+//! (`chain_hash(prev, version, content_hash)`). Ids are UUID v7 stamped with
+//! the event's time; times are spread over the last [`GenerateOptions::days`]
+//! days. The same seed and end time give the same log.
+//!
+//! Shape per organization: `OrganizationCreated` and ~10 `MemberAdded`;
+//! 3 projects (`ProjectKeyRegistered` on the org stream, `ProjectCreated`
+//! with the default workflow, one `TaskNumberReserved` per task); ~8
+//! `TagCreated`; then tasks, interleaved over all organizations:
+//! `TaskCreated`, then a few of `TaskStatusChanged` (along the default
+//! workflow), `CommentAdded` (some with an `@mention`), `TaskAssigned`,
+//! `TaskTagAdded` and `TaskDetailsEdited`.
+//!
+//! Rows are written in chunks, one `COPY` (one transaction) each, in order,
+//! so the log's reading order (transaction id, position) is the order the
+//! commands were generated in: every event comes after the ones it needs.
+//! Generating runs on its own thread while the previous chunk is copied.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use tasklog_domain::{
+    encode_event, CommentAdded, DomainEvent, MemberAdded, OrgEvent, OrganizationCreated, Priority,
+    ProjectCreated, ProjectEvent, ProjectKeyRegistered, Role, StatusCategory, TagCreated, TagEvent,
+    TaskAssigned, TaskCreated, TaskDetailsEdited, TaskEvent, TaskNumberReserved, TaskStatusChanged,
+    TaskTagAdded, Workflow,
+};
+use tasklog_event_store::hash::{chain_hash, content_hash, to_micros, HashInput};
+use tasklog_event_store::EventMetadata;
+use uuid::Uuid;
+
+/// The statement each chunk is written with (text format).
+pub const COPY_STATEMENT: &str = "COPY events (event_id, stream_id, stream_version, event_type, \
+    schema_version, occurred_at, org_id, actor_id, correlation_id, causation_id, payload, \
+    prev_hash, hash) FROM STDIN";
+
+/// Active (still changing) tasks kept per organization; new tasks are
+/// created while an organization has fewer.
+const ACTIVE_TASKS_PER_ORG: usize = 30;
+/// Follow-up events per task on average when only an event budget is given.
+const DEFAULT_FOLLOW_UPS: f64 = 4.0;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// Organizations.
+    pub orgs: usize,
+    /// Events in all (the budget; may be raised to fit `tasks`).
+    pub events: usize,
+    /// Exactly this many tasks, when set; the events left over after their
+    /// creation (two events each) become follow-ups. Unset: tasks are created
+    /// as the budget allows (about one per six events).
+    pub tasks: Option<usize>,
+    /// The PRNG's seed.
+    pub seed: u64,
+    /// The last event's time; events are spread over `days` before it.
+    pub end: DateTime<Utc>,
+    pub days: u32,
+    /// Rows per COPY (and per transaction).
+    pub chunk_rows: usize,
+}
+
+impl GenerateOptions {
+    /// `orgs` organizations and `events` events, seed 42, ending at the start of today (UTC).
+    pub fn new(orgs: usize, events: usize) -> Self {
+        let today = Utc::now()
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight");
+        Self {
+            orgs,
+            events,
+            tasks: None,
+            seed: 42,
+            end: today.and_utc(),
+            days: 30,
+            chunk_rows: 50_000,
+        }
+    }
+}
+
+/// A member of a generated organization.
+#[derive(Debug, Clone, Serialize)]
+pub struct GeneratedMember {
+    pub user_id: Uuid,
+    pub handle: String,
+    pub role: Role,
+}
+
+/// A generated project.
+#[derive(Debug, Clone, Serialize)]
+pub struct GeneratedProject {
+    pub project_id: Uuid,
+    pub name: String,
+    pub key: String,
+    pub tasks: u64,
+}
+
+/// A generated organization: what a benchmark needs to query it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GeneratedOrg {
+    pub org_id: Uuid,
+    pub name: String,
+    /// The owner first.
+    pub members: Vec<GeneratedMember>,
+    pub projects: Vec<GeneratedProject>,
+    pub tags: Vec<Uuid>,
+}
+
+/// What was written.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerateReport {
+    pub events: u64,
+    pub tasks: u64,
+    pub comments: u64,
+    pub chunks: u64,
+    pub seconds: f64,
+    pub orgs: Vec<GeneratedOrg>,
+}
+
+impl GenerateReport {
+    pub fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// Generates `orgs` organizations and about `events` events into the
+/// database of `pool` (connect as the schema owner). `progress` gets the
+/// number of rows written after each chunk.
+pub async fn generate(
+    pool: &PgPool,
+    orgs: usize,
+    events: usize,
+    progress: impl Fn(u64),
+) -> anyhow::Result<GenerateReport> {
+    generate_with(pool, &GenerateOptions::new(orgs, events), progress).await
+}
+
+/// [`generate`] with every option.
+pub async fn generate_with(
+    pool: &PgPool,
+    options: &GenerateOptions,
+    progress: impl Fn(u64),
+) -> anyhow::Result<GenerateReport> {
+    anyhow::ensure!(options.orgs > 0, "at least one organization");
+    anyhow::ensure!(options.chunk_rows > 0, "chunks need at least one row");
+    let started = Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(2);
+    let generator = Generator::new(options.clone(), tx);
+    let producer = tokio::task::spawn_blocking(move || generator.run());
+    let mut conn = pool.acquire().await?;
+    let mut written = 0u64;
+    let mut chunks = 0u64;
+    let copied = async {
+        while let Some(chunk) = rx.recv().await {
+            let mut copy = conn.copy_in_raw(COPY_STATEMENT).await?;
+            copy.send(chunk.data).await?;
+            copy.finish().await?;
+            written += chunk.rows;
+            chunks += 1;
+            progress(written);
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    // A failed COPY drops the receiver, which stops the producer.
+    drop(rx);
+    let produced = producer.await?;
+    copied?;
+    let mut report = produced?;
+    // Wake live subscribers and projectors (they would find it within a poll anyway).
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(tasklog_event_store::postgres::CHANNEL)
+        .execute(&mut *conn)
+        .await?;
+    report.chunks = chunks;
+    report.seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        written == report.events,
+        "wrote {written} rows of {} generated",
+        report.events
+    );
+    Ok(report)
+}
+
+/// `tasklog generate`: connects as the schema owner and prints what it wrote.
+pub async fn cli(admin_database_url: &str, options: GenerateOptions) -> anyhow::Result<()> {
+    let pool = crate::connect(admin_database_url, 2).await?;
+    let total = options.events.max(options.tasks.unwrap_or(0) * 2) as u64;
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "generating [{bar:40}] {pos}/{len} events, {per_sec}, ETA {eta} ({elapsed})",
+        )?
+        .progress_chars("=> "),
+    );
+    let report = generate_with(&pool, &options, |n| {
+        bar.set_length(bar.length().unwrap_or(0).max(n));
+        bar.set_position(n);
+    })
+    .await?;
+    bar.finish_and_clear();
+    println!(
+        "{} events ({} tasks, {} comments) in {} organizations in {:.1} s ({:.0} events/s, {} COPY chunks)",
+        report.events,
+        report.tasks,
+        report.comments,
+        report.orgs.len(),
+        report.seconds,
+        report.events_per_second(),
+        report.chunks
+    );
+    Ok(())
+}
+
+/// Rows of one COPY, in its text format.
+struct Chunk {
+    data: Vec<u8>,
+    rows: u64,
+}
+
+/// splitmix64: small, fast, good enough to shape test data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n` > 0).
+    fn below(&mut self, n: usize) -> usize {
+        (((self.next() >> 32) * n as u64) >> 32) as usize
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+
+    /// A UUID v7 for `at`, its random bits from this generator.
+    fn v7(&mut self, at: DateTime<Utc>) -> Uuid {
+        let mut random = [0u8; 10];
+        random[..8].copy_from_slice(&self.next().to_le_bytes());
+        random[8..].copy_from_slice(&self.next().to_le_bytes()[..2]);
+        uuid::Builder::from_unix_timestamp_millis(at.timestamp_millis().max(0) as u64, &random)
+            .into_uuid()
+    }
+}
+
+/// A stream's id, version and last hash.
+struct Stream {
+    id: String,
+    version: u64,
+    hash: Option<Vec<u8>>,
+}
+
+impl Stream {
+    fn new(category: &str, id: Uuid) -> Self {
+        Self {
+            id: format!("{category}-{id}"),
+            version: 0,
+            hash: None,
+        }
+    }
+}
+
+/// Builds COPY rows and hands full chunks to the writer.
+struct Sink {
+    tx: tokio::sync::mpsc::Sender<Chunk>,
+    chunk_rows: usize,
+    buf: String,
+    rows: u64,
+    total: u64,
+}
+
+impl Sink {
+    /// Appends one event to `stream`, chained like `append_events`.
+    fn emit<E: DomainEvent>(
+        &mut self,
+        stream: &mut Stream,
+        event_id: Uuid,
+        event: &E,
+        meta: &EventMetadata,
+    ) -> anyhow::Result<()> {
+        let (event_type, payload) = encode_event(event);
+        let content = content_hash(&HashInput {
+            event_id,
+            stream_id: &stream.id,
+            event_type,
+            schema_version: event.schema_version(),
+            metadata: meta,
+            payload: &payload,
+        });
+        stream.version += 1;
+        let hash = chain_hash(stream.hash.as_deref(), stream.version, &content);
+
+        let b = &mut self.buf;
+        let opt = |v: Option<Uuid>| v.map_or_else(|| "\\N".to_owned(), |u| u.to_string());
+        let _ = write!(
+            b,
+            "{event_id}\t{}\t{}\t{event_type}\t{}\t{}\t{}\t{}\t{}\t{}\t",
+            stream.id,
+            stream.version,
+            event.schema_version(),
+            meta.occurred_at
+                .to_rfc3339_opts(SecondsFormat::Micros, true),
+            meta.org_id,
+            opt(meta.actor_id),
+            meta.correlation_id,
+            opt(meta.causation_id),
+        );
+        // Text format: a backslash escapes, so JSON's own backslashes double.
+        // (serde_json escapes tabs and newlines inside strings.)
+        let json = serde_json::to_string(&payload)?;
+        if json.contains('\\') {
+            b.push_str(&json.replace('\\', "\\\\"));
+        } else {
+            b.push_str(&json);
+        }
+        b.push('\t');
+        match &stream.hash {
+            Some(prev) => push_bytea(b, prev),
+            None => b.push_str("\\N"),
+        }
+        b.push('\t');
+        push_bytea(b, &hash);
+        b.push('\n');
+        stream.hash = Some(hash);
+        self.rows += 1;
+        self.total += 1;
+        if self.rows as usize >= self.chunk_rows {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let data = std::mem::take(&mut self.buf).into_bytes();
+        self.buf.reserve(data.len());
+        let chunk = Chunk {
+            data,
+            rows: self.rows,
+        };
+        self.rows = 0;
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| anyhow::anyhow!("the COPY writer stopped"))
+    }
+}
+
+/// `bytea` in COPY text format: `\\x` and hex.
+fn push_bytea(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push_str("\\\\x");
+    for b in bytes {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 0xf) as usize] as char);
+    }
+}
+
+const HANDLES: &[&str] = &[
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
+    "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yara", "zoe",
+    "quinn", "uma", "xena",
+];
+const ORG_WORDS: &[&str] = &[
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Vandelay",
+    "Wonka",
+    "Stark",
+    "Wayne",
+    "Tyrell",
+    "Cyberdyne",
+    "Soylent",
+    "Aperture",
+    "Massive",
+    "Dunder",
+    "Pied Piper",
+];
+const ORG_SUFFIXES: &[&str] = &["Labs", "Inc", "Group", "Systems", "Works", "Software"];
+const PROJECTS: &[(&str, &str)] = &[
+    ("Website", "WEB"),
+    ("Backend API", "API"),
+    ("Operations", "OPS"),
+    ("Mobile app", "MOB"),
+    ("Data platform", "DATA"),
+    ("Design system", "DS"),
+    ("Billing", "BILL"),
+    ("Infrastructure", "INFRA"),
+];
+const TAGS: &[(&str, Option<&str>)] = &[
+    ("bug", Some("#d73a4a")),
+    ("feature", Some("#a2eeef")),
+    ("docs", Some("#0075ca")),
+    ("tech-debt", None),
+    ("security", Some("#b60205")),
+    ("performance", Some("#fbca04")),
+    ("ux", Some("#c5def5")),
+    ("infra", None),
+    ("customer", Some("#5319e7")),
+    ("good first issue", Some("#7057ff")),
+];
+const VERBS: &[&str] = &[
+    "Fix",
+    "Add",
+    "Remove",
+    "Refactor",
+    "Investigate",
+    "Document",
+    "Speed up",
+    "Migrate",
+    "Test",
+    "Redesign",
+];
+const THINGS: &[&str] = &[
+    "login page",
+    "billing export",
+    "search index",
+    "onboarding flow",
+    "CSV import",
+    "rate limiter",
+    "dark mode",
+    "audit log",
+    "email notifications",
+    "API pagination",
+    "password reset",
+    "dashboard charts",
+    "webhook retries",
+    "user settings",
+    "release pipeline",
+    "cache invalidation",
+];
+const WHERE: &[&str] = &[
+    "",
+    "",
+    " on mobile",
+    " for admins",
+    " in the EU region",
+    " after the upgrade",
+    " for large teams",
+];
+const DESCRIPTIONS: &[&str] = &[
+    "",
+    "",
+    "Steps to reproduce are in the linked support ticket.",
+    "Customers have asked for this several times this quarter.",
+    "Keep the change small; we can iterate after the release.",
+    "The current behaviour is confusing and slow. Measure before and after.",
+    "Follow the design in the spec; ping design if anything is unclear.",
+    "Happens intermittently, roughly once a day in production.",
+];
+const COMMENTS: &[&str] = &[
+    "Looks good to me.",
+    "I can take this one.",
+    "Blocked on the API change, will pick it up after.",
+    "Pushed a fix, please review.",
+    "Can we split this into smaller tasks?",
+    "Reproduced on staging.",
+    "This is more work than estimated, moving the due date.",
+    "Added tests for the edge cases.",
+    "Not sure this is still needed, thoughts?",
+    "Deployed to production, monitoring.",
+];
+
+const STATUSES: [&str; 6] = [
+    "backlog",
+    "todo",
+    "in_progress",
+    "in_review",
+    "done",
+    "cancelled",
+];
+const DONE: usize = 4;
+const CANCELLED: usize = 5;
+
+struct Member {
+    id: Uuid,
+    handle: String,
+    role: Role,
+}
+
+struct Project {
+    id: Uuid,
+    name: String,
+    key: String,
+    stream: Stream,
+    next_number: u64,
+}
+
+struct ActiveTask {
+    stream: Stream,
+    title: String,
+    description: String,
+    priority: Priority,
+    due_date: Option<NaiveDate>,
+    status: usize,
+    assignee: Option<Uuid>,
+    tags: u32,
+    follow_ups: u32,
+}
+
+struct Org {
+    id: Uuid,
+    name: String,
+    stream: Stream,
+    tags_stream: Stream,
+    members: Vec<Member>,
+    /// Indexes of members who may change tasks.
+    writers: Vec<usize>,
+    projects: Vec<Project>,
+    tags: Vec<Uuid>,
+    active: Vec<ActiveTask>,
+}
+
+struct Generator {
+    options: GenerateOptions,
+    rng: Rng,
+    sink: Sink,
+    orgs: Vec<Org>,
+    categories: [StatusCategory; 6],
+    start: DateTime<Utc>,
+    span_micros: f64,
+    /// Events the clock spreads over.
+    planned: u64,
+    budget: u64,
+    tasks_created: u64,
+    comments: u64,
+    /// Follow-ups still planned on active tasks.
+    planned_follow_ups: u64,
+    active: usize,
+}
+
+impl Generator {
+    fn new(options: GenerateOptions, tx: tokio::sync::mpsc::Sender<Chunk>) -> Self {
+        let workflow = Workflow::default_workflow();
+        let categories = STATUSES.map(|s| {
+            workflow
+                .category_of(s)
+                .expect("the default workflow has every status")
+        });
+        let start = options.end - Duration::days(i64::from(options.days.max(1)));
+        let span_micros = (options.end - start).num_microseconds().unwrap_or(0) as f64;
+        Self {
+            rng: Rng(options.seed ^ 0x7461_736B_6C6F_6721),
+            sink: Sink {
+                tx,
+                chunk_rows: options.chunk_rows,
+                buf: String::with_capacity(options.chunk_rows * 700),
+                rows: 0,
+                total: 0,
+            },
+            orgs: Vec::with_capacity(options.orgs),
+            categories,
+            start,
+            span_micros,
+            // Fixed up front so times never go back.
+            planned: options
+                .events
+                .max(options.tasks.unwrap_or(0) * 2 + options.orgs * 26)
+                .max(1) as u64,
+            budget: options.events as u64,
+            tasks_created: 0,
+            comments: 0,
+            planned_follow_ups: 0,
+            active: 0,
+            options,
+        }
+    }
+
+    /// The time of the next command: evenly along the span, never going back.
+    fn now(&mut self) -> DateTime<Utc> {
+        let done = (self.sink.total as f64 / self.planned as f64).min(1.0);
+        let jitter = self.rng.below(1000) as f64;
+        let micros = (done * self.span_micros + jitter).min(self.span_micros) as i64;
+        to_micros(self.start + Duration::microseconds(micros))
+    }
+
+    fn meta(&mut self, org_id: Uuid, actor: Uuid, at: DateTime<Utc>) -> EventMetadata {
+        EventMetadata {
+            org_id,
+            actor_id: Some(actor),
+            correlation_id: self.rng.v7(at),
+            causation_id: None,
+            occurred_at: at,
+        }
+    }
+
+    fn run(mut self) -> anyhow::Result<GenerateReport> {
+        for _ in 0..self.options.orgs {
+            self.create_org()?;
+        }
+        let setup = self.sink.total;
+        if let Some(tasks) = self.options.tasks {
+            self.budget = self.budget.max(setup + 2 * tasks as u64);
+        }
+        loop {
+            let remaining = self.budget.saturating_sub(self.sink.total);
+            let creates_left = match self.options.tasks {
+                Some(n) => (n as u64).saturating_sub(self.tasks_created),
+                None => u64::MAX,
+            };
+            // Done when the budget is spent (and, with a task count, every task exists).
+            if remaining == 0 && (creates_left == 0 || self.options.tasks.is_none()) {
+                break;
+            }
+            let can_create = creates_left > 0 && (remaining >= 2 || self.options.tasks.is_some());
+            if !can_create && self.active == 0 {
+                break;
+            }
+            let o = self.rng.below(self.orgs.len());
+            let org_active = self.orgs[o].active.len();
+            if can_create && (org_active < ACTIVE_TASKS_PER_ORG || self.active == 0) {
+                self.create_task(o, creates_left)?;
+            } else if org_active > 0 {
+                self.follow_up(o)?;
+            }
+        }
+        self.sink.flush()?;
+        Ok(self.report())
+    }
+
+    fn report(&self) -> GenerateReport {
+        GenerateReport {
+            events: self.sink.total,
+            tasks: self.tasks_created,
+            comments: self.comments,
+            chunks: 0,
+            seconds: 0.0,
+            orgs: self
+                .orgs
+                .iter()
+                .map(|o| GeneratedOrg {
+                    org_id: o.id,
+                    name: o.name.clone(),
+                    members: o
+                        .members
+                        .iter()
+                        .map(|m| GeneratedMember {
+                            user_id: m.id,
+                            handle: m.handle.clone(),
+                            role: m.role,
+                        })
+                        .collect(),
+                    projects: o
+                        .projects
+                        .iter()
+                        .map(|p| GeneratedProject {
+                            project_id: p.id,
+                            name: p.name.clone(),
+                            key: p.key.clone(),
+                            tasks: p.next_number - 1,
+                        })
+                        .collect(),
+                    tags: o.tags.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// `k` distinct indexes of `0..n`, in random order.
+    fn distinct(&mut self, n: usize, k: usize) -> Vec<usize> {
+        let mut all: Vec<usize> = (0..n).collect();
+        for i in 0..k.min(n) {
+            let j = i + self.rng.below(n - i);
+            all.swap(i, j);
+        }
+        all.truncate(k);
+        all
+    }
+
+    fn create_org(&mut self) -> anyhow::Result<()> {
+        let at = self.now();
+        let org_id = self.rng.v7(at);
+        let owner_id = self.rng.v7(at);
+        let members_count = 8 + self.rng.below(5);
+        let handles: Vec<String> = self
+            .distinct(HANDLES.len(), members_count + 1)
+            .into_iter()
+            .map(|i| HANDLES[i].to_owned())
+            .collect();
+        let name = format!(
+            "{} {}",
+            self.rng.pick(ORG_WORDS),
+            self.rng.pick(ORG_SUFFIXES)
+        );
+        let mut org = Org {
+            id: org_id,
+            name: name.clone(),
+            stream: Stream::new("org", org_id),
+            tags_stream: Stream::new("tags", org_id),
+            members: Vec::new(),
+            writers: Vec::new(),
+            projects: Vec::new(),
+            tags: Vec::new(),
+            active: Vec::new(),
+        };
+        let meta = self.meta(org_id, owner_id, at);
+        let event_id = self.rng.v7(at);
+        self.sink.emit(
+            &mut org.stream,
+            event_id,
+            &OrgEvent::from(OrganizationCreated {
+                org_id,
+                name,
+                owner_id,
+                owner_handle: handles[0].clone(),
+            }),
+            &meta,
+        )?;
+        org.members.push(Member {
+            id: owner_id,
+            handle: handles[0].clone(),
+            role: Role::Owner,
+        });
+
+        for (i, handle) in handles.iter().enumerate().skip(1) {
+            let role = match i {
+                1 => Role::Admin,
+                _ if i == members_count && self.rng.chance(0.5) => Role::Viewer,
+                _ => Role::Member,
+            };
+            let at = self.now();
+            let user_id = self.rng.v7(at);
+            let meta = self.meta(org_id, owner_id, at);
+            let event_id = self.rng.v7(at);
+            self.sink.emit(
+                &mut org.stream,
+                event_id,
+                &OrgEvent::from(MemberAdded {
+                    user_id,
+                    handle: handle.clone(),
+                    role,
+                }),
+                &meta,
+            )?;
+            org.members.push(Member {
+                id: user_id,
+                handle: handle.clone(),
+                role,
+            });
+        }
+        org.writers = (0..org.members.len())
+            .filter(|&i| org.members[i].role.can_write())
+            .collect();
+
+        for p in self.distinct(PROJECTS.len(), 3) {
+            let (name, key) = PROJECTS[p];
+            let at = self.now();
+            let project_id = self.rng.v7(at);
+            let admin = org.members[self.rng.below(2)].id;
+            let meta = self.meta(org_id, admin, at);
+            let event_id = self.rng.v7(at);
+            self.sink.emit(
+                &mut org.stream,
+                event_id,
+                &OrgEvent::from(ProjectKeyRegistered {
+                    project_id,
+                    key: key.to_owned(),
+                }),
+                &meta,
+            )?;
+            let mut project = Project {
+                id: project_id,
+                name: name.to_owned(),
+                key: key.to_owned(),
+                stream: Stream::new("project", project_id),
+                next_number: 1,
+            };
+            let event_id = self.rng.v7(at);
+            self.sink.emit(
+                &mut project.stream,
+                event_id,
+                &ProjectEvent::from(ProjectCreated {
+                    project_id,
+                    org_id,
+                    name: name.to_owned(),
+                    key: key.to_owned(),
+                    workflow: Workflow::default_workflow(),
+                }),
+                &meta,
+            )?;
+            org.projects.push(project);
+        }
+
+        for t in self.distinct(TAGS.len(), 8) {
+            let (name, color) = TAGS[t];
+            let at = self.now();
+            let tag_id = self.rng.v7(at);
+            let actor = org.members[org.writers[self.rng.below(org.writers.len())]].id;
+            let meta = self.meta(org_id, actor, at);
+            let event_id = self.rng.v7(at);
+            self.sink.emit(
+                &mut org.tags_stream,
+                event_id,
+                &TagEvent::from(TagCreated {
+                    tag_id,
+                    name: name.to_owned(),
+                    color: color.map(str::to_owned),
+                }),
+                &meta,
+            )?;
+            org.tags.push(tag_id);
+        }
+        self.orgs.push(org);
+        Ok(())
+    }
+
+    fn title(&mut self) -> String {
+        format!(
+            "{} {}{}",
+            self.rng.pick(VERBS),
+            self.rng.pick(THINGS),
+            self.rng.pick(WHERE)
+        )
+    }
+
+    fn priority(&mut self) -> Priority {
+        match self.rng.below(100) {
+            0..=29 => Priority::None,
+            30..=49 => Priority::Low,
+            50..=74 => Priority::Medium,
+            75..=92 => Priority::High,
+            _ => Priority::Urgent,
+        }
+    }
+
+    fn due_date(&mut self, at: DateTime<Utc>) -> NaiveDate {
+        at.date_naive() + Duration::days(self.rng.below(60) as i64 - 5)
+    }
+
+    /// How many follow-up events a new task gets.
+    fn follow_ups_for_new_task(&mut self, creates_left: u64) -> u32 {
+        let mean = match self.options.tasks {
+            None => DEFAULT_FOLLOW_UPS,
+            Some(_) => {
+                let spare = self
+                    .budget
+                    .saturating_sub(self.sink.total)
+                    .saturating_sub(2 * creates_left)
+                    .saturating_sub(self.planned_follow_ups);
+                spare as f64 / creates_left.max(1) as f64
+            }
+        };
+        if mean < 0.5 {
+            u32::from(self.rng.chance(mean))
+        } else {
+            self.rng.below((2.0 * mean) as usize + 1) as u32
+        }
+    }
+
+    fn create_task(&mut self, o: usize, creates_left: u64) -> anyhow::Result<()> {
+        let at = self.now();
+        let follow_ups = self.follow_ups_for_new_task(creates_left);
+        let title = self.title();
+        let description = self.rng.pick(DESCRIPTIONS).to_string();
+        let priority = self.priority();
+        let due_date = self.rng.chance(0.35).then(|| self.due_date(at));
+        let p = match self.rng.below(10) {
+            0..=4 => 0,
+            5..=7 => 1,
+            _ => 2,
+        };
+        let org = &mut self.orgs[o];
+        let org_id = org.id;
+        let actor = org.members[org.writers[self.rng.below(org.writers.len())]].id;
+        let task_id = self.rng.v7(at);
+        let meta = EventMetadata {
+            org_id,
+            actor_id: Some(actor),
+            correlation_id: self.rng.v7(at),
+            causation_id: None,
+            occurred_at: at,
+        };
+        let project = &mut org.projects[p];
+        let number = project.next_number;
+        project.next_number += 1;
+        let event_id = self.rng.v7(at);
+        self.sink.emit(
+            &mut project.stream,
+            event_id,
+            &ProjectEvent::from(TaskNumberReserved { task_id, number }),
+            &meta,
+        )?;
+        let mut task = ActiveTask {
+            stream: Stream::new("task", task_id),
+            title: title.clone(),
+            description: description.clone(),
+            priority,
+            due_date,
+            status: 0,
+            assignee: None,
+            tags: 0,
+            follow_ups,
+        };
+        let event_id = self.rng.v7(at);
+        self.sink.emit(
+            &mut task.stream,
+            event_id,
+            &TaskEvent::from(TaskCreated {
+                task_id,
+                org_id,
+                project_id: project.id,
+                number,
+                key: format!("{}-{number}", project.key),
+                title,
+                description,
+                priority,
+                due_date,
+                status: STATUSES[0].to_owned(),
+                status_category: self.categories[0],
+                created_by: actor,
+            }),
+            &meta,
+        )?;
+        self.tasks_created += 1;
+        if follow_ups > 0 {
+            org.active.push(task);
+            self.active += 1;
+            self.planned_follow_ups += u64::from(follow_ups);
+        }
+        Ok(())
+    }
+
+    /// One more change to an active task of organization `o`.
+    fn follow_up(&mut self, o: usize) -> anyhow::Result<()> {
+        let at = self.now();
+        let t = self.rng.below(self.orgs[o].active.len());
+        let roll = self.rng.below(100);
+        let title = self.title();
+        let new_priority = self.priority();
+        let new_due = self.due_date(at);
+        let comment = *self.rng.pick(COMMENTS);
+        let mention = self.rng.chance(0.25);
+        let cancel = self.rng.chance(0.04);
+        let back_to_progress = self.rng.chance(0.15);
+        let r1 = self.rng.next() as usize;
+        let r2 = self.rng.next() as usize;
+        let correlation_id = self.rng.v7(at);
+        let event_id = self.rng.v7(at);
+        let comment_id = self.rng.v7(at);
+
+        let org = &mut self.orgs[o];
+        let actor_index = org.writers[r1 % org.writers.len()];
+        let actor = org.members[actor_index].id;
+        let meta = EventMetadata {
+            org_id: org.id,
+            actor_id: Some(actor),
+            correlation_id,
+            causation_id: None,
+            occurred_at: at,
+        };
+        let task = &mut org.active[t];
+        let open = task.status < DONE;
+        let all_tagged = task.tags.count_ones() as usize >= org.tags.len();
+        // status 35, comment 30, assign 15, tag 10, edit 10; fall back to a comment.
+        let event: TaskEvent = if roll < 35 && open {
+            let from = task.status;
+            let to = if cancel {
+                CANCELLED
+            } else if from == 3 && back_to_progress {
+                2
+            } else {
+                from + 1
+            };
+            task.status = to;
+            TaskStatusChanged {
+                from: STATUSES[from].to_owned(),
+                to: STATUSES[to].to_owned(),
+                from_category: self.categories[from],
+                to_category: self.categories[to],
+            }
+            .into()
+        } else if (65..80).contains(&roll) {
+            let mut assignee = org.members[org.writers[r2 % org.writers.len()]].id;
+            if Some(assignee) == task.assignee {
+                let next = (r2 + 1) % org.writers.len();
+                assignee = org.members[org.writers[next]].id;
+            }
+            if Some(assignee) == task.assignee {
+                // A one-writer organization: nobody else to assign.
+                comment_event(comment_id, actor, comment, Vec::new())
+            } else {
+                let previous = task.assignee.replace(assignee);
+                TaskAssigned { assignee, previous }.into()
+            }
+        } else if (80..90).contains(&roll) && !all_tagged {
+            let mut i = r2 % org.tags.len();
+            while task.tags & (1 << i) != 0 {
+                i = (i + 1) % org.tags.len();
+            }
+            task.tags |= 1 << i;
+            TaskTagAdded {
+                tag_id: org.tags[i],
+            }
+            .into()
+        } else if roll >= 90 {
+            let mut edited = TaskDetailsEdited {
+                title: task.title.clone(),
+                description: task.description.clone(),
+                priority: task.priority,
+                due_date: task.due_date,
+            };
+            match r2 % 3 {
+                0 if title != task.title => edited.title = title,
+                1 if new_priority != task.priority => edited.priority = new_priority,
+                _ => {
+                    edited.due_date = match task.due_date {
+                        Some(d) if d == new_due => None,
+                        _ => Some(new_due),
+                    }
+                }
+            }
+            task.title = edited.title.clone();
+            task.priority = edited.priority;
+            task.due_date = edited.due_date;
+            edited.into()
+        } else {
+            let others: Vec<usize> = (0..org.members.len())
+                .filter(|&i| i != actor_index)
+                .collect();
+            if mention && !others.is_empty() {
+                let m = &org.members[others[r2 % others.len()]];
+                let body = if r2.is_multiple_of(2) {
+                    format!("@{} {comment}", m.handle)
+                } else {
+                    format!("{comment} cc @{}", m.handle)
+                };
+                comment_event(comment_id, actor, &body, vec![m.id])
+            } else {
+                comment_event(comment_id, actor, comment, Vec::new())
+            }
+        };
+        if matches!(event, TaskEvent::CommentAdded(_)) {
+            self.comments += 1;
+        }
+        self.sink.emit(&mut task.stream, event_id, &event, &meta)?;
+        task.follow_ups -= 1;
+        self.planned_follow_ups -= 1;
+        if task.follow_ups == 0 {
+            org.active.swap_remove(t);
+            self.active -= 1;
+        }
+        Ok(())
+    }
+}
+
+fn comment_event(comment_id: Uuid, author: Uuid, body: &str, mentions: Vec<Uuid>) -> TaskEvent {
+    CommentAdded {
+        comment_id,
+        author,
+        body: body.to_owned(),
+        mentions,
+    }
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generate_in_memory(options: GenerateOptions) -> (GenerateReport, Vec<String>) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let report = std::thread::spawn(move || Generator::new(options, tx).run())
+            .join()
+            .expect("generator thread")
+            .expect("generated");
+        let mut rows = Vec::new();
+        while let Ok(chunk) = rx.try_recv() {
+            let text = String::from_utf8(chunk.data).expect("utf-8");
+            rows.extend(text.lines().map(str::to_owned));
+        }
+        (report, rows)
+    }
+
+    fn options(orgs: usize, events: usize) -> GenerateOptions {
+        GenerateOptions {
+            end: DateTime::from_timestamp(1_800_000_000, 0).expect("a time"),
+            chunk_rows: 1000,
+            ..GenerateOptions::new(orgs, events)
+        }
+    }
+
+    #[test]
+    fn the_event_budget_is_met_and_the_log_is_deterministic() {
+        let (report, rows) = generate_in_memory(options(3, 5000));
+        assert_eq!(report.events, 5000);
+        assert_eq!(rows.len(), 5000);
+        assert!(report.tasks > 300, "{} tasks", report.tasks);
+        let (_, again) = generate_in_memory(options(3, 5000));
+        assert_eq!(rows, again);
+        for row in &rows {
+            assert_eq!(row.split('\t').count(), 13, "{row}");
+        }
+    }
+
+    #[test]
+    fn a_task_count_makes_exactly_that_many_tasks() {
+        let (report, rows) = generate_in_memory(GenerateOptions {
+            tasks: Some(2000),
+            ..options(2, 10)
+        });
+        assert_eq!(report.tasks, 2000);
+        let created = rows
+            .iter()
+            .filter(|r| r.contains("\tTaskCreated\t"))
+            .count();
+        assert_eq!(created, 2000);
+        let projects: u64 = report
+            .orgs
+            .iter()
+            .flat_map(|o| &o.projects)
+            .map(|p| p.tasks)
+            .sum();
+        assert_eq!(projects, 2000);
+    }
+}
