@@ -210,55 +210,85 @@ impl Projection for Tasks {
         }
         let at = e.metadata.occurred_at;
         let org = e.metadata.org_id;
-        match decode::<TaskEvent>(e)? {
+        let version = e.stream_version as i64;
+        // Every change to a task row is one UPDATE that also moves its
+        // version and updated_at: $1 task, $2 version, $3 time, $4.. the change.
+        let update = |set: &str| {
+            format!("UPDATE tasks SET {set}, version = $2, updated_at = $3 WHERE task_id = $1")
+        };
+        let touched = match decode::<TaskEvent>(e)? {
             TaskEvent::TaskCreated(c) => {
                 sqlx::query(
                     "INSERT INTO tasks (task_id, org_id, project_id, number, key, title, description, status, \
                         status_category, priority, priority_rank, due_date, created_by, created_at, updated_at, version) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)",
                 )
-                .bind(c.task_id).bind(c.org_id).bind(c.project_id).bind(c.number as i64).bind(&c.key)
-                .bind(&c.title).bind(&c.description).bind(&c.status).bind(name_of(&c.status_category))
-                .bind(name_of(&c.priority)).bind(priority_rank(c.priority)).bind(c.due_date)
-                .bind(c.created_by).bind(at).bind(e.stream_version as i64)
-                .execute(&mut *tx).await?;
-                return Ok(());
+                .bind(c.task_id)
+                .bind(c.org_id)
+                .bind(c.project_id)
+                .bind(c.number as i64)
+                .bind(&c.key)
+                .bind(&c.title)
+                .bind(&c.description)
+                .bind(&c.status)
+                .bind(name_of(&c.status_category))
+                .bind(name_of(&c.priority))
+                .bind(priority_rank(c.priority))
+                .bind(c.due_date)
+                .bind(c.created_by)
+                .bind(at)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
             }
             TaskEvent::TaskDetailsEdited(d) => {
-                sqlx::query(
-                    "UPDATE tasks SET title = $2, description = $3, priority = $4, priority_rank = $5, due_date = $6 \
-                     WHERE task_id = $1",
-                )
-                .bind(id).bind(&d.title).bind(&d.description).bind(name_of(&d.priority))
-                .bind(priority_rank(d.priority)).bind(d.due_date)
-                .execute(&mut *tx).await?;
+                sqlx::query(&update(
+                    "title = $4, description = $5, priority = $6, priority_rank = $7, due_date = $8",
+                ))
+                .bind(id)
+                .bind(version)
+                .bind(at)
+                .bind(&d.title)
+                .bind(&d.description)
+                .bind(name_of(&d.priority))
+                .bind(priority_rank(d.priority))
+                .bind(d.due_date)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
             }
             TaskEvent::TaskAssigned(a) => {
-                sqlx::query("UPDATE tasks SET assignee = $2 WHERE task_id = $1")
+                sqlx::query(&update("assignee = $4"))
                     .bind(id)
+                    .bind(version)
+                    .bind(at)
                     .bind(a.assignee)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected()
             }
             TaskEvent::TaskUnassigned(_) => {
-                sqlx::query("UPDATE tasks SET assignee = NULL WHERE task_id = $1")
+                sqlx::query(&update("assignee = NULL"))
                     .bind(id)
+                    .bind(version)
+                    .bind(at)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected()
             }
             TaskEvent::TaskStatusChanged(s) => {
-                sqlx::query(
-                    "UPDATE tasks SET status = $2, status_category = $3 WHERE task_id = $1",
-                )
-                .bind(id)
-                .bind(&s.to)
-                .bind(name_of(&s.to_category))
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(&update("status = $4, status_category = $5"))
+                    .bind(id)
+                    .bind(version)
+                    .bind(at)
+                    .bind(&s.to)
+                    .bind(name_of(&s.to_category))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
             }
             TaskEvent::TaskTagAdded(t) => {
-                sqlx::query("UPDATE tasks SET tags = array_append(tags, $2) WHERE task_id = $1 AND NOT ($2 = ANY(tags))")
-                    .bind(id).bind(t.tag_id).execute(&mut *tx).await?;
                 sqlx::query(
                     "INSERT INTO tag_usage (org_id, tag_id, tasks) VALUES ($1, $2, 1) \
                      ON CONFLICT (org_id, tag_id) DO UPDATE SET tasks = tag_usage.tasks + 1",
@@ -267,67 +297,91 @@ impl Projection for Tasks {
                 .bind(t.tag_id)
                 .execute(&mut *tx)
                 .await?;
+                sqlx::query(&update("tags = array_append(tags, $4)"))
+                    .bind(id)
+                    .bind(version)
+                    .bind(at)
+                    .bind(t.tag_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
             }
             TaskEvent::TaskTagRemoved(t) => {
-                sqlx::query("UPDATE tasks SET tags = array_remove(tags, $2) WHERE task_id = $1")
-                    .bind(id)
+                sqlx::query("UPDATE tag_usage SET tasks = tasks - 1 WHERE org_id = $1 AND tag_id = $2")
+                    .bind(org)
                     .bind(t.tag_id)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(
-                    "UPDATE tag_usage SET tasks = tasks - 1 WHERE org_id = $1 AND tag_id = $2",
-                )
-                .bind(org)
-                .bind(t.tag_id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(&update("tags = array_remove(tags, $4)"))
+                    .bind(id)
+                    .bind(version)
+                    .bind(at)
+                    .bind(t.tag_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
             }
             TaskEvent::TaskArchived(_) => {
-                sqlx::query("UPDATE tasks SET archived = true WHERE task_id = $1")
+                sqlx::query(&update("archived = true"))
                     .bind(id)
+                    .bind(version)
+                    .bind(at)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected()
             }
             TaskEvent::CommentAdded(c) => {
                 sqlx::query(
                     "INSERT INTO comments (comment_id, task_id, org_id, author, body, mentions, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
-                .bind(c.comment_id).bind(id).bind(org).bind(c.author).bind(&c.body).bind(&c.mentions).bind(at)
-                .execute(&mut *tx).await?;
-                sqlx::query(
-                    "UPDATE tasks SET comment_count = comment_count + 1 WHERE task_id = $1",
-                )
+                .bind(c.comment_id)
                 .bind(id)
+                .bind(org)
+                .bind(c.author)
+                .bind(&c.body)
+                .bind(&c.mentions)
+                .bind(at)
                 .execute(&mut *tx)
                 .await?;
+                sqlx::query(&update("comment_count = comment_count + 1"))
+                    .bind(id)
+                    .bind(version)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
             }
             TaskEvent::CommentEdited(c) => {
                 sqlx::query("UPDATE comments SET body = $2, mentions = $3, edited_at = $4 WHERE comment_id = $1")
-                    .bind(c.comment_id).bind(&c.body).bind(&c.mentions).bind(at)
-                    .execute(&mut *tx).await?;
+                    .bind(c.comment_id)
+                    .bind(&c.body)
+                    .bind(&c.mentions)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(&update("comment_count = comment_count"))
+                    .bind(id)
+                    .bind(version)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
             }
             TaskEvent::CommentDeleted(c) => {
                 sqlx::query("UPDATE comments SET deleted = true WHERE comment_id = $1")
                     .bind(c.comment_id)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(
-                    "UPDATE tasks SET comment_count = comment_count - 1 WHERE task_id = $1",
-                )
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(&update("comment_count = comment_count - 1"))
+                    .bind(id)
+                    .bind(version)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
             }
-        }
-        let touched =
-            sqlx::query("UPDATE tasks SET version = $2, updated_at = $3 WHERE task_id = $1")
-                .bind(id)
-                .bind(e.stream_version as i64)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        };
         if touched == 0 {
             return Err(ApplyError::Failed(format!(
                 "task {id} is not in the read model"
