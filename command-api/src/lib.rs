@@ -96,5 +96,6 @@ pub fn state(
         store,
         pool,
         auth: Arc::new(auth),
+        cache: Arc::new(service::AggregateCache::new(100_000)),
     }
 }

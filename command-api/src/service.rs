@@ -30,6 +30,92 @@ pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub pool: PgPool,
     pub auth: Arc<Authenticator>,
+    pub cache: Arc<AggregateCache>,
+}
+
+/// Aggregates as of their last read. A load reads only the events after the
+/// cached version and folds them on, so a long stream (a project that handed
+/// out thousands of task numbers) is not replayed for every command. Every
+/// load still reads the stream's tail first: the cache never answers stale.
+pub struct AggregateCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, Cached>>,
+    capacity: usize,
+}
+
+#[derive(Clone)]
+struct Cached {
+    state: Arc<dyn std::any::Any + Send + Sync>,
+    version: u64,
+    position: Option<LogPosition>,
+}
+
+impl AggregateCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: Default::default(),
+            capacity,
+        }
+    }
+
+    fn get<A: Aggregate>(&self, stream: &str) -> Option<Loaded<A>> {
+        let cached = self.entries.lock().ok()?.get(stream).cloned()?;
+        let state = cached.state.downcast_ref::<A>()?.clone();
+        Some(Loaded {
+            state,
+            version: cached.version,
+            position: cached.position,
+        })
+    }
+
+    fn put<A: Aggregate>(&self, stream: &str, loaded: &Loaded<A>) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries
+            .get(stream)
+            .is_some_and(|c| c.version >= loaded.version)
+        {
+            return;
+        }
+        if entries.len() >= self.capacity {
+            // Crude but bounded: start over rather than track recency.
+            entries.clear();
+        }
+        entries.insert(
+            stream.to_owned(),
+            Cached {
+                state: Arc::new(loaded.state.clone()),
+                version: loaded.version,
+                position: loaded.position,
+            },
+        );
+    }
+
+    /// Where to read `stream` from, and what to fold onto.
+    fn start<A: Aggregate>(&self, stream: &str) -> (u64, Loaded<A>) {
+        match self.get::<A>(stream) {
+            Some(cached) => (cached.version + 1, cached),
+            None => (
+                1,
+                Loaded {
+                    state: A::default(),
+                    version: 0,
+                    position: None,
+                },
+            ),
+        }
+    }
+
+    fn extend<A: Aggregate>(
+        &self,
+        stream: &str,
+        base: Loaded<A>,
+        tail: Vec<RecordedEvent>,
+    ) -> Result<Loaded<A>, ApiError> {
+        let loaded = fold_onto(base, tail)?;
+        self.put(stream, &loaded);
+        Ok(loaded)
+    }
 }
 
 impl HasAuthenticator for AppState {
@@ -76,7 +162,10 @@ pub struct Context<'a> {
 impl AppState {
     /// Reads one aggregate from its stream.
     pub async fn load<A: Aggregate>(&self, id: Uuid) -> Result<Loaded<A>, ApiError> {
-        fold(self.store.read_stream(&stream_name::<A>(id), 1).await?)
+        let stream = stream_name::<A>(id);
+        let (from, base) = self.cache.start::<A>(&stream);
+        let tail = self.store.read_stream(&stream, from).await?;
+        self.cache.extend(&stream, base, tail)
     }
 
     /// The organization, if the caller is a member with enough access. A
@@ -99,10 +188,20 @@ impl AppState {
         access: Access,
         id: Uuid,
     ) -> Result<(Loaded<Organization>, Loaded<A>), ApiError> {
-        let streams = [stream_name::<Organization>(org_id), stream_name::<A>(id)];
-        let mut read = self.store.read_streams(&streams).await?.into_iter();
-        let org = fold::<Organization>(read.next().unwrap_or_default())?;
-        let aggregate = fold::<A>(read.next().unwrap_or_default())?;
+        let (org_stream, stream) = (stream_name::<Organization>(org_id), stream_name::<A>(id));
+        let (org_from, org_base) = self.cache.start::<Organization>(&org_stream);
+        let (from, base) = self.cache.start::<A>(&stream);
+        let mut read = self
+            .store
+            .read_streams(&[(org_stream.clone(), org_from), (stream.clone(), from)])
+            .await?
+            .into_iter();
+        let org = self
+            .cache
+            .extend(&org_stream, org_base, read.next().unwrap_or_default())?;
+        let aggregate = self
+            .cache
+            .extend(&stream, base, read.next().unwrap_or_default())?;
         Ok((check_access(org, caller, access)?, aggregate))
     }
 
@@ -269,19 +368,26 @@ fn check_access(
     Ok(org)
 }
 
-/// An aggregate from its recorded events.
-fn fold<A: Aggregate>(recorded: Vec<RecordedEvent>) -> Result<Loaded<A>, ApiError> {
-    let position = recorded.last().map(|e| e.position);
-    let version = recorded.last().map_or(0, |e| e.stream_version);
-    let mut state = A::default();
-    for e in recorded {
-        state = state.evolve(&decode::<A>(&e.event_type, e.payload)?);
+/// An aggregate with the events recorded after it folded on.
+fn fold_onto<A: Aggregate>(
+    base: Loaded<A>,
+    tail: Vec<RecordedEvent>,
+) -> Result<Loaded<A>, ApiError> {
+    let mut loaded = base;
+    for e in tail {
+        if e.stream_version != loaded.version + 1 {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "{} version {} follows {}",
+                e.stream_id,
+                e.stream_version,
+                loaded.version
+            )));
+        }
+        loaded.state = loaded.state.evolve(&decode::<A>(&e.event_type, e.payload)?);
+        loaded.version = e.stream_version;
+        loaded.position = Some(e.position);
     }
-    Ok(Loaded {
-        state,
-        version,
-        position,
-    })
+    Ok(loaded)
 }
 
 /// Full jitter, capped: writers that collided do not collide again in step.

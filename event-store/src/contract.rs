@@ -120,7 +120,7 @@ pub async fn several_streams_read_at_once_come_back_in_the_order_asked(store: &d
         .await
         .unwrap();
     let read = store
-        .read_streams(&[b.clone(), empty, a.clone()])
+        .read_streams(&[(b.clone(), 1), (empty, 1), (a.clone(), 1)])
         .await
         .unwrap();
     let versions: Vec<Vec<u64>> = read
@@ -130,6 +130,16 @@ pub async fn several_streams_read_at_once_come_back_in_the_order_asked(store: &d
     assert_eq!(versions, vec![vec![1], vec![], vec![1, 2]]);
     assert_eq!(read[0][0].stream_id, b);
     assert_eq!(read[2][1].stream_id, a);
+    // Each from its own version: only the tail.
+    let tails = store
+        .read_streams(&[(a.clone(), 2), (b.clone(), 2)])
+        .await
+        .unwrap();
+    let versions: Vec<Vec<u64>> = tails
+        .iter()
+        .map(|s| s.iter().map(|e| e.stream_version).collect())
+        .collect();
+    assert_eq!(versions, vec![vec![2], vec![]]);
 }
 
 pub async fn an_event_id_stored_in_another_stream_is_rejected(store: &dyn EventStore) {

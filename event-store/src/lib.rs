@@ -233,15 +233,15 @@ pub trait EventStore: Send + Sync + 'static {
         from_version: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// Several whole streams at once, in the order asked (one round trip where
-    /// the backend allows it).
+    /// Several streams at once, each from its own version, in the order
+    /// asked (one round trip where the backend allows it).
     async fn read_streams(
         &self,
-        streams: &[String],
+        streams: &[(String, u64)],
     ) -> Result<Vec<Vec<RecordedEvent>>, StoreError> {
         let mut out = Vec::with_capacity(streams.len());
-        for s in streams {
-            out.push(self.read_stream(s, 1).await?);
+        for (s, from_version) in streams {
+            out.push(self.read_stream(s, *from_version).await?);
         }
         Ok(out)
     }

@@ -187,18 +187,23 @@ impl EventStore for PgEventStore {
 
     async fn read_streams(
         &self,
-        streams: &[String],
+        streams: &[(String, u64)],
     ) -> Result<Vec<Vec<RecordedEvent>>, StoreError> {
+        let names: Vec<&str> = streams.iter().map(|(s, _)| s.as_str()).collect();
+        let froms: Vec<i64> = streams.iter().map(|(_, v)| *v as i64).collect();
         let rows = sqlx::query(&format!(
-            "{SELECT_EVENT} WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version"
+            "{SELECT_EVENT} JOIN unnest($1::text[], $2::bigint[]) AS wanted(s, v) \
+               ON stream_id = wanted.s AND stream_version >= wanted.v \
+             ORDER BY stream_id, stream_version"
         ))
-        .bind(streams)
+        .bind(&names)
+        .bind(&froms)
         .fetch_all(&self.pool)
         .await?;
         let mut out: Vec<Vec<RecordedEvent>> = vec![Vec::new(); streams.len()];
         for row in &rows {
             let e = decode_row(row)?;
-            if let Some(i) = streams.iter().position(|s| *s == e.stream_id) {
+            if let Some(i) = streams.iter().position(|(s, _)| *s == e.stream_id) {
                 out[i].push(e);
             }
         }
