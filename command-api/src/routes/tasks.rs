@@ -44,18 +44,40 @@ fn in_org(task: &Task, org_id: Uuid) -> Result<(), ApiError> {
     }
 }
 
-/// Runs one command on a task the caller may change.
-async fn on_task(
+/// Loads the organization and the task in one read, checks the caller may
+/// write, and runs the command `make` builds from them.
+async fn change_task(
     app: &AppState,
-    ctx: &Context<'_>,
-    task_id: Uuid,
-    task: Loaded<Task>,
-    command: impl Fn(&Task) -> TaskCommand,
+    caller: &Caller,
+    meta: &CommandMeta,
+    (org_id, task_id): (Uuid, Uuid),
+    make: impl Fn(&Organization, &Task) -> TaskCommand,
 ) -> Result<Executed<Task>, ApiError> {
-    let org_id = ctx.org_id;
-    app.execute_loaded::<Task>(ctx, task_id, Some(task), ctx.meta.if_match, |task| {
+    let (org, task) = app
+        .authorize_and_load::<Task>(caller, org_id, Access::Write, task_id)
+        .await?;
+    change_loaded_task(app, caller, meta, (org_id, task_id), task, |task| {
+        make(&org.state, task)
+    })
+    .await
+}
+
+async fn change_loaded_task(
+    app: &AppState,
+    caller: &Caller,
+    meta: &CommandMeta,
+    (org_id, task_id): (Uuid, Uuid),
+    task: Loaded<Task>,
+    make: impl Fn(&Task) -> TaskCommand,
+) -> Result<Executed<Task>, ApiError> {
+    let ctx = Context {
+        meta,
+        caller,
+        org_id,
+    };
+    app.execute_loaded::<Task>(&ctx, task_id, Some(task), meta.if_match, |task| {
         in_org(task, org_id)?;
-        Ok(command(task))
+        Ok(make(task))
     })
     .await
 }
@@ -119,12 +141,14 @@ async fn create_task(
     Ok(Accepted::new(StatusCode::CREATED, task_id, &done))
 }
 
-#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+type TaskPath = AppPath<(Uuid, Uuid)>;
+
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id))]
 async fn edit_task(
     State(app): State<AppState>,
     caller: Caller,
     meta: CommandMeta,
-    AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
+    AppPath(ids): TaskPath,
     AppJson(body): AppJson<bodies::EditTask>,
 ) -> Result<Accepted, ApiError> {
     if body.title.is_none()
@@ -137,15 +161,7 @@ async fn edit_task(
             "name at least one field to change",
         ));
     }
-    let (_, task) = app
-        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
-        .await?;
-    let ctx = Context {
-        meta: &meta,
-        caller: &caller,
-        org_id,
-    };
-    let done = on_task(&app, &ctx, task_id, task, |_| {
+    let done = change_task(&app, &caller, &meta, ids, |_, _| {
         TaskCommand::EditTaskDetails {
             title: body.title.clone(),
             description: body.description.clone(),
@@ -154,27 +170,18 @@ async fn edit_task(
         }
     })
     .await?;
-    Ok(Accepted::new(StatusCode::OK, task_id, &done))
+    Ok(Accepted::new(StatusCode::OK, ids.1, &done))
 }
 
-#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id))]
 async fn set_assignee(
     State(app): State<AppState>,
     caller: Caller,
     meta: CommandMeta,
-    AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
+    AppPath(ids): TaskPath,
     AppJson(body): AppJson<bodies::SetAssignee>,
 ) -> Result<Accepted, ApiError> {
-    let (org, task) = app
-        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
-        .await?;
-    let org = org.state;
-    let ctx = Context {
-        meta: &meta,
-        caller: &caller,
-        org_id,
-    };
-    let done = on_task(&app, &ctx, task_id, task, |_| match body.assignee {
+    let done = change_task(&app, &caller, &meta, ids, |org, _| match body.assignee {
         Some(assignee) => TaskCommand::AssignTask {
             assignee,
             assignee_is_member: org.is_member(assignee),
@@ -182,36 +189,29 @@ async fn set_assignee(
         None => TaskCommand::UnassignTask,
     })
     .await?;
-    Ok(Accepted::new(StatusCode::OK, task_id, &done))
+    Ok(Accepted::new(StatusCode::OK, ids.1, &done))
 }
 
-#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id))]
 async fn unassign(
     State(app): State<AppState>,
     caller: Caller,
     meta: CommandMeta,
-    AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
+    AppPath(ids): TaskPath,
 ) -> Result<Accepted, ApiError> {
-    let (_, task) = app
-        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
-        .await?;
-    let ctx = Context {
-        meta: &meta,
-        caller: &caller,
-        org_id,
-    };
-    let done = on_task(&app, &ctx, task_id, task, |_| TaskCommand::UnassignTask).await?;
-    Ok(Accepted::new(StatusCode::OK, task_id, &done))
+    let done = change_task(&app, &caller, &meta, ids, |_, _| TaskCommand::UnassignTask).await?;
+    Ok(Accepted::new(StatusCode::OK, ids.1, &done))
 }
 
-#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id))]
 async fn change_status(
     State(app): State<AppState>,
     caller: Caller,
     meta: CommandMeta,
-    AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
+    AppPath(ids): TaskPath,
     AppJson(body): AppJson<bodies::ChangeStatus>,
 ) -> Result<Accepted, ApiError> {
+    let (org_id, task_id) = ids;
     let (_, task) = app
         .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
         .await?;
@@ -222,12 +222,7 @@ async fn change_status(
         .await?
         .state
         .workflow;
-    let ctx = Context {
-        meta: &meta,
-        caller: &caller,
-        org_id,
-    };
-    let done = on_task(&app, &ctx, task_id, task, |_| {
+    let done = change_loaded_task(&app, &caller, &meta, ids, task, |_| {
         TaskCommand::ChangeTaskStatus {
             to: body.status.clone(),
             workflow: workflow.clone(),
@@ -237,102 +232,71 @@ async fn change_status(
     Ok(Accepted::new(StatusCode::OK, task_id, &done))
 }
 
-#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id))]
 async fn add_tag(
     State(app): State<AppState>,
     caller: Caller,
     meta: CommandMeta,
-    AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
+    AppPath(ids): TaskPath,
     AppJson(body): AppJson<bodies::AddTaskTag>,
 ) -> Result<Accepted, ApiError> {
-    let (_, task) = app
-        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
-        .await?;
-    let catalog = app.load::<TagCatalog>(org_id).await?.state;
-    let ctx = Context {
-        meta: &meta,
-        caller: &caller,
-        org_id,
-    };
-    let done = on_task(&app, &ctx, task_id, task, |_| TaskCommand::AddTag {
+    let catalog = app.load::<TagCatalog>(ids.0).await?.state;
+    let done = change_task(&app, &caller, &meta, ids, |_, _| TaskCommand::AddTag {
         tag_id: body.tag_id,
         tag_exists: catalog.contains(body.tag_id),
     })
     .await?;
-    Ok(Accepted::new(StatusCode::OK, task_id, &done))
+    Ok(Accepted::new(StatusCode::OK, ids.1, &done))
 }
 
-#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id))]
 async fn remove_tag(
     State(app): State<AppState>,
     caller: Caller,
     meta: CommandMeta,
     AppPath((org_id, task_id, tag_id)): AppPath<(Uuid, Uuid, Uuid)>,
 ) -> Result<Accepted, ApiError> {
-    let (_, task) = app
-        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
-        .await?;
-    let ctx = Context {
-        meta: &meta,
-        caller: &caller,
-        org_id,
-    };
-    let done = on_task(&app, &ctx, task_id, task, |_| TaskCommand::RemoveTag {
+    let ids = (org_id, task_id);
+    let done = change_task(&app, &caller, &meta, ids, |_, _| TaskCommand::RemoveTag {
         tag_id,
     })
     .await?;
     Ok(Accepted::new(StatusCode::OK, task_id, &done))
 }
 
-#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id))]
 async fn archive_task(
     State(app): State<AppState>,
     caller: Caller,
     meta: CommandMeta,
-    AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
+    AppPath(ids): TaskPath,
 ) -> Result<Accepted, ApiError> {
-    let (_, task) = app
-        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
-        .await?;
-    let ctx = Context {
-        meta: &meta,
-        caller: &caller,
-        org_id,
-    };
-    let done = on_task(&app, &ctx, task_id, task, |_| TaskCommand::ArchiveTask).await?;
-    Ok(Accepted::new(StatusCode::OK, task_id, &done))
+    let done = change_task(&app, &caller, &meta, ids, |_, _| TaskCommand::ArchiveTask).await?;
+    Ok(Accepted::new(StatusCode::OK, ids.1, &done))
 }
 
-#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id))]
 async fn add_comment(
     State(app): State<AppState>,
     caller: Caller,
     meta: CommandMeta,
-    AppPath((org_id, task_id)): AppPath<(Uuid, Uuid)>,
+    AppPath(ids): TaskPath,
     AppJson(body): AppJson<bodies::AddComment>,
 ) -> Result<Accepted, ApiError> {
-    let (org, task) = app
-        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
-        .await?;
-    let org = org.state;
     let comment_id = meta.ids.id("comment", 0);
-    let mentions = user_ids_mentioned(&org, &body.body);
-    let ctx = Context {
-        meta: &meta,
-        caller: &caller,
-        org_id,
-    };
-    let done = on_task(&app, &ctx, task_id, task, |_| TaskCommand::AddComment {
-        comment_id,
-        author: caller.user_id,
-        body: body.body.clone(),
-        mentions: mentions.clone(),
+    let done = change_task(&app, &caller, &meta, ids, |org, _| {
+        TaskCommand::AddComment {
+            comment_id,
+            author: caller.user_id,
+            body: body.body.clone(),
+            mentions: user_ids_mentioned(org, &body.body),
+        }
     })
     .await?;
     Ok(Accepted::new(StatusCode::CREATED, comment_id, &done))
 }
 
-#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id))]
 async fn edit_comment(
     State(app): State<AppState>,
     caller: Caller,
@@ -340,47 +304,33 @@ async fn edit_comment(
     AppPath((org_id, task_id, comment_id)): AppPath<(Uuid, Uuid, Uuid)>,
     AppJson(body): AppJson<bodies::EditComment>,
 ) -> Result<Accepted, ApiError> {
-    let (org, task) = app
-        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
-        .await?;
-    let org = org.state;
-    let mentions = user_ids_mentioned(&org, &body.body);
-    let ctx = Context {
-        meta: &meta,
-        caller: &caller,
-        org_id,
-    };
-    let done = on_task(&app, &ctx, task_id, task, |_| TaskCommand::EditComment {
-        comment_id,
-        editor: caller.user_id,
-        body: body.body.clone(),
-        mentions: mentions.clone(),
+    let ids = (org_id, task_id);
+    let done = change_task(&app, &caller, &meta, ids, |org, _| {
+        TaskCommand::EditComment {
+            comment_id,
+            editor: caller.user_id,
+            body: body.body.clone(),
+            mentions: user_ids_mentioned(org, &body.body),
+        }
     })
     .await?;
     Ok(Accepted::new(StatusCode::OK, comment_id, &done))
 }
 
-#[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id, %task_id))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_id))]
 async fn delete_comment(
     State(app): State<AppState>,
     caller: Caller,
     meta: CommandMeta,
     AppPath((org_id, task_id, comment_id)): AppPath<(Uuid, Uuid, Uuid)>,
 ) -> Result<Accepted, ApiError> {
-    let (org, task) = app
-        .authorize_and_load::<Task>(&caller, org_id, Access::Write, task_id)
-        .await?;
-    let org = org.state;
-    let by_is_admin = org.role_of(caller.user_id).is_some_and(|r| r.is_admin());
-    let ctx = Context {
-        meta: &meta,
-        caller: &caller,
-        org_id,
-    };
-    let done = on_task(&app, &ctx, task_id, task, |_| TaskCommand::DeleteComment {
-        comment_id,
-        by: caller.user_id,
-        by_is_admin,
+    let ids = (org_id, task_id);
+    let done = change_task(&app, &caller, &meta, ids, |org, _| {
+        TaskCommand::DeleteComment {
+            comment_id,
+            by: caller.user_id,
+            by_is_admin: org.role_of(caller.user_id).is_some_and(|r| r.is_admin()),
+        }
     })
     .await?;
     Ok(Accepted::new(StatusCode::OK, comment_id, &done))
