@@ -75,7 +75,7 @@ fn statements(ddl: &str) -> (Vec<String>, Vec<String>) {
 }
 
 /// Creates the secondary indexes a rebuild deferred (bulk loading into
-/// tables without them, then indexing once, is much faster).
+/// tables without them, then indexing once, is much faster), then analyzes.
 pub async fn create_indexes(
     pool: &sqlx::PgPool,
     projection: &dyn Projection,
@@ -91,7 +91,15 @@ pub async fn create_indexes(
     for statement in statements(projection.ddl()).1 {
         sqlx::query(&statement).execute(&mut *tx).await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    // Fresh statistics, so the first queries after the switch plan well.
+    let schema = schema(projection.name(), generation);
+    for table in projection.tables() {
+        sqlx::query(&format!("ANALYZE {schema}.{table}"))
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
 }
 
 /// [`create_in`], leaving out the secondary indexes when `defer_indexes`.
