@@ -11,7 +11,7 @@ use crate::auth::Caller;
 use crate::bodies;
 use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath, CommandMeta};
-use crate::service::{Accepted, Access, AppState, Context};
+use crate::service::{Accepted, Access, AppState, Context, Executed};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -58,6 +58,27 @@ async fn create_organization(
     Ok(Accepted::new(StatusCode::CREATED, org_id, &done))
 }
 
+/// Runs a membership command: admins only (the domain adds the owner rules),
+/// decided first against the organization the authorization already loaded.
+async fn change_membership(
+    app: &AppState,
+    caller: &Caller,
+    meta: &CommandMeta,
+    org_id: Uuid,
+    command: OrgCommand,
+) -> Result<Executed<Organization>, ApiError> {
+    let org = app.authorize(caller, org_id, Access::Admin).await?;
+    let ctx = Context {
+        meta,
+        caller,
+        org_id,
+    };
+    app.execute_loaded::<Organization>(&ctx, org_id, Some(org), meta.if_match, |_| {
+        Ok(command.clone())
+    })
+    .await
+}
+
 #[tracing::instrument(skip_all, fields(caller = %caller.user_id, %org_id))]
 async fn add_member(
     State(app): State<AppState>,
@@ -66,22 +87,13 @@ async fn add_member(
     AppPath(org_id): AppPath<Uuid>,
     AppJson(body): AppJson<bodies::AddMember>,
 ) -> Result<Accepted, ApiError> {
-    app.authorize(&caller, org_id, Access::Admin).await?;
-    let ctx = Context {
-        meta: &meta,
-        caller: &caller,
-        org_id,
+    let command = OrgCommand::AddMember {
+        by: caller.user_id,
+        user_id: body.user_id,
+        handle: body.handle,
+        role: body.role,
     };
-    let done = app
-        .execute::<Organization>(&ctx, org_id, meta.if_match, |_| {
-            Ok(OrgCommand::AddMember {
-                by: caller.user_id,
-                user_id: body.user_id,
-                handle: body.handle.clone(),
-                role: body.role,
-            })
-        })
-        .await?;
+    let done = change_membership(&app, &caller, &meta, org_id, command).await?;
     Ok(Accepted::new(StatusCode::CREATED, body.user_id, &done))
 }
 
@@ -93,21 +105,12 @@ async fn change_member_role(
     AppPath((org_id, user_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<bodies::ChangeMemberRole>,
 ) -> Result<Accepted, ApiError> {
-    app.authorize(&caller, org_id, Access::Admin).await?;
-    let ctx = Context {
-        meta: &meta,
-        caller: &caller,
-        org_id,
+    let command = OrgCommand::ChangeMemberRole {
+        by: caller.user_id,
+        user_id,
+        role: body.role,
     };
-    let done = app
-        .execute::<Organization>(&ctx, org_id, meta.if_match, |_| {
-            Ok(OrgCommand::ChangeMemberRole {
-                by: caller.user_id,
-                user_id,
-                role: body.role,
-            })
-        })
-        .await?;
+    let done = change_membership(&app, &caller, &meta, org_id, command).await?;
     Ok(Accepted::new(StatusCode::OK, user_id, &done))
 }
 
@@ -118,19 +121,10 @@ async fn remove_member(
     meta: CommandMeta,
     AppPath((org_id, user_id)): AppPath<(Uuid, Uuid)>,
 ) -> Result<Accepted, ApiError> {
-    app.authorize(&caller, org_id, Access::Admin).await?;
-    let ctx = Context {
-        meta: &meta,
-        caller: &caller,
-        org_id,
+    let command = OrgCommand::RemoveMember {
+        by: caller.user_id,
+        user_id,
     };
-    let done = app
-        .execute::<Organization>(&ctx, org_id, meta.if_match, |_| {
-            Ok(OrgCommand::RemoveMember {
-                by: caller.user_id,
-                user_id,
-            })
-        })
-        .await?;
+    let done = change_membership(&app, &caller, &meta, org_id, command).await?;
     Ok(Accepted::new(StatusCode::OK, user_id, &done))
 }
