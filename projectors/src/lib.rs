@@ -36,9 +36,15 @@ pub trait Projection: Send + Sync + 'static {
     fn ddl(&self) -> &'static str;
     /// The tables exposed as views in schema `read`.
     fn tables(&self) -> &'static [&'static str];
-    /// Applies one event inside the batch's transaction (search_path is the
-    /// generation's schema). Holds no business logic: events carry what it needs.
-    async fn apply(&self, tx: &mut PgConnection, event: &RecordedEvent) -> Result<(), ApplyError>;
+    /// Applies a batch of events, in log order, inside the batch's
+    /// transaction (search_path is the generation's schema), with the same
+    /// result as applying them one at a time. Holds no business logic:
+    /// events carry what it needs.
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ApplyError>;
 }
 
 /// Every projection, in the order they are run and shown.

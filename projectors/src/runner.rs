@@ -267,12 +267,10 @@ impl Projector {
         sqlx::query("SET LOCAL synchronous_commit TO off")
             .execute(&mut *tx)
             .await?;
-        for event in events {
-            match self.projection.apply(&mut tx, event).await {
-                Ok(()) => {}
-                Err(ApplyError::Transient(e)) => return Err(BatchFailure::Transient(e)),
-                Err(ApplyError::Failed(error)) => return Err(BatchFailure::Failed { error }),
-            }
+        match self.projection.apply(&mut tx, events).await {
+            Ok(()) => {}
+            Err(ApplyError::Transient(e)) => return Err(BatchFailure::Transient(e)),
+            Err(ApplyError::Failed(error)) => return Err(BatchFailure::Failed { error }),
         }
         let last = &events[events.len() - 1];
         advance(&mut tx, self.name(), generation, from, last, events.len()).await?;

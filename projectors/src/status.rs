@@ -244,7 +244,10 @@ pub async fn replay_parked_into(
     ))
     .execute(&mut *tx)
     .await?;
-    match projection.apply(&mut tx, &event).await {
+    match projection
+        .apply(&mut tx, std::slice::from_ref(&event))
+        .await
+    {
         Ok(()) => {}
         Err(ApplyError::Transient(e)) => return Err(e.into()),
         Err(ApplyError::Failed(error)) => return Ok(Err(error)),

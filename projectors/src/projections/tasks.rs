@@ -1,0 +1,346 @@
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::PgConnection;
+use tasklog_domain::TaskEvent;
+use tasklog_event_store::RecordedEvent;
+use uuid::Uuid;
+
+use super::{decode, name_of, priority_rank, stream_parts, uuid_array_literal};
+use crate::{ApplyError, Projection};
+
+/// Tasks, comments, tag usage.
+///
+/// A batch reads the task and comment rows it changes in one query each,
+/// folds its events over them in memory, and writes them back with one
+/// upsert each; tag usage moves by one summed delta per tag.
+pub struct Tasks;
+
+/// A row of `tasks` (all but the generated search column).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+struct TaskRow {
+    task_id: Uuid,
+    org_id: Uuid,
+    project_id: Uuid,
+    number: i64,
+    key: String,
+    title: String,
+    description: String,
+    status: String,
+    status_category: String,
+    priority: String,
+    priority_rank: i16,
+    assignee: Option<Uuid>,
+    due_date: Option<NaiveDate>,
+    tags: Vec<Uuid>,
+    comment_count: i32,
+    archived: bool,
+    created_by: Uuid,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+}
+
+/// A row of `comments`.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+struct CommentRow {
+    comment_id: Uuid,
+    task_id: Uuid,
+    org_id: Uuid,
+    author: Uuid,
+    body: String,
+    mentions: Vec<Uuid>,
+    created_at: DateTime<Utc>,
+    edited_at: Option<DateTime<Utc>>,
+    deleted: bool,
+}
+
+const TASK_COLUMNS: &str = "task_id, org_id, project_id, number, key, title, description, status, \
+    status_category, priority, priority_rank, assignee, due_date, tags, comment_count, archived, \
+    created_by, created_at, updated_at, version";
+const COMMENT_COLUMNS: &str =
+    "comment_id, task_id, org_id, author, body, mentions, created_at, edited_at, deleted";
+
+/// What a batch changes, folded in memory.
+#[derive(Default)]
+struct Fold {
+    tasks: HashMap<Uuid, TaskRow>,
+    comments: HashMap<Uuid, CommentRow>,
+    tag_usage: HashMap<(Uuid, Uuid), i64>,
+}
+
+impl Fold {
+    /// Applies one event to the rows; `Err` when the event cannot apply.
+    fn apply(
+        &mut self,
+        e: &RecordedEvent,
+        task_id: Uuid,
+        event: TaskEvent,
+    ) -> Result<(), ApplyError> {
+        let at = e.metadata.occurred_at;
+        let org = e.metadata.org_id;
+        if let TaskEvent::TaskCreated(c) = event {
+            if self.tasks.contains_key(&c.task_id) {
+                return Err(ApplyError::Failed(format!(
+                    "task {} is created twice",
+                    c.task_id
+                )));
+            }
+            self.tasks.insert(
+                c.task_id,
+                TaskRow {
+                    task_id: c.task_id,
+                    org_id: c.org_id,
+                    project_id: c.project_id,
+                    number: c.number as i64,
+                    key: c.key,
+                    title: c.title,
+                    description: c.description,
+                    status: c.status,
+                    status_category: name_of(&c.status_category),
+                    priority: name_of(&c.priority),
+                    priority_rank: priority_rank(c.priority),
+                    assignee: None,
+                    due_date: c.due_date,
+                    tags: Vec::new(),
+                    comment_count: 0,
+                    archived: false,
+                    created_by: c.created_by,
+                    created_at: at,
+                    updated_at: at,
+                    version: e.stream_version as i64,
+                },
+            );
+            return Ok(());
+        }
+        let task = self.tasks.get_mut(&task_id).ok_or_else(|| {
+            ApplyError::Failed(format!("task {task_id} is not in the read model"))
+        })?;
+        task.version = e.stream_version as i64;
+        task.updated_at = at;
+        match event {
+            TaskEvent::TaskCreated(_) => unreachable!("handled above"),
+            TaskEvent::TaskDetailsEdited(d) => {
+                task.title = d.title;
+                task.description = d.description;
+                task.priority = name_of(&d.priority);
+                task.priority_rank = priority_rank(d.priority);
+                task.due_date = d.due_date;
+            }
+            TaskEvent::TaskAssigned(a) => task.assignee = Some(a.assignee),
+            TaskEvent::TaskUnassigned(_) => task.assignee = None,
+            TaskEvent::TaskStatusChanged(s) => {
+                task.status = s.to;
+                task.status_category = name_of(&s.to_category);
+            }
+            TaskEvent::TaskTagAdded(t) => {
+                task.tags.push(t.tag_id);
+                *self.tag_usage.entry((org, t.tag_id)).or_default() += 1;
+            }
+            TaskEvent::TaskTagRemoved(t) => {
+                task.tags.retain(|id| *id != t.tag_id);
+                *self.tag_usage.entry((org, t.tag_id)).or_default() -= 1;
+            }
+            TaskEvent::TaskArchived(_) => task.archived = true,
+            TaskEvent::CommentAdded(c) => {
+                if self.comments.contains_key(&c.comment_id) {
+                    return Err(ApplyError::Failed(format!(
+                        "comment {} is added twice",
+                        c.comment_id
+                    )));
+                }
+                task.comment_count += 1;
+                self.comments.insert(
+                    c.comment_id,
+                    CommentRow {
+                        comment_id: c.comment_id,
+                        task_id,
+                        org_id: org,
+                        author: c.author,
+                        body: c.body,
+                        mentions: c.mentions,
+                        created_at: at,
+                        edited_at: None,
+                        deleted: false,
+                    },
+                );
+            }
+            TaskEvent::CommentEdited(c) => {
+                if let Some(comment) = self.comments.get_mut(&c.comment_id) {
+                    comment.body = c.body;
+                    comment.mentions = c.mentions;
+                    comment.edited_at = Some(at);
+                }
+            }
+            TaskEvent::CommentDeleted(c) => {
+                task.comment_count -= 1;
+                if let Some(comment) = self.comments.get_mut(&c.comment_id) {
+                    comment.deleted = true;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Projection for Tasks {
+    fn name(&self) -> &'static str {
+        "tasks"
+    }
+    fn ddl(&self) -> &'static str {
+        include_str!("../../../migrations/projections/tasks.sql")
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &["tasks", "comments", "tag_usage"]
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ApplyError> {
+        let mut decoded = Vec::new();
+        for e in events {
+            let (category, id) = stream_parts(e)?;
+            if category == "task" {
+                decoded.push((e, id, decode::<TaskEvent>(e)?));
+            }
+        }
+        if decoded.is_empty() {
+            return Ok(());
+        }
+        let mut fold = Fold::default();
+        load(tx, &decoded, &mut fold).await?;
+        for (e, id, event) in decoded {
+            fold.apply(e, id, event)?;
+        }
+        write(tx, fold).await
+    }
+}
+
+/// Reads the rows the batch touches that earlier batches made. Rows it
+/// creates are looked for too: an event creating one twice must fail, as it
+/// would one event at a time, not overwrite it.
+async fn load(
+    tx: &mut PgConnection,
+    decoded: &[(&RecordedEvent, Uuid, TaskEvent)],
+    fold: &mut Fold,
+) -> Result<(), ApplyError> {
+    let mut tasks: Vec<Uuid> = decoded.iter().map(|(_, id, _)| *id).collect();
+    tasks.sort_unstable();
+    tasks.dedup();
+    let comments: Vec<Uuid> = decoded
+        .iter()
+        .filter_map(|(_, _, event)| match event {
+            TaskEvent::CommentAdded(c) => Some(c.comment_id),
+            TaskEvent::CommentEdited(c) => Some(c.comment_id),
+            TaskEvent::CommentDeleted(c) => Some(c.comment_id),
+            _ => None,
+        })
+        .collect();
+    let rows: Vec<TaskRow> = sqlx::query_as(&format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ANY($1)"
+    ))
+    .bind(&tasks)
+    .fetch_all(&mut *tx)
+    .await?;
+    fold.tasks.extend(rows.into_iter().map(|r| (r.task_id, r)));
+    if !comments.is_empty() {
+        let rows: Vec<CommentRow> = sqlx::query_as(&format!(
+            "SELECT {COMMENT_COLUMNS} FROM comments WHERE comment_id = ANY($1)"
+        ))
+        .bind(&comments)
+        .fetch_all(&mut *tx)
+        .await?;
+        fold.comments
+            .extend(rows.into_iter().map(|r| (r.comment_id, r)));
+    }
+    Ok(())
+}
+
+/// Writes the folded rows back: one upsert per table.
+async fn write(tx: &mut PgConnection, fold: Fold) -> Result<(), ApplyError> {
+    if !fold.tasks.is_empty() {
+        let t: Vec<TaskRow> = fold.tasks.into_values().collect();
+        sqlx::query(&format!(
+            "INSERT INTO tasks ({TASK_COLUMNS}) \
+             SELECT r.task_id, r.org_id, r.project_id, r.number, r.key, r.title, r.description, r.status, \
+                 r.status_category, r.priority, r.priority_rank, r.assignee, r.due_date, r.tags::uuid[], \
+                 r.comment_count, r.archived, r.created_by, r.created_at, r.updated_at, r.version \
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], $6::text[], $7::text[], \
+                 $8::text[], $9::text[], $10::text[], $11::int2[], $12::uuid[], $13::date[], $14::text[], \
+                 $15::int4[], $16::bool[], $17::uuid[], $18::timestamptz[], $19::timestamptz[], $20::int8[]) \
+               AS r({TASK_COLUMNS}) \
+             ON CONFLICT (task_id) DO UPDATE SET \
+                 title = EXCLUDED.title, description = EXCLUDED.description, status = EXCLUDED.status, \
+                 status_category = EXCLUDED.status_category, priority = EXCLUDED.priority, \
+                 priority_rank = EXCLUDED.priority_rank, assignee = EXCLUDED.assignee, \
+                 due_date = EXCLUDED.due_date, tags = EXCLUDED.tags, comment_count = EXCLUDED.comment_count, \
+                 archived = EXCLUDED.archived, updated_at = EXCLUDED.updated_at, version = EXCLUDED.version"
+        ))
+        .bind(t.iter().map(|r| r.task_id).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.org_id).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.project_id).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.number).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.key.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.description.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.status_category.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.priority.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.priority_rank).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.assignee).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.due_date).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| uuid_array_literal(&r.tags)).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.comment_count).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.archived).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.created_by).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.version).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !fold.comments.is_empty() {
+        let c: Vec<CommentRow> = fold.comments.into_values().collect();
+        sqlx::query(&format!(
+            "INSERT INTO comments ({COMMENT_COLUMNS}) \
+             SELECT r.comment_id, r.task_id, r.org_id, r.author, r.body, r.mentions::uuid[], r.created_at, \
+                 r.edited_at, r.deleted \
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], \
+                 $7::timestamptz[], $8::timestamptz[], $9::bool[]) AS r({COMMENT_COLUMNS}) \
+             ON CONFLICT (comment_id) DO UPDATE SET \
+                 body = EXCLUDED.body, mentions = EXCLUDED.mentions, edited_at = EXCLUDED.edited_at, \
+                 deleted = EXCLUDED.deleted"
+        ))
+        .bind(c.iter().map(|r| r.comment_id).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.task_id).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.org_id).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.author).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| uuid_array_literal(&r.mentions)).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.edited_at).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.deleted).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    }
+    // Zero sums too: a tag added and removed within the batch leaves a row
+    // at 0, as it would one event at a time.
+    let usage: Vec<_> = fold.tag_usage.into_iter().collect();
+    if !usage.is_empty() {
+        sqlx::query(
+            "INSERT INTO tag_usage (org_id, tag_id, tasks) \
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[]) \
+             ON CONFLICT (org_id, tag_id) DO UPDATE SET tasks = tag_usage.tasks + EXCLUDED.tasks",
+        )
+        .bind(usage.iter().map(|((o, _), _)| *o).collect::<Vec<_>>())
+        .bind(usage.iter().map(|((_, t), _)| *t).collect::<Vec<_>>())
+        .bind(usage.iter().map(|(_, d)| *d).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
