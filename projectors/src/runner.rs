@@ -149,6 +149,49 @@ impl Projector {
         Ok(outcome)
     }
 
+    /// Applies batches to `generation` (not live) until its checkpoint
+    /// reaches `target`, reading each next batch while the current one is
+    /// applied; `on_batch` hears of every batch applied.
+    pub async fn catch_up_to(
+        &self,
+        generation: i32,
+        target: LogPosition,
+        mut on_batch: impl FnMut(&BatchOutcome),
+    ) -> Result<LogPosition, ProjectorError> {
+        let mut at = self.checkpoint(generation).await?;
+        let (batches, mut next) = tokio::sync::mpsc::channel(1);
+        let (store, size) = (self.store.clone(), self.config.batch_size);
+        let mut from = at;
+        // On its own task, so decoding one batch runs beside applying the last.
+        let reader = AbortOnDrop(tokio::spawn(async move {
+            while from < target {
+                let read = store.read_all(from, size).await;
+                match &read {
+                    // Held back by an open transaction: look again shortly.
+                    Ok(events) if events.is_empty() => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    Ok(events) => from = events[events.len() - 1].position,
+                    Err(_) => from = target,
+                }
+                if batches.send(read).await.is_err() {
+                    return;
+                }
+            }
+        }));
+        while at < target {
+            let events = next.recv().await.ok_or_else(|| {
+                ProjectorError::Unknown("the log reader stopped before the target".into())
+            })??;
+            let outcome = self.apply(generation, false, at, &events).await?;
+            at = outcome.position;
+            on_batch(&outcome);
+        }
+        drop(reader);
+        Ok(at)
+    }
+
     /// Applies `events` (read after `from`); on a failing event, falls back to
     /// one event per transaction so the good ones land and the bad one is
     /// retried, then parked.
@@ -416,6 +459,15 @@ impl Projector {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// Aborts a spawned task when dropped (an early return stops its reader).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -71,6 +71,10 @@ pub async fn status(pool: &PgPool) -> Result<Vec<ProjectionStatus>, sqlx::Error>
     Ok(out)
 }
 
+/// Events per transaction of a rebuild: large, so that most of a task's
+/// events fold in memory into one row write.
+pub const REBUILD_BATCH: usize = 20_000;
+
 /// How a rebuild is going.
 #[derive(Debug, Clone, Copy)]
 pub struct RebuildProgress {
@@ -157,20 +161,16 @@ async fn catch_up(
     applied: &mut u64,
     progress: &impl Fn(RebuildProgress),
 ) -> Result<(), ProjectorError> {
-    loop {
-        let outcome = projector.project_next_batch(generation, false).await?;
-        *applied += (outcome.applied + outcome.parked) as u64;
-        progress(RebuildProgress {
-            applied: *applied,
-            total: total.max(*applied),
-        });
-        if outcome.position >= target {
-            return Ok(());
-        }
-        if outcome.caught_up {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
+    projector
+        .catch_up_to(generation, target, |outcome| {
+            *applied += (outcome.applied + outcome.parked) as u64;
+            progress(RebuildProgress {
+                applied: *applied,
+                total: total.max(*applied),
+            });
+        })
+        .await?;
+    Ok(())
 }
 
 /// The last committed event's position.

@@ -10,6 +10,7 @@
 //!
 //! `cargo bench -p tasklog --bench read_side`. Environment:
 //! BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres),
+//! BENCH_REBUILD_BATCH (events per rebuild transaction, default the CLI's),
 //! BENCH_EVENTS (1000000), BENCH_ORGS (100), BENCH_RATE (commands/s, a comma list; 250,1000),
 //! BENCH_LAG_SECONDS (10), BENCH_TASKS (tasks in the query database, 1000000;
 //! 0 queries the first database instead), BENCH_TASKS_EVENTS (events in the
@@ -88,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
     verify_sample(&pool, &report).await?;
 
     if run("rebuild") || run("lag") {
-        println!("# b) rebuild every projection from the log (batch 5000, application role)");
+        println!("# b) rebuild every projection from the log (application role)");
         rebuild_all(&pool, report.events, &tasklog_projectors::all()).await?;
     }
 
@@ -199,16 +200,17 @@ async fn rebuild_all(
     projections: &[Arc<dyn tasklog_projectors::Projection>],
 ) -> anyhow::Result<()> {
     let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+    let batch = env_or("BENCH_REBUILD_BATCH", tasklog_projectors::status::REBUILD_BATCH);
     let mut total = 0.0;
     for p in projections {
         let started = Instant::now();
         let generation =
-            tasklog_projectors::status::rebuild(pool, store.clone(), p.clone(), 5000, |_| {})
+            tasklog_projectors::status::rebuild(pool, store.clone(), p.clone(), batch, |_| {})
                 .await?;
         let secs = started.elapsed().as_secs_f64();
         total += secs;
         println!(
-            "rebuild        projection={:<14} generation={generation} events={log_events:<8} seconds={secs:>6.1} events/s={:>8.0}",
+            "rebuild        projection={:<14} generation={generation} batch={batch} events={log_events:<8} seconds={secs:>6.1} events/s={:>8.0}",
             p.name(),
             log_events as f64 / secs
         );

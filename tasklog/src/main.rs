@@ -76,7 +76,7 @@ enum ProjectionsAction {
         /// directory | tasks | activity | notifications
         name: String,
         /// Events per transaction.
-        #[arg(long, default_value_t = 5000)]
+        #[arg(long, default_value_t = tasklog_projectors::status::REBUILD_BATCH)]
         batch: usize,
     },
     /// List parked (dead-letter) events.
