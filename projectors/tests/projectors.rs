@@ -890,6 +890,53 @@ async fn a_batch_yields_the_same_rows_as_its_events_applied_one_at_a_time(pool: 
     assert_eq!((rows.len(), read), (5, 2), "{rows:#?}");
 }
 
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn a_task_created_twice_is_parked_not_overwritten(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let w = world(&store).await;
+    let again = emit(
+        &store,
+        &format!("task-{}", w.task),
+        w.org,
+        w.owner,
+        vec![TaskEvent::from(TaskCreated {
+            task_id: w.task,
+            org_id: w.org,
+            project_id: Uuid::now_v7(),
+            number: 9,
+            key: "WEB-9".into(),
+            title: "Impostor".into(),
+            description: String::new(),
+            priority: Priority::None,
+            due_date: None,
+            status: "todo".into(),
+            status_category: StatusCategory::Unstarted,
+            created_by: w.bob,
+        })],
+    )
+    .await;
+    wait_readable(&store, again).await;
+    let tasks = tasklog_projectors::by_name("tasks").unwrap();
+    let g = generation::ensure_active(&pool, tasks.as_ref())
+        .await
+        .unwrap();
+    catch_up(&projector(&pool, &store, tasks), g, again).await;
+    let (key, title): (String, String) =
+        sqlx::query_as("SELECT key, title FROM read.tasks WHERE task_id = $1")
+            .bind(w.task)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((key.as_str(), title.as_str()), ("WEB-1", "Ship"));
+    let parked: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM projection_dead_letters WHERE projection = 'tasks'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(parked, ["TaskCreated"]);
+}
+
 #[test]
 fn a_notification_id_is_the_same_for_the_same_cause_and_recipient() {
     let (cause, user) = (Uuid::now_v7(), Uuid::now_v7());

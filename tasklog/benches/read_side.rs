@@ -200,7 +200,10 @@ async fn rebuild_all(
     projections: &[Arc<dyn tasklog_projectors::Projection>],
 ) -> anyhow::Result<()> {
     let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
-    let batch = env_or("BENCH_REBUILD_BATCH", tasklog_projectors::status::REBUILD_BATCH);
+    let batch = env_or(
+        "BENCH_REBUILD_BATCH",
+        tasklog_projectors::status::REBUILD_BATCH,
+    );
     let mut total = 0.0;
     for p in projections {
         let started = Instant::now();

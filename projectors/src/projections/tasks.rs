@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -14,7 +14,8 @@ use crate::{ApplyError, Projection};
 ///
 /// A batch reads the task and comment rows it changes in one query each,
 /// folds its events over them in memory, and writes them back with one
-/// upsert each; tag usage moves by one summed delta per tag.
+/// insert (new rows) and one update (the others) each; tag usage moves by
+/// one summed delta per tag.
 pub struct Tasks;
 
 /// A row of `tasks` (all but the generated search column).
@@ -62,11 +63,26 @@ const TASK_COLUMNS: &str = "task_id, org_id, project_id, number, key, title, des
 const COMMENT_COLUMNS: &str =
     "comment_id, task_id, org_id, author, body, mentions, created_at, edited_at, deleted";
 
+/// A row the batch changes, and whether the batch created it.
+struct Touched<R> {
+    row: R,
+    new: bool,
+}
+
+impl<R> Touched<R> {
+    fn loaded(row: R) -> Self {
+        Self { row, new: false }
+    }
+    fn created(row: R) -> Self {
+        Self { row, new: true }
+    }
+}
+
 /// What a batch changes, folded in memory.
 #[derive(Default)]
 struct Fold {
-    tasks: HashMap<Uuid, TaskRow>,
-    comments: HashMap<Uuid, CommentRow>,
+    tasks: HashMap<Uuid, Touched<TaskRow>>,
+    comments: HashMap<Uuid, Touched<CommentRow>>,
     tag_usage: HashMap<(Uuid, Uuid), i64>,
 }
 
@@ -89,7 +105,7 @@ impl Fold {
             }
             self.tasks.insert(
                 c.task_id,
-                TaskRow {
+                Touched::created(TaskRow {
                     task_id: c.task_id,
                     org_id: c.org_id,
                     project_id: c.project_id,
@@ -110,13 +126,15 @@ impl Fold {
                     created_at: at,
                     updated_at: at,
                     version: e.stream_version as i64,
-                },
+                }),
             );
             return Ok(());
         }
-        let task = self.tasks.get_mut(&task_id).ok_or_else(|| {
-            ApplyError::Failed(format!("task {task_id} is not in the read model"))
-        })?;
+        let task = &mut self
+            .tasks
+            .get_mut(&task_id)
+            .ok_or_else(|| ApplyError::Failed(format!("task {task_id} is not in the read model")))?
+            .row;
         task.version = e.stream_version as i64;
         task.updated_at = at;
         match event {
@@ -153,7 +171,7 @@ impl Fold {
                 task.comment_count += 1;
                 self.comments.insert(
                     c.comment_id,
-                    CommentRow {
+                    Touched::created(CommentRow {
                         comment_id: c.comment_id,
                         task_id,
                         org_id: org,
@@ -163,20 +181,20 @@ impl Fold {
                         created_at: at,
                         edited_at: None,
                         deleted: false,
-                    },
+                    }),
                 );
             }
             TaskEvent::CommentEdited(c) => {
                 if let Some(comment) = self.comments.get_mut(&c.comment_id) {
-                    comment.body = c.body;
-                    comment.mentions = c.mentions;
-                    comment.edited_at = Some(at);
+                    comment.row.body = c.body;
+                    comment.row.mentions = c.mentions;
+                    comment.row.edited_at = Some(at);
                 }
             }
             TaskEvent::CommentDeleted(c) => {
                 task.comment_count -= 1;
                 if let Some(comment) = self.comments.get_mut(&c.comment_id) {
-                    comment.deleted = true;
+                    comment.row.deleted = true;
                 }
             }
         }
@@ -220,33 +238,51 @@ impl Projection for Tasks {
     }
 }
 
-/// Reads the rows the batch touches that earlier batches made. Rows it
-/// creates are looked for too: an event creating one twice must fail, as it
-/// would one event at a time, not overwrite it.
+/// Reads the rows the batch changes that earlier batches made: tasks it
+/// does not create, comments it edits or deletes but does not add. Rows it
+/// creates are plainly inserted, so creating one that exists fails, as it
+/// would one event at a time.
 async fn load(
     tx: &mut PgConnection,
     decoded: &[(&RecordedEvent, Uuid, TaskEvent)],
     fold: &mut Fold,
 ) -> Result<(), ApplyError> {
-    let mut tasks: Vec<Uuid> = decoded.iter().map(|(_, id, _)| *id).collect();
-    tasks.sort_unstable();
-    tasks.dedup();
-    let comments: Vec<Uuid> = decoded
-        .iter()
-        .filter_map(|(_, _, event)| match event {
-            TaskEvent::CommentAdded(c) => Some(c.comment_id),
-            TaskEvent::CommentEdited(c) => Some(c.comment_id),
-            TaskEvent::CommentDeleted(c) => Some(c.comment_id),
-            _ => None,
-        })
-        .collect();
-    let rows: Vec<TaskRow> = sqlx::query_as(&format!(
-        "SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ANY($1)"
-    ))
-    .bind(&tasks)
-    .fetch_all(&mut *tx)
-    .await?;
-    fold.tasks.extend(rows.into_iter().map(|r| (r.task_id, r)));
+    let mut created = HashSet::new();
+    let mut tasks = Vec::new();
+    let mut added = HashSet::new();
+    let mut comments = Vec::new();
+    for (_, id, event) in decoded {
+        match event {
+            TaskEvent::TaskCreated(_) => {
+                created.insert(*id);
+            }
+            TaskEvent::CommentAdded(c) => {
+                added.insert(c.comment_id);
+            }
+            TaskEvent::CommentEdited(c) if !added.contains(&c.comment_id) => {
+                comments.push(c.comment_id)
+            }
+            TaskEvent::CommentDeleted(c) if !added.contains(&c.comment_id) => {
+                comments.push(c.comment_id)
+            }
+            _ => {}
+        }
+        if !created.contains(id) {
+            tasks.push(*id);
+        }
+    }
+    if !tasks.is_empty() {
+        tasks.sort_unstable();
+        tasks.dedup();
+        let rows: Vec<TaskRow> = sqlx::query_as(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ANY($1)"
+        ))
+        .bind(&tasks)
+        .fetch_all(&mut *tx)
+        .await?;
+        fold.tasks
+            .extend(rows.into_iter().map(|r| (r.task_id, Touched::loaded(r))));
+    }
     if !comments.is_empty() {
         let rows: Vec<CommentRow> = sqlx::query_as(&format!(
             "SELECT {COMMENT_COLUMNS} FROM comments WHERE comment_id = ANY($1)"
@@ -255,15 +291,17 @@ async fn load(
         .fetch_all(&mut *tx)
         .await?;
         fold.comments
-            .extend(rows.into_iter().map(|r| (r.comment_id, r)));
+            .extend(rows.into_iter().map(|r| (r.comment_id, Touched::loaded(r))));
     }
     Ok(())
 }
 
-/// Writes the folded rows back: one upsert per table.
+/// Writes the folded rows back: new rows inserted, others updated, one
+/// statement each.
 async fn write(tx: &mut PgConnection, fold: Fold) -> Result<(), ApplyError> {
-    if !fold.tasks.is_empty() {
-        let t: Vec<TaskRow> = fold.tasks.into_values().collect();
+    let (new, old): (Vec<_>, Vec<_>) = fold.tasks.into_values().partition(|t| t.new);
+    if !new.is_empty() {
+        let t: Vec<&TaskRow> = new.iter().map(|t| &t.row).collect();
         sqlx::query(&format!(
             "INSERT INTO tasks ({TASK_COLUMNS}) \
              SELECT r.task_id, r.org_id, r.project_id, r.number, r.key, r.title, r.description, r.status, \
@@ -272,13 +310,7 @@ async fn write(tx: &mut PgConnection, fold: Fold) -> Result<(), ApplyError> {
              FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], $6::text[], $7::text[], \
                  $8::text[], $9::text[], $10::text[], $11::int2[], $12::uuid[], $13::date[], $14::text[], \
                  $15::int4[], $16::bool[], $17::uuid[], $18::timestamptz[], $19::timestamptz[], $20::int8[]) \
-               AS r({TASK_COLUMNS}) \
-             ON CONFLICT (task_id) DO UPDATE SET \
-                 title = EXCLUDED.title, description = EXCLUDED.description, status = EXCLUDED.status, \
-                 status_category = EXCLUDED.status_category, priority = EXCLUDED.priority, \
-                 priority_rank = EXCLUDED.priority_rank, assignee = EXCLUDED.assignee, \
-                 due_date = EXCLUDED.due_date, tags = EXCLUDED.tags, comment_count = EXCLUDED.comment_count, \
-                 archived = EXCLUDED.archived, updated_at = EXCLUDED.updated_at, version = EXCLUDED.version"
+               AS r({TASK_COLUMNS})"
         ))
         .bind(t.iter().map(|r| r.task_id).collect::<Vec<_>>())
         .bind(t.iter().map(|r| r.org_id).collect::<Vec<_>>())
@@ -303,17 +335,46 @@ async fn write(tx: &mut PgConnection, fold: Fold) -> Result<(), ApplyError> {
         .execute(&mut *tx)
         .await?;
     }
-    if !fold.comments.is_empty() {
-        let c: Vec<CommentRow> = fold.comments.into_values().collect();
+    if !old.is_empty() {
+        let t: Vec<&TaskRow> = old.iter().map(|t| &t.row).collect();
+        sqlx::query(
+            "UPDATE tasks t SET title = r.title, description = r.description, status = r.status, \
+                 status_category = r.status_category, priority = r.priority, priority_rank = r.priority_rank, \
+                 assignee = r.assignee, due_date = r.due_date, tags = r.tags::uuid[], \
+                 comment_count = r.comment_count, archived = r.archived, updated_at = r.updated_at, \
+                 version = r.version \
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int2[], \
+                 $8::uuid[], $9::date[], $10::text[], $11::int4[], $12::bool[], $13::timestamptz[], $14::int8[]) \
+               AS r(task_id, title, description, status, status_category, priority, priority_rank, \
+                 assignee, due_date, tags, comment_count, archived, updated_at, version) \
+             WHERE t.task_id = r.task_id",
+        )
+        .bind(t.iter().map(|r| r.task_id).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.description.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.status_category.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.priority.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.priority_rank).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.assignee).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.due_date).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| uuid_array_literal(&r.tags)).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.comment_count).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.archived).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.version).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    }
+    let (new, old): (Vec<_>, Vec<_>) = fold.comments.into_values().partition(|c| c.new);
+    if !new.is_empty() {
+        let c: Vec<&CommentRow> = new.iter().map(|c| &c.row).collect();
         sqlx::query(&format!(
             "INSERT INTO comments ({COMMENT_COLUMNS}) \
              SELECT r.comment_id, r.task_id, r.org_id, r.author, r.body, r.mentions::uuid[], r.created_at, \
                  r.edited_at, r.deleted \
              FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], \
-                 $7::timestamptz[], $8::timestamptz[], $9::bool[]) AS r({COMMENT_COLUMNS}) \
-             ON CONFLICT (comment_id) DO UPDATE SET \
-                 body = EXCLUDED.body, mentions = EXCLUDED.mentions, edited_at = EXCLUDED.edited_at, \
-                 deleted = EXCLUDED.deleted"
+                 $7::timestamptz[], $8::timestamptz[], $9::bool[]) AS r({COMMENT_COLUMNS})"
         ))
         .bind(c.iter().map(|r| r.comment_id).collect::<Vec<_>>())
         .bind(c.iter().map(|r| r.task_id).collect::<Vec<_>>())
@@ -322,6 +383,23 @@ async fn write(tx: &mut PgConnection, fold: Fold) -> Result<(), ApplyError> {
         .bind(c.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
         .bind(c.iter().map(|r| uuid_array_literal(&r.mentions)).collect::<Vec<_>>())
         .bind(c.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.edited_at).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.deleted).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !old.is_empty() {
+        let c: Vec<&CommentRow> = old.iter().map(|c| &c.row).collect();
+        sqlx::query(
+            "UPDATE comments c SET body = r.body, mentions = r.mentions::uuid[], edited_at = r.edited_at, \
+                 deleted = r.deleted \
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::bool[]) \
+               AS r(comment_id, body, mentions, edited_at, deleted) \
+             WHERE c.comment_id = r.comment_id",
+        )
+        .bind(c.iter().map(|r| r.comment_id).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| uuid_array_literal(&r.mentions)).collect::<Vec<_>>())
         .bind(c.iter().map(|r| r.edited_at).collect::<Vec<_>>())
         .bind(c.iter().map(|r| r.deleted).collect::<Vec<_>>())
         .execute(&mut *tx)
