@@ -136,6 +136,17 @@ impl Projector {
         live: bool,
     ) -> Result<BatchOutcome, ProjectorError> {
         let from = self.checkpoint(generation).await?;
+        self.step_from(generation, live, from).await
+    }
+
+    /// [`Self::project_next_batch`] from a checkpoint the caller already
+    /// knows (the compare and set still guards it).
+    async fn step_from(
+        &self,
+        generation: i32,
+        live: bool,
+        from: LogPosition,
+    ) -> Result<BatchOutcome, ProjectorError> {
         let events = self.store.read_all(from, self.config.batch_size).await?;
         if events.is_empty() {
             return Ok(BatchOutcome {
@@ -283,33 +294,27 @@ impl Projector {
         events: &[RecordedEvent],
     ) -> Result<(), BatchFailure> {
         let mut tx = self.pool.begin().await?;
-        if live {
-            // Shares the row a rebuild's switch locks: no switch mid-batch.
-            let active: Option<i32> = sqlx::query_scalar(
-                "SELECT active_generation FROM projections WHERE name = $1 FOR SHARE",
-            )
-            .bind(self.name())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(active) = active.filter(|a| *a != generation) {
-                return Err(BatchFailure::Stop(ProjectorError::GenerationChanged(
-                    self.name().to_owned(),
-                    active,
-                )));
-            }
-        }
-        // A read model and its checkpoint commit together, so a commit lost
-        // in a crash loses both and the batch is simply applied again: no
-        // need to wait for the disk.
-        sqlx::query(&format!(
-            "SET LOCAL search_path TO {}, public",
-            schema(self.name(), generation)
-        ))
-        .execute(&mut *tx)
+        // One round trip: the generation's schema; no waiting for the disk
+        // on commit (a read model and its checkpoint commit together, so a
+        // commit lost in a crash loses both and the batch is applied again);
+        // and, live, a share lock on the row a rebuild's switch locks, so no
+        // switch happens mid-batch.
+        let active: Option<i32> = sqlx::query_scalar(
+            "SELECT (SELECT active_generation FROM projections WHERE name = $2 AND $3 FOR SHARE) \
+             FROM (SELECT set_config('search_path', $1, true), \
+                          set_config('synchronous_commit', 'off', true)) AS settings",
+        )
+        .bind(format!("{}, public", schema(self.name(), generation)))
+        .bind(self.name())
+        .bind(live)
+        .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("SET LOCAL synchronous_commit TO off")
-            .execute(&mut *tx)
-            .await?;
+        if let Some(active) = active.filter(|a| *a != generation) {
+            return Err(BatchFailure::Stop(ProjectorError::GenerationChanged(
+                self.name().to_owned(),
+                active,
+            )));
+        }
         match self.projection.apply(&mut tx, events).await {
             Ok(()) => {}
             Err(ApplyError::Transient(e)) => return Err(BatchFailure::Transient(e)),
@@ -426,11 +431,19 @@ impl Projector {
         let mut generation = generation::ensure_active(&self.pool, self.projection.as_ref())
             .boxed()
             .await?;
+        // Where this runner left the checkpoint; read again after a surprise.
+        let mut at: Option<LogPosition> = None;
         loop {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            match self.project_next_batch(generation, true).boxed().await {
+            let from = match at {
+                Some(from) => from,
+                None => self.checkpoint(generation).await?,
+            };
+            let step = self.step_from(generation, true, from).boxed().await;
+            at = step.as_ref().ok().map(|o| o.position);
+            match step {
                 Ok(outcome) if outcome.caught_up => {
                     tokio::select! {
                         n = listener.recv() => { n?; }
