@@ -28,6 +28,11 @@ pub struct ProjectorConfig {
     pub idle_wait: Duration,
     /// How often a standby runner tries to take the lease.
     pub lease_retry: Duration,
+    /// The least time between the starts of two live steps. Under load,
+    /// announcements come faster than batches apply: pacing lets each step
+    /// take everything that came meanwhile, for a bounded delay, instead of
+    /// spending the machine on batches of one event.
+    pub min_step_interval: Duration,
 }
 
 impl Default for ProjectorConfig {
@@ -39,6 +44,7 @@ impl Default for ProjectorConfig {
             max_backoff: Duration::from_secs(5),
             idle_wait: Duration::from_millis(500),
             lease_retry: Duration::from_secs(1),
+            min_step_interval: Duration::from_millis(5),
         }
     }
 }
@@ -433,10 +439,15 @@ impl Projector {
             .await?;
         // Where this runner left the checkpoint; read again after a surprise.
         let mut at: Option<LogPosition> = None;
+        let mut last_step: Option<tokio::time::Instant> = None;
         loop {
             if *shutdown.borrow() {
                 return Ok(());
             }
+            if let Some(last) = last_step {
+                tokio::time::sleep_until(last + self.config.min_step_interval).await;
+            }
+            last_step = Some(tokio::time::Instant::now());
             let from = match at {
                 Some(from) => from,
                 None => self.checkpoint(generation).await?,
@@ -446,7 +457,11 @@ impl Projector {
             match step {
                 Ok(outcome) if outcome.caught_up => {
                     tokio::select! {
-                        n = listener.recv() => { n?; }
+                        n = listener.recv() => {
+                            n?;
+                            // One step answers every announcement so far.
+                            while listener.next_buffered().is_some() {}
+                        }
                         _ = tokio::time::sleep(self.config.idle_wait) => {
                             // Still holding the lease? It dies with its connection.
                             sqlx::query("SELECT 1").execute(&mut lease).await?;
