@@ -303,12 +303,18 @@ impl Projector {
         // One round trip: the generation's schema; no waiting for the disk
         // on commit (a read model and its checkpoint commit together, so a
         // commit lost in a crash loses both and the batch is applied again);
-        // and, live, a share lock on the row a rebuild's switch locks, so no
-        // switch happens mid-batch.
+        // and, live, a shared advisory lock that a rebuild takes exclusively
+        // before it drops the old generation, so no batch writes into
+        // dropped tables. An advisory lock, not a row lock: a row lock would
+        // give the batch a transaction id from its first statement, and
+        // every open transaction id holds back the log's readers.
         let active: Option<i32> = sqlx::query_scalar(
-            "SELECT (SELECT active_generation FROM projections WHERE name = $2 AND $3 FOR SHARE) \
+            "SELECT (SELECT active_generation FROM projections WHERE name = $2 AND $3) \
              FROM (SELECT set_config('search_path', $1, true), \
-                          set_config('synchronous_commit', 'off', true)) AS settings",
+                          set_config('synchronous_commit', 'off', true), \
+                          CASE WHEN $3 THEN pg_advisory_xact_lock_shared(\
+                              hashtextextended('tasklog.projection.switch.' || $2, 0))::text \
+                          END) AS settings",
         )
         .bind(format!("{}, public", schema(self.name(), generation)))
         .bind(self.name())

@@ -124,7 +124,6 @@ pub async fn rebuild(
     let head = projector_head(pool).await?;
     catch_up(&projector, new, head, total, &mut applied, &progress).await?;
 
-    // The switch waits for a live batch on the old generation to finish.
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT active_generation FROM projections WHERE name = $1 FOR UPDATE")
         .bind(name)
@@ -138,12 +137,22 @@ pub async fn rebuild(
         .await?;
     tx.commit().await?;
 
+    // A live batch that read the old generation before the switch holds the
+    // lock shared until it commits; batches after this one read the new one.
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('tasklog.projection.switch.' || $1, 0))",
+    )
+    .bind(name)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(&format!(
         "DROP SCHEMA IF EXISTS {} CASCADE",
         schema(name, old)
     ))
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     sqlx::query("DELETE FROM projection_checkpoints WHERE projection = $1 AND generation <> $2")
         .bind(name)
         .bind(new)

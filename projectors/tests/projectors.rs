@@ -517,6 +517,52 @@ async fn a_rebuild_fills_a_new_generation_and_switches_reads_in_one_step(pool: P
     );
 }
 
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn a_rebuild_drops_the_old_generation_only_after_live_batches_on_it_commit(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let w = world(&store).await;
+    let tasks = tasklog_projectors::by_name("tasks").unwrap();
+    let g1 = generation::ensure_active(&pool, tasks.as_ref())
+        .await
+        .unwrap();
+    catch_up(&projector(&pool, &store, tasks.clone()), g1, w.last).await;
+
+    // A live batch in flight holds the switch lock shared, as the runner's does.
+    let mut batch = pool.begin().await.unwrap();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended('tasklog.projection.switch.tasks', 0))",
+    )
+    .execute(&mut *batch)
+    .await
+    .unwrap();
+    let rebuild = tokio::spawn({
+        let (pool, store, tasks) = (pool.clone(), store.clone(), tasks.clone());
+        async move { status::rebuild(&pool, Arc::new(store), tasks, 100, |_| {}).await }
+    });
+    let old_schema_exists = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+        )
+        .bind(generation::schema("tasks", g1))
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let waited = std::time::Instant::now();
+    while generation::active(&pool, "tasks").await.unwrap() == Some(g1) {
+        assert!(waited.elapsed() < Duration::from_secs(20), "no switch");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(old_schema_exists().await, "dropped under a live batch");
+    assert!(!rebuild.is_finished());
+
+    batch.commit().await.unwrap();
+    let g2 = rebuild.await.unwrap().unwrap();
+    assert_eq!(g2, g1 + 1);
+    assert!(!old_schema_exists().await, "the old generation is gone");
+}
+
 /// A log with every kind of event the projections read, the events of each
 /// aggregate spread over several appends and interleaved with the others'.
 async fn busy_world(store: &PgEventStore) -> LogPosition {
