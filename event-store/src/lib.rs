@@ -182,10 +182,20 @@ pub struct HighWaterMark {
     pub safe: Option<LogPosition>,
     /// The last committed event (it may not be safe to read yet).
     pub head: Option<LogPosition>,
-    /// Committed events readers must wait for (the "lag" behind head).
+    /// Committed events readers must wait for (the "lag" behind head),
+    /// counted up to a million.
     pub held_back_events: u64,
     /// The oldest open transaction, which readers wait for while it runs.
     pub oldest_open_transaction: Option<OpenTransaction>,
+}
+
+/// A page of the global log.
+#[derive(Debug, Clone, Default)]
+pub struct LogPage {
+    pub events: Vec<RecordedEvent>,
+    /// Committed events after the page are not yet safe to read: an open
+    /// transaction may still add events before them.
+    pub held_back: bool,
 }
 
 /// Errors of every backend.
@@ -252,6 +262,16 @@ pub trait EventStore: Send + Sync + 'static {
         after: LogPosition,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// [`Self::read_all`], and whether committed events wait behind an open
+    /// transaction. A live reader that is held back looks again soon: no
+    /// announcement comes when such a transaction ends.
+    async fn read_page(&self, after: LogPosition, limit: usize) -> Result<LogPage, StoreError> {
+        Ok(LogPage {
+            events: self.read_all(after, limit).await?,
+            held_back: false,
+        })
+    }
 
     /// Every event after `after`: catches up, then follows live appends.
     fn subscribe_all(

@@ -8,6 +8,12 @@
 //! so nothing can appear behind a reader later (Emmett's answer). Writers to
 //! different streams share no lock; the cost is that any long transaction
 //! holds readers back, which [`HighWaterMark`] makes visible.
+//!
+//! One kind of transaction is not waited for: those of projector sessions
+//! ([`PROJECTOR_SESSION`]), which a trigger forbids to insert events. Every
+//! projector's batch holds a transaction id while it writes its read model;
+//! waiting for them would make each projection trail the others' batches,
+//! and no announcement comes when they commit.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -15,15 +21,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
-use sqlx::postgres::{PgListener, PgPool, PgRow};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::hash::{content_hash, to_micros, HashInput};
 use crate::{
-    AppendResult, EventMetadata, EventStore, ExpectedVersion, HighWaterMark, LogPosition, NewEvent,
-    OpenTransaction, RecordedEvent, StoreError,
+    AppendResult, EventMetadata, EventStore, ExpectedVersion, HighWaterMark, LogPage, LogPosition,
+    NewEvent, OpenTransaction, RecordedEvent, StoreError,
 };
 
 /// The channel appends are announced on (after commit, coalesced).
@@ -33,6 +39,23 @@ pub const CHANNEL: &str = "tasklog_events";
 /// covers a rolled-back or unrelated long transaction that held it back.
 const SUBSCRIBE_FALLBACK_POLL: Duration = Duration::from_millis(500);
 const SUBSCRIBE_BATCH: usize = 500;
+
+/// The `application_name` of projector sessions: sessions that never append
+/// events (a trigger on `events` refuses their inserts), so readers of the
+/// log need not wait for their open transactions. [`projector_pool`] makes them.
+pub const PROJECTOR_SESSION: &str = "tasklog-projector";
+
+/// The log's horizon, as an SQL expression: events of transactions below it
+/// are all visible to the statement's snapshot. It is the oldest transaction
+/// running at the snapshot that may append events; projector sessions'
+/// transactions are skipped only when the activity table names them (one that
+/// finished meanwhile is not named and still counts: the horizon is only ever
+/// too low, never too high). `backend_xid` is a 32-bit xid, hence the modulo.
+const HORIZON: &str = "(SELECT coalesce(min(x), pg_snapshot_xmax(pg_current_snapshot())) \
+    FROM pg_snapshot_xip(pg_current_snapshot()) AS x \
+    WHERE x::text::bigint % 4294967296 NOT IN ( \
+        SELECT backend_xid::text::bigint FROM pg_stat_get_activity(NULL) \
+        WHERE application_name = 'tasklog-projector' AND backend_xid IS NOT NULL))";
 
 const SELECT_EVENT: &str = "SELECT event_id, stream_id, stream_version, \
     transaction_id::text::bigint AS commit, global_position, event_type, schema_version, \
@@ -217,7 +240,7 @@ impl EventStore for PgEventStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let rows = sqlx::query(&format!(
             "{SELECT_EVENT} WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+               AND transaction_id < {HORIZON} \
              ORDER BY transaction_id, global_position LIMIT $3"
         ))
         .bind(after.commit.to_string())
@@ -226,6 +249,37 @@ impl EventStore for PgEventStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(decode_row).collect()
+    }
+
+    async fn read_page(&self, after: LogPosition, limit: usize) -> Result<LogPage, StoreError> {
+        // One row even when the page is empty: it carries `held_back`, which
+        // the newest visible event answers (one step down the index).
+        let rows = sqlx::query(&format!(
+            "WITH h AS MATERIALIZED (SELECT {HORIZON} AS horizon) \
+             SELECT coalesce((SELECT max(transaction_id) FROM events) >= (SELECT horizon FROM h), \
+                             false) AS held_back, e.* \
+             FROM h LEFT JOIN LATERAL ( \
+                 {SELECT_EVENT} WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+                   AND transaction_id < h.horizon \
+                 ORDER BY transaction_id, global_position LIMIT $3) AS e ON true \
+             ORDER BY e.commit, e.global_position"
+        ))
+        .bind(after.commit.to_string())
+        .bind(after.event as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let held_back = match rows.first() {
+            Some(row) => row.try_get("held_back")?,
+            None => false,
+        };
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<Option<Uuid>, _>("event_id")?.is_some() {
+                events.push(decode_row(row)?);
+            }
+        }
+        Ok(LogPage { events, held_back })
     }
 
     fn subscribe_all(
@@ -282,8 +336,8 @@ impl EventStore for PgEventStore {
     }
 
     async fn high_water_mark(&self) -> Result<HighWaterMark, StoreError> {
-        let row = sqlx::query(
-            "WITH snap AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) \
+        let row = sqlx::query(&format!(
+            "WITH snap AS MATERIALIZED (SELECT {HORIZON} AS xmin) \
              SELECT \
                (SELECT transaction_id::text::bigint FROM events, snap WHERE transaction_id < snap.xmin \
                   ORDER BY transaction_id DESC, global_position DESC LIMIT 1) AS safe_commit, \
@@ -293,8 +347,9 @@ impl EventStore for PgEventStore {
                   ORDER BY transaction_id DESC, global_position DESC LIMIT 1) AS head_commit, \
                (SELECT global_position FROM events \
                   ORDER BY transaction_id DESC, global_position DESC LIMIT 1) AS head_event, \
-               (SELECT count(*) FROM events, snap WHERE transaction_id >= snap.xmin) AS held_back",
-        )
+               (SELECT count(*) FROM (SELECT FROM events WHERE transaction_id >= (SELECT xmin FROM snap) \
+                  ORDER BY transaction_id LIMIT 1000000) AS held) AS held_back"
+        ))
         .fetch_one(&self.pool)
         .await?;
         let pos = |c: Option<i64>, e: Option<i64>| match (c, e) {
@@ -304,11 +359,12 @@ impl EventStore for PgEventStore {
             }),
             _ => None,
         };
-        let oldest = sqlx::query(
+        let oldest = sqlx::query(&format!(
             "SELECT pid, EXTRACT(EPOCH FROM clock_timestamp() - xact_start)::float8 AS age, state \
              FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() \
-             ORDER BY age(backend_xid) DESC LIMIT 1",
-        )
+               AND application_name IS DISTINCT FROM '{PROJECTOR_SESSION}' \
+             ORDER BY age(backend_xid) DESC LIMIT 1"
+        ))
         .fetch_optional(&self.pool)
         .await?
         .map(|r| OpenTransaction {
@@ -342,6 +398,17 @@ impl PgEventStore {
                 .await?;
         Ok(v.map(|v| v as u64))
     }
+}
+
+/// A pool of projector sessions ([`PROJECTOR_SESSION`]) to the database of
+/// `pool`, with its own `size` connections.
+pub fn projector_pool(pool: &PgPool, size: u32) -> PgPool {
+    let options = (*pool.connect_options()).clone();
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .connect_lazy_with(options.application_name(PROJECTOR_SESSION))
 }
 
 /// Announces appends on [`CHANNEL`] after they commit. One NOTIFY covers every
@@ -488,4 +555,21 @@ fn decode_row(r: &PgRow) -> Result<RecordedEvent, StoreError> {
         prev_hash: r.try_get("prev_hash")?,
         hash: r.try_get("hash")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The name is spelled out in SQL twice: the readers' horizon and the
+    /// trigger that keeps such sessions from appending.
+    #[test]
+    fn the_horizon_and_the_trigger_name_the_same_projector_session() {
+        let trigger = include_str!(
+            "../../migrations/postgres/20261123000002_projector_sessions_never_append.sql"
+        );
+        let quoted = format!("'{PROJECTOR_SESSION}'");
+        assert!(HORIZON.contains(&quoted));
+        assert!(trigger.contains(&format!("current_setting('application_name') = {quoted}")));
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tasklog_event_store::contract::{self, event, new_stream, read_own};
-use tasklog_event_store::postgres::AppendOutcome;
+use tasklog_event_store::postgres::{projector_pool, AppendOutcome};
 use tasklog_event_store::{EventStore, ExpectedVersion, LogPosition, PgEventStore, RecordedEvent};
 
 macro_rules! contract_tests {
@@ -117,6 +117,76 @@ async fn a_reader_never_skips_an_append_that_commits_after_a_later_one(pool: PgP
         [slow, fast],
         "both, in commit-safe order, none skipped"
     );
+}
+
+/// Opens a transaction that holds a transaction id and appends nothing.
+async fn open_silent(pool: &PgPool) -> PgConnection {
+    let mut conn = PgConnection::connect_with(&pool.connect_options())
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn a_projector_session_may_not_append_events(pool: PgPool) {
+    let projectors = projector_pool(&pool, 1);
+    let stream = new_stream();
+    let refused = PgEventStore::new(projectors.clone())
+        .append(&stream, ExpectedVersion::NoStream, vec![event(1)])
+        .await;
+    projectors.close().await;
+    assert!(
+        matches!(&refused, Err(e) if format!("{e:?}").contains("projector session")),
+        "a projector session appended: {refused:?}"
+    );
+    let store = PgEventStore::new(pool);
+    assert!(store.read_stream(&stream, 1).await.unwrap().is_empty());
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn readers_wait_for_open_transactions_except_projector_sessions(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let projectors = projector_pool(&pool, 1);
+
+    // A projector's open batch does not hold readers back ...
+    let mut batch = open_silent(&projectors).await;
+    let first = new_stream();
+    store
+        .append(&first, ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+    let own: HashSet<String> = [first.clone()].into();
+    assert_eq!(
+        read_own(&store, LogPosition::START, &own, 1).await.len(),
+        1,
+        "the append is readable while the projector's transaction is open"
+    );
+
+    // ... any other open transaction does, and the page says so.
+    let mut other = open_silent(&pool).await;
+    let second = new_stream();
+    let appended = store
+        .append(&second, ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+    let page = store.read_page(LogPosition::START, 10_000).await.unwrap();
+    assert!(page.held_back, "the committed append is reported held back");
+    assert!(
+        page.events.iter().all(|e| e.stream_id != second),
+        "nothing behind the open transaction is read"
+    );
+    assert!(store.high_water_mark().await.unwrap().safe < Some(appended.last_position));
+
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    let own: HashSet<String> = [second].into();
+    assert_eq!(read_own(&store, LogPosition::START, &own, 1).await.len(), 1);
+    sqlx::query("COMMIT").execute(&mut batch).await.unwrap();
+    projectors.close().await;
 }
 
 #[sqlx::test(migrations = "../migrations/postgres")]

@@ -58,6 +58,8 @@ pub struct BatchOutcome {
     pub position: LogPosition,
     /// Nothing was left to read.
     pub caught_up: bool,
+    /// Committed events wait behind an open transaction: look again soon.
+    pub held_back: bool,
 }
 
 /// Keeps one projection.
@@ -153,16 +155,19 @@ impl Projector {
         live: bool,
         from: LogPosition,
     ) -> Result<BatchOutcome, ProjectorError> {
-        let events = self.store.read_all(from, self.config.batch_size).await?;
+        let page = self.store.read_page(from, self.config.batch_size).await?;
+        let events = page.events;
         if events.is_empty() {
             return Ok(BatchOutcome {
                 position: from,
                 caught_up: true,
+                held_back: page.held_back,
                 ..BatchOutcome::default()
             });
         }
         let mut outcome = self.apply(generation, live, from, &events).await?;
         outcome.caught_up = events.len() < self.config.batch_size;
+        outcome.held_back = page.held_back;
         Ok(outcome)
     }
 
@@ -228,6 +233,7 @@ impl Projector {
                         parked: 0,
                         position: events[events.len() - 1].position,
                         caught_up: false,
+                        held_back: false,
                     })
                 }
                 Err(BatchFailure::Transient(e)) => {
@@ -446,6 +452,9 @@ impl Projector {
         // Where this runner left the checkpoint; read again after a surprise.
         let mut at: Option<LogPosition> = None;
         let mut last_step: Option<tokio::time::Instant> = None;
+        // How long to wait before looking again while held back; doubles.
+        let first_held_back_wait = self.config.min_step_interval.max(Duration::from_millis(1));
+        let mut held_back_wait = first_held_back_wait;
         loop {
             if *shutdown.borrow() {
                 return Ok(());
@@ -460,17 +469,36 @@ impl Projector {
             };
             let step = self.step_from(generation, true, from).boxed().await;
             at = step.as_ref().ok().map(|o| o.position);
+            if !matches!(&step, Ok(o) if o.held_back) {
+                held_back_wait = first_held_back_wait;
+            }
             match step {
                 Ok(outcome) if outcome.caught_up => {
+                    // Held back by an open transaction: an append announces
+                    // its commit, anything else ends silently, so look again
+                    // by then anyway, less often while nothing comes through.
+                    let wait = if outcome.held_back {
+                        let wait = held_back_wait;
+                        held_back_wait = if outcome.applied > 0 {
+                            first_held_back_wait
+                        } else {
+                            (held_back_wait * 2).min(self.config.idle_wait)
+                        };
+                        wait
+                    } else {
+                        self.config.idle_wait
+                    };
                     tokio::select! {
                         n = listener.recv() => {
                             n?;
                             // One step answers every announcement so far.
                             while listener.next_buffered().is_some() {}
                         }
-                        _ = tokio::time::sleep(self.config.idle_wait) => {
-                            // Still holding the lease? It dies with its connection.
-                            sqlx::query("SELECT 1").execute(&mut lease).await?;
+                        _ = tokio::time::sleep(wait) => {
+                            if wait >= self.config.idle_wait {
+                                // Still holding the lease? It dies with its connection.
+                                sqlx::query("SELECT 1").execute(&mut lease).await?;
+                            }
                         }
                         _ = shutdown.changed() => {}
                     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::{json, Value};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use tasklog_domain::{
     encode_event, CommentAdded, CommentDeleted, CommentEdited, DomainEvent, InboxEvent,
     MemberAdded, MemberRemoved, MemberRoleChanged, NotificationRead, OrgEvent, OrganizationCreated,
@@ -152,6 +152,31 @@ async fn world(store: &PgEventStore) -> World {
     }
 }
 
+impl World {
+    /// Moves the task from Bob to its owner.
+    async fn reassign_to_owner(&self, store: &PgEventStore) {
+        emit(
+            store,
+            &format!("task-{}", self.task),
+            self.org,
+            self.owner,
+            vec![TaskEvent::from(TaskAssigned {
+                assignee: self.owner,
+                previous: Some(self.bob),
+            })],
+        )
+        .await;
+    }
+}
+
+/// The task's activity rows; an error until the table exists.
+async fn activity_rows(pool: &PgPool, task: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM read.activity WHERE task_id = $1")
+        .bind(task)
+        .fetch_one(pool)
+        .await
+}
+
 /// Steps until the checkpoint reaches `target`. Other tests' open
 /// transactions may hold safe readers back for a moment, so it polls.
 async fn catch_up(projector: &Projector, generation: i32, target: LogPosition) {
@@ -250,11 +275,7 @@ async fn two_writers_from_the_same_checkpoint_apply_a_batch_only_once(pool: PgPo
         .count();
     assert_eq!(applied, 1, "{ra:?} {rb:?}");
     catch_up(&a, g, w.last).await;
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM read.activity WHERE task_id = $1")
-        .bind(w.task)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let rows = activity_rows(&pool, w.task).await.unwrap();
     assert_eq!(rows, 3);
 }
 
@@ -272,37 +293,56 @@ async fn only_one_runner_holds_the_lease_and_a_standby_takes_over_when_it_dies(p
     // The first runner dies: its lease goes with its connection.
     first.abort();
     let _ = first.await;
-    emit(
-        &store,
-        &format!("task-{}", w.task),
-        w.org,
-        w.owner,
-        vec![TaskEvent::from(TaskAssigned {
-            assignee: w.owner,
-            previous: Some(w.bob),
-        })],
-    )
-    .await;
+    w.reassign_to_owner(&store).await;
     wait_for_rows(&pool, w.task, 4).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM read.activity WHERE task_id = $1")
-        .bind(w.task)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let rows = activity_rows(&pool, w.task).await.unwrap();
     assert_eq!(rows, 4, "nothing applied twice across the hand-over");
     standby.abort();
 }
 
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn a_live_projector_looks_again_when_a_transaction_that_announces_nothing_held_events_back(
+    pool: PgPool,
+) {
+    let store = PgEventStore::new(pool.clone());
+    let activity = tasklog_projectors::by_name("activity").unwrap();
+    let w = world(&store).await;
+    // Without another look, only the idle wait would bring the events in.
+    let config = ProjectorConfig {
+        idle_wait: Duration::from_secs(60),
+        ..fast()
+    };
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(
+        Projector::new(pool.clone(), Arc::new(store.clone()), activity, config).run(stopped),
+    );
+    wait_for_rows(&pool, w.task, 3).await;
+
+    // A transaction that appends nothing holds readers back while an append
+    // commits and is announced ...
+    let mut silent = PgConnection::connect_with(&pool.connect_options())
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut silent).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut silent)
+        .await
+        .unwrap();
+    w.reassign_to_owner(&store).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rows = activity_rows(&pool, w.task).await.unwrap();
+    assert_eq!(rows, 3, "the held-back event is not applied yet");
+
+    // ... and its end announces nothing: the projector must look by itself.
+    sqlx::query("COMMIT").execute(&mut silent).await.unwrap();
+    wait_for_rows(&pool, w.task, 4).await;
+    runner.abort();
+}
+
 async fn wait_for_rows(pool: &PgPool, task: Uuid, n: i64) {
     for _ in 0..200 {
-        let rows: Option<i64> =
-            sqlx::query_scalar("SELECT count(*) FROM read.activity WHERE task_id = $1")
-                .bind(task)
-                .fetch_one(pool)
-                .await
-                .ok();
-        if rows == Some(n) {
+        if activity_rows(pool, task).await.ok() == Some(n) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

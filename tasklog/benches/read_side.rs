@@ -12,7 +12,9 @@
 //! BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres),
 //! BENCH_REBUILD_BATCH (events per rebuild transaction, default the CLI's),
 //! BENCH_EVENTS (1000000), BENCH_ORGS (100), BENCH_RATE (commands/s, a comma list; 250,1000),
-//! BENCH_LAG_SECONDS (10), BENCH_TASKS (tasks in the query database, 1000000;
+//! BENCH_LAG_SECONDS (10), BENCH_STEP_MS (the live projectors' least time
+//! between steps, a comma list; default the runner's), BENCH_IDLE_MS (the
+//! live projectors' idle wait; default the runner's), BENCH_TASKS (tasks in the query database, 1000000;
 //! 0 queries the first database instead), BENCH_TASKS_EVENTS (events in the
 //! query database, default 2.4 × BENCH_TASKS), BENCH_QUERIES (2000),
 //! BENCH_ONLY (comma list of generate,rebuild,lag,query; default all).
@@ -29,6 +31,7 @@ use sqlx::PgPool;
 use tasklog::generate::{GenerateOptions, GenerateReport};
 use tasklog::Settings;
 use tasklog_event_store::{hash, EventStore, LogPosition, PgEventStore};
+use tasklog_projectors::ProjectorConfig;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -96,15 +99,30 @@ async fn main() -> anyhow::Result<()> {
     if run("lag") {
         let rates = std::env::var("BENCH_RATE").unwrap_or_else(|_| "250,1000".into());
         let seconds: f64 = env_or("BENCH_LAG_SECONDS", 10.0);
+        let default_step = ProjectorConfig::default().min_step_interval.as_millis();
+        let steps = std::env::var("BENCH_STEP_MS").unwrap_or_else(|_| default_step.to_string());
         for rate in rates
             .split(',')
             .filter_map(|r| r.trim().parse::<f64>().ok())
         {
-            println!(
-                "# c) projection lag under load: {rate:.0} commands/s for {seconds:.0} s \
-                 (comment 40%, status 30%, assign 30%) on generated tasks; lag = 2xx -> tasks checkpoint >= token"
-            );
-            lag_under_load(&settings, &pool, &report, rate, seconds).await?;
+            for step in steps
+                .split(',')
+                .filter_map(|s| s.trim().parse::<u64>().ok())
+            {
+                println!(
+                    "# c) projection lag under load: {rate:.0} commands/s for {seconds:.0} s \
+                     (comment 40%, status 30%, assign 30%) on generated tasks, live steps \
+                     at least {step} ms apart; lag = 2xx -> tasks checkpoint >= token"
+                );
+                let mut config = ProjectorConfig {
+                    min_step_interval: Duration::from_millis(step),
+                    ..ProjectorConfig::default()
+                };
+                if let Ok(ms) = std::env::var("BENCH_IDLE_MS") {
+                    config.idle_wait = Duration::from_millis(ms.parse()?);
+                }
+                lag_under_load(&settings, &pool, &report, rate, seconds, config).await?;
+            }
         }
     }
 
@@ -268,9 +286,10 @@ async fn lag_under_load(
     report: &GenerateReport,
     rate: f64,
     seconds: f64,
+    config: ProjectorConfig,
 ) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let projectors = tokio::spawn(tasklog::run_projectors(pool.clone(), stopped));
+    let projectors = tokio::spawn(tasklog::run_projectors_with(pool.clone(), config, stopped));
     let api = tasklog::CommandApi::build(settings, pool.clone()).await?;
     let address = format!("http://{}", api.addr());
     tokio::spawn(api.run_until_stopped());

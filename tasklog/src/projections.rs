@@ -5,9 +5,14 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;
+use tasklog_event_store::postgres::projector_pool;
 use tasklog_event_store::{EventStore, PgEventStore};
 use tasklog_projectors::{status, ProjectorConfig};
 use tokio::sync::watch;
+
+/// Connections of the live projectors: a batch and a log read for each of
+/// the four projections, and two to spare. Leases and listeners have their own.
+const PROJECTOR_CONNECTIONS: u32 = 10;
 
 /// Runs every projection until `stop` turns true.
 pub async fn run_projectors(pool: PgPool, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
@@ -20,9 +25,13 @@ pub async fn run_projectors_with(
     config: ProjectorConfig,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    // Projector sessions of their own: no reader waits for their batches,
+    // and a busy API pool never starves them.
+    let pool = projector_pool(&pool, PROJECTOR_CONNECTIONS);
     let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
-    tasklog_projectors::run_all(pool, store, config, stop).await?;
-    Ok(())
+    let ran = tasklog_projectors::run_all(pool.clone(), store, config, stop).await;
+    pool.close().await;
+    Ok(ran?)
 }
 
 /// What `tasklog projections …` does.
@@ -34,6 +43,8 @@ pub enum ProjectionsCommand {
 }
 
 pub async fn projections_cli(pool: PgPool, command: ProjectionsCommand) -> anyhow::Result<()> {
+    // A rebuild's long batches must not hold back the live projectors.
+    let pool = projector_pool(&pool, 4);
     let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
     match command {
         ProjectionsCommand::Status => {
