@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, Row};
+use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -414,21 +414,40 @@ pub fn projector_pool(pool: &PgPool, size: u32) -> PgPool {
 /// Announces appends on [`CHANNEL`] after they commit. One NOTIFY covers every
 /// append that happened while the previous one was being sent: NOTIFY takes a
 /// cluster-wide lock at commit, so it stays out of the append transactions.
+/// It has a connection of its own, opened at the first append: under load
+/// every pooled connection is busy appending, and an announcement queued
+/// behind them would hold every live reader back.
 async fn announce_appends(pool: PgPool, appended: Arc<Notify>) {
+    let mut conn: Option<PgConnection> = None;
+    let closed = pool.close_event();
+    tokio::pin!(closed);
     loop {
-        appended.notified().await;
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
-            .bind(CHANNEL)
-            .execute(&pool)
-            .await
-        {
-            if pool.is_closed() {
-                return;
-            }
-            tracing::warn!(error = %e, "could not announce appended events");
+        tokio::select! {
+            _ = appended.notified() => {}
+            _ = &mut closed => return,
+        }
+        let sent = match conn.as_mut() {
+            Some(c) => announce(c).await,
+            None => match PgConnection::connect_with(&pool.connect_options()).await {
+                Ok(c) => announce(conn.insert(c)).await,
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = sent {
+            conn = None;
+            tracing::warn!(error = %e, "could not announce appended events; retrying");
             tokio::time::sleep(Duration::from_millis(200)).await;
+            appended.notify_one();
         }
     }
+}
+
+async fn announce(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 /// Runs `append_events` (see the migration): checks the expected version,

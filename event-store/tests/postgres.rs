@@ -293,3 +293,26 @@ async fn the_application_role_can_append_but_never_change_or_delete_events(pool:
         .is_err());
     assert_eq!(store.read_stream(&stream, 1).await.unwrap().len(), 2);
 }
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn every_append_is_announced_to_listeners_after_it_commits(pool: PgPool) {
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    listener
+        .listen(tasklog_event_store::postgres::CHANNEL)
+        .await
+        .unwrap();
+    let store = PgEventStore::new(pool.clone());
+    for round in 0..3 {
+        store
+            .append(&new_stream(), ExpectedVersion::NoStream, vec![event(round)])
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), listener.recv())
+            .await
+            .unwrap_or_else(|_| panic!("append {round} was never announced"))
+            .unwrap();
+        while listener.next_buffered().is_some() {}
+    }
+}

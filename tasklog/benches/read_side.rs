@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use tasklog::generate::{GenerateOptions, GenerateReport};
 use tasklog::Settings;
 use tasklog_event_store::{hash, EventStore, LogPosition, PgEventStore};
@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
 
     let settings = fresh_database(&server, "tasklog_bench_read").await?;
     let owner = tasklog::connect(&settings.admin_database_url, 4).await?;
-    let pool = tasklog::connect(&settings.database_url, 80).await?;
+    let pool = tasklog::connect(&settings.database_url, env_or("BENCH_POOL", 80)).await?;
 
     println!("# a) generate: {events} events, {orgs} organizations, COPY in chunks of 50000");
     let report = generate(&owner, GenerateOptions::new(orgs, events)).await?;
@@ -248,13 +248,13 @@ async fn rebuild_all(
 }
 
 /// The `tasks` projection's checkpoint (active generation).
-async fn tasks_checkpoint(pool: &PgPool) -> Result<LogPosition, sqlx::Error> {
+async fn tasks_checkpoint<'e>(db: impl sqlx::PgExecutor<'e>) -> Result<LogPosition, sqlx::Error> {
     let row: Option<(i64, i64)> = sqlx::query_as(
         "SELECT commit_id, event_position FROM projection_checkpoints c \
          JOIN projections p ON p.name = c.projection AND p.active_generation = c.generation \
          WHERE c.projection = 'tasks'",
     )
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     Ok(row.map_or(LogPosition::START, |(c, e)| LogPosition {
         commit: c as u64,
@@ -352,7 +352,8 @@ async fn lag_under_load(
 
     // One watcher resolves every pending token with one query per millisecond.
     let (token_tx, mut token_rx) = mpsc::unbounded_channel::<(LogPosition, Instant)>();
-    let watch_pool = pool.clone();
+    // A connection of its own: the measurement must not queue behind the load.
+    let mut watch_conn = PgConnection::connect_with(&pool.connect_options()).await?;
     let watcher = tokio::spawn(async move {
         let mut lag = histogram();
         let mut pending: Vec<(LogPosition, Instant)> = Vec::new();
@@ -378,7 +379,7 @@ async fn lag_under_load(
                 }
                 continue;
             }
-            let checkpoint = match tasks_checkpoint(&watch_pool).await {
+            let checkpoint = match tasks_checkpoint(&mut watch_conn).await {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("watcher: {e}");
@@ -558,6 +559,25 @@ async fn lag_under_load(
     );
     if let Some(e) = errors.first() {
         println!("lag.errors     first: {e}");
+    }
+    if unresolved > 0 {
+        // Say what held the projection back.
+        let hwm = store.high_water_mark().await?;
+        println!(
+            "lag.stuck      tasks checkpoint {} safe {:?} head {:?} held back {} oldest open {:?}",
+            tasks_checkpoint(pool).await?,
+            hwm.safe,
+            hwm.head,
+            hwm.held_back_events,
+            hwm.oldest_open_transaction,
+        );
+        let open: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT application_name, state, left(query, 80) FROM pg_stat_activity \
+             WHERE datname = current_database() AND backend_xid IS NOT NULL",
+        )
+        .fetch_all(pool)
+        .await?;
+        println!("lag.stuck      open transactions: {open:?}");
     }
     let _ = stop.send(true);
     projectors.await??;
