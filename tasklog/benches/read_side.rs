@@ -17,7 +17,8 @@
 //! live projectors' idle wait; default the runner's), BENCH_TASKS (tasks in the query database, 1000000;
 //! 0 queries the first database instead), BENCH_TASKS_EVENTS (events in the
 //! query database, default 2.4 × BENCH_TASKS), BENCH_QUERIES (2000),
-//! BENCH_ONLY (comma list of generate,rebuild,lag,query; default all).
+//! BENCH_POOL (the command API's connections in the lag run, 80),
+//! BENCH_LAG_WORKERS (64), BENCH_ONLY (comma list of generate,rebuild,lag,query; default all).
 //! Databases: tasklog_bench_read and tasklog_bench_read_tasks (dropped first).
 //! Compare with `../shared/bench/pg-insert-baseline.sh` run in the same sitting.
 
@@ -695,7 +696,7 @@ async fn query_tasks(
             Variant::Tag => format!("tag={tag}"),
             Variant::Priorities => "priority=high&priority=urgent".to_owned(),
             Variant::Text => format!("q={word}"),
-            Variant::Combined => format!("status=todo&assignee={someone}&sort=-priority"),
+            Variant::Combined => format!("status=backlog&assignee={someone}&sort=-priority"),
         };
         let mut url = format!(
             "{address}/v1/orgs/{}/projects/{}/tasks?{query}&limit=50",
