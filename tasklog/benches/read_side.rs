@@ -17,7 +17,7 @@
 //! live projectors' idle wait; default the runner's), BENCH_TASKS (tasks in the query database, 1000000;
 //! 0 queries the first database instead), BENCH_TASKS_EVENTS (events in the
 //! query database, default 2.4 × BENCH_TASKS), BENCH_QUERIES (2000),
-//! BENCH_POOL (the command API's connections in the lag run, 80),
+//! BENCH_POOL (the command API's connections in the lag run, 40),
 //! BENCH_LAG_WORKERS (64), BENCH_ONLY (comma list of generate,rebuild,lag,query; default all).
 //! Databases: tasklog_bench_read and tasklog_bench_read_tasks (dropped first).
 //! Compare with `../shared/bench/pg-insert-baseline.sh` run in the same sitting.
@@ -86,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
 
     let settings = fresh_database(&server, "tasklog_bench_read").await?;
     let owner = tasklog::connect(&settings.admin_database_url, 4).await?;
-    let pool = tasklog::connect(&settings.database_url, env_or("BENCH_POOL", 80)).await?;
+    let pool = tasklog::connect(&settings.database_url, env_or("BENCH_POOL", 40)).await?;
 
     println!("# a) generate: {events} events, {orgs} organizations, COPY in chunks of 50000");
     let report = generate(&owner, GenerateOptions::new(orgs, events)).await?;
