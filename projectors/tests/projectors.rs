@@ -506,15 +506,21 @@ async fn transient_errors_are_retried_and_never_park(pool: PgPool) {
     assert_eq!(seen(&pool).await, 2);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_rebuild_fills_a_new_generation_and_switches_reads_in_one_step(pool: PgPool) {
+/// A world projected live into the active `tasks` generation.
+async fn tasks_caught_up(pool: &PgPool) -> (PgEventStore, World, Arc<dyn Projection>, i32) {
     let store = PgEventStore::new(pool.clone());
     let w = world(&store).await;
     let tasks = tasklog_projectors::by_name("tasks").unwrap();
-    let g1 = generation::ensure_active(&pool, tasks.as_ref())
+    let g = generation::ensure_active(pool, tasks.as_ref())
         .await
         .unwrap();
-    catch_up(&projector(&pool, &store, tasks.clone()), g1, w.last).await;
+    catch_up(&projector(pool, &store, tasks.clone()), g, w.last).await;
+    (store, w, tasks, g)
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn a_rebuild_fills_a_new_generation_and_switches_reads_in_one_step(pool: PgPool) {
+    let (store, w, tasks, g1) = tasks_caught_up(&pool).await;
     let before: Value =
         sqlx::query_scalar("SELECT to_jsonb(t) - 'search' FROM read.tasks t WHERE task_id = $1")
             .bind(w.task)
@@ -559,13 +565,7 @@ async fn a_rebuild_fills_a_new_generation_and_switches_reads_in_one_step(pool: P
 
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_rebuild_drops_the_old_generation_only_after_live_batches_on_it_commit(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
-    let w = world(&store).await;
-    let tasks = tasklog_projectors::by_name("tasks").unwrap();
-    let g1 = generation::ensure_active(&pool, tasks.as_ref())
-        .await
-        .unwrap();
-    catch_up(&projector(&pool, &store, tasks.clone()), g1, w.last).await;
+    let (store, _, tasks, g1) = tasks_caught_up(&pool).await;
 
     // A live batch in flight holds the switch lock shared, as the runner's does.
     let mut batch = pool.begin().await.unwrap();
