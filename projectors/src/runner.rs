@@ -4,13 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use futures::FutureExt;
-use sqlx::postgres::PgListener;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgDatabaseError, PgListener};
+use sqlx::{Connection, Executor, PgConnection, PgPool, Postgres};
 use tasklog_event_store::{EventStore, LogPosition, RecordedEvent};
 use tokio::sync::watch;
 
-use crate::generation::{self, schema};
+use crate::generation;
 use crate::{ApplyError, Projection, ProjectorError};
 
 /// Tuning of a projector.
@@ -305,43 +307,28 @@ impl Projector {
         from: LogPosition,
         events: &[RecordedEvent],
     ) -> Result<(), BatchFailure> {
-        let mut tx = self.pool.begin().await?;
-        // One round trip: the generation's schema; no waiting for the disk
-        // on commit (a read model and its checkpoint commit together, so a
-        // commit lost in a crash loses both and the batch is applied again);
-        // and, live, a shared advisory lock that a rebuild takes exclusively
-        // before it drops the old generation, so no batch writes into
-        // dropped tables. An advisory lock, not a row lock: a row lock would
-        // give the batch a transaction id from its first statement, and
-        // every open transaction id holds back the log's readers.
-        let active: Option<i32> = sqlx::query_scalar(
-            "SELECT (SELECT active_generation FROM projections WHERE name = $2 AND $3) \
-             FROM (SELECT set_config('search_path', $1, true), \
-                          set_config('synchronous_commit', 'off', true), \
-                          CASE WHEN $3 THEN pg_advisory_xact_lock_shared(\
-                              hashtextextended('tasklog.projection.switch.' || $2, 0))::text \
-                          END) AS settings",
-        )
-        .bind(format!("{}, public", schema(self.name(), generation)))
-        .bind(self.name())
-        .bind(live)
-        .fetch_one(&mut *tx)
-        .await?;
-        if let Some(active) = active.filter(|a| *a != generation) {
-            return Err(BatchFailure::Stop(ProjectorError::GenerationChanged(
-                self.name().to_owned(),
-                active,
-            )));
-        }
-        match self.projection.apply(&mut tx, events).await {
+        let mut batch = BatchTx::begin(&self.pool, self.name(), generation, live).await?;
+        match self.projection.apply(batch.conn(), events).await {
             Ok(()) => {}
-            Err(ApplyError::Transient(e)) => return Err(BatchFailure::Transient(e)),
-            Err(ApplyError::Failed(error)) => return Err(BatchFailure::Failed { error }),
+            Err(e) => {
+                batch.rollback().await;
+                return Err(match e {
+                    ApplyError::Transient(e) => BatchFailure::Transient(e),
+                    ApplyError::Failed(error) => BatchFailure::Failed { error },
+                });
+            }
         }
         let last = &events[events.len() - 1];
-        advance(&mut tx, self.name(), generation, from, last, events.len()).await?;
-        tx.commit().await?;
-        Ok(())
+        batch
+            .commit(Advance {
+                projection: self.name(),
+                generation,
+                from,
+                to: last.position,
+                applied: events.len(),
+                last_event_at: last.recorded_at,
+            })
+            .await
     }
 
     /// Records the event as parked and moves past it, in one transaction.
@@ -370,14 +357,22 @@ impl Projector {
         .bind(attempts as i32)
         .execute(&mut *tx)
         .await?;
-        match advance(&mut tx, self.name(), generation, from, event, 0).await {
-            Ok(()) => {}
-            Err(BatchFailure::Stop(e)) => return Err(e),
-            Err(BatchFailure::Transient(e)) => return Err(e.into()),
-            Err(BatchFailure::Failed { error, .. }) => {
-                return Err(ProjectorError::Database(sqlx::Error::Protocol(error)))
-            }
+        Advance {
+            projection: self.name(),
+            generation,
+            from,
+            to: event.position,
+            applied: 0,
+            last_event_at: event.recorded_at,
         }
+        .run(&mut tx)
+        .await
+        .map_err(|e| batch_error(e, self.name()))
+        .map_err(|f| match f {
+            BatchFailure::Stop(e) => e,
+            BatchFailure::Transient(e) => e.into(),
+            BatchFailure::Failed { error } => ProjectorError::Unknown(error),
+        })?;
         tx.commit().await?;
         tracing::error!(projection = self.name(), event_id = %event.event_id, %error, "event parked");
         Ok(())
@@ -533,39 +528,145 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Moves the checkpoint from `from` to `last`, only if it is still at `from`.
-async fn advance(
-    tx: &mut PgConnection,
-    projection: &str,
+/// A checkpoint move: from `from` (compare and set) to `to`.
+struct Advance<'a> {
+    projection: &'a str,
     generation: i32,
     from: LogPosition,
-    last: &RecordedEvent,
+    to: LogPosition,
     applied: usize,
-) -> Result<(), BatchFailure> {
-    let moved = sqlx::query(
-        "UPDATE projection_checkpoints \
-         SET commit_id = $5, event_position = $6, events_applied = events_applied + $7, \
-             last_event_at = $8, updated_at = now() \
-         WHERE projection = $1 AND generation = $2 AND commit_id = $3 AND event_position = $4",
-    )
-    .bind(projection)
-    .bind(generation)
-    .bind(from.commit as i64)
-    .bind(from.event as i64)
-    .bind(last.position.commit as i64)
-    .bind(last.position.event as i64)
-    .bind(applied as i64)
-    .bind(last.recorded_at)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if moved == 1 {
-        Ok(())
-    } else {
-        Err(BatchFailure::Stop(ProjectorError::LostRace(
-            projection.to_owned(),
-        )))
+    last_event_at: DateTime<Utc>,
+}
+
+impl Advance<'_> {
+    /// Within a caller's transaction (extended protocol).
+    async fn run(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT projection_batch_advance($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(self.projection)
+            .bind(self.generation)
+            .bind(self.from.commit as i64)
+            .bind(self.from.event as i64)
+            .bind(self.to.commit as i64)
+            .bind(self.to.event as i64)
+            .bind(self.applied as i64)
+            .bind(self.last_event_at)
+            .execute(conn)
+            .await
+            .map(|_| ())
     }
+
+    /// The call as SQL text, for a simple query that also commits. Every
+    /// value is a number or a timestamp but the name, which is quoted.
+    fn call(&self) -> String {
+        format!(
+            "SELECT projection_batch_advance({}, {}, {}, {}, {}, {}, {}, '{}')",
+            quote(self.projection),
+            self.generation,
+            self.from.commit,
+            self.from.event,
+            self.to.commit,
+            self.to.event,
+            self.applied,
+            self.last_event_at
+                .to_rfc3339_opts(SecondsFormat::Micros, true)
+        )
+    }
+}
+
+/// An SQL string literal.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A batch's transaction on a pooled connection, opened and closed with one
+/// round trip each (`projection_batch_begin` and `projection_batch_advance`,
+/// see their migration). Dropped while open, its connection is closed rather
+/// than handed back inside a transaction.
+struct BatchTx {
+    conn: PoolConnection<Postgres>,
+    open: bool,
+}
+
+impl BatchTx {
+    async fn begin(
+        pool: &PgPool,
+        projection: &str,
+        generation: i32,
+        live: bool,
+    ) -> Result<Self, BatchFailure> {
+        let conn = pool.acquire().await?;
+        let mut batch = BatchTx { conn, open: true };
+        let begin = format!(
+            "BEGIN; SELECT projection_batch_begin({}, {generation}, {live})",
+            quote(projection)
+        );
+        match batch.conn.execute(begin.as_str()).await {
+            Ok(_) => Ok(batch),
+            Err(e) => {
+                batch.rollback().await;
+                Err(batch_error(e, projection))
+            }
+        }
+    }
+
+    fn conn(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+
+    /// Moves the checkpoint and commits; nothing is kept when it fails.
+    async fn commit(mut self, advance: Advance<'_>) -> Result<(), BatchFailure> {
+        let finish = format!("{}; COMMIT", advance.call());
+        match self.conn.execute(finish.as_str()).await {
+            Ok(_) => {
+                self.open = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.rollback().await;
+                Err(batch_error(e, advance.projection))
+            }
+        }
+    }
+
+    /// Ends the transaction (a failed one too); a connection that cannot is
+    /// closed.
+    async fn rollback(&mut self) {
+        if self.conn.execute("ROLLBACK").await.is_ok() {
+            self.open = false;
+        }
+    }
+}
+
+impl Drop for BatchTx {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// Reads the SQLSTATEs the batch functions raise.
+fn batch_error(e: sqlx::Error, projection: &str) -> BatchFailure {
+    if let sqlx::Error::Database(db) = &e {
+        match db.code().as_deref() {
+            Some("TLG01") => {
+                let active = db
+                    .try_downcast_ref::<PgDatabaseError>()
+                    .and_then(|pg| pg.detail())
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(0);
+                return BatchFailure::Stop(ProjectorError::GenerationChanged(
+                    projection.to_owned(),
+                    active,
+                ));
+            }
+            Some("TLC01") => {
+                return BatchFailure::Stop(ProjectorError::LostRace(projection.to_owned()))
+            }
+            _ => {}
+        }
+    }
+    e.into()
 }
 
 /// Runs every projection until `shutdown` turns true.
