@@ -296,129 +296,123 @@ async fn load(
     Ok(())
 }
 
-/// Writes the folded rows back: new rows inserted, others updated, one
-/// statement each.
+/// Writes the folded rows back in one statement (one round trip): new rows
+/// inserted, others updated, tag usage moved by its summed deltas. Its parts
+/// touch disjoint rows, so one snapshot serves them all.
 async fn write(tx: &mut PgConnection, fold: Fold) -> Result<(), ApplyError> {
-    let (new, old): (Vec<_>, Vec<_>) = fold.tasks.into_values().partition(|t| t.new);
-    if !new.is_empty() {
-        let t: Vec<&TaskRow> = new.iter().map(|t| &t.row).collect();
-        sqlx::query(&format!(
-            "INSERT INTO tasks ({TASK_COLUMNS}) \
-             SELECT r.task_id, r.org_id, r.project_id, r.number, r.key, r.title, r.description, r.status, \
-                 r.status_category, r.priority, r.priority_rank, r.assignee, r.due_date, r.tags::uuid[], \
-                 r.comment_count, r.archived, r.created_by, r.created_at, r.updated_at, r.version \
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], $6::text[], $7::text[], \
-                 $8::text[], $9::text[], $10::text[], $11::int2[], $12::uuid[], $13::date[], $14::text[], \
-                 $15::int4[], $16::bool[], $17::uuid[], $18::timestamptz[], $19::timestamptz[], $20::int8[]) \
-               AS r({TASK_COLUMNS})"
-        ))
-        .bind(t.iter().map(|r| r.task_id).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.org_id).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.project_id).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.number).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.key.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.description.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.status_category.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.priority.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.priority_rank).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.assignee).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.due_date).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| uuid_array_literal(&r.tags)).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.comment_count).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.archived).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.created_by).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.version).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !old.is_empty() {
-        let t: Vec<&TaskRow> = old.iter().map(|t| &t.row).collect();
-        sqlx::query(
-            "UPDATE tasks t SET title = r.title, description = r.description, status = r.status, \
-                 status_category = r.status_category, priority = r.priority, priority_rank = r.priority_rank, \
-                 assignee = r.assignee, due_date = r.due_date, tags = r.tags::uuid[], \
-                 comment_count = r.comment_count, archived = r.archived, updated_at = r.updated_at, \
-                 version = r.version \
-             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int2[], \
-                 $8::uuid[], $9::date[], $10::text[], $11::int4[], $12::bool[], $13::timestamptz[], $14::int8[]) \
-               AS r(task_id, title, description, status, status_category, priority, priority_rank, \
-                 assignee, due_date, tags, comment_count, archived, updated_at, version) \
-             WHERE t.task_id = r.task_id",
-        )
-        .bind(t.iter().map(|r| r.task_id).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.description.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.status_category.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.priority.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.priority_rank).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.assignee).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.due_date).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| uuid_array_literal(&r.tags)).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.comment_count).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.archived).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-        .bind(t.iter().map(|r| r.version).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-    }
-    let (new, old): (Vec<_>, Vec<_>) = fold.comments.into_values().partition(|c| c.new);
-    if !new.is_empty() {
-        let c: Vec<&CommentRow> = new.iter().map(|c| &c.row).collect();
-        sqlx::query(&format!(
-            "INSERT INTO comments ({COMMENT_COLUMNS}) \
-             SELECT r.comment_id, r.task_id, r.org_id, r.author, r.body, r.mentions::uuid[], r.created_at, \
-                 r.edited_at, r.deleted \
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], \
-                 $7::timestamptz[], $8::timestamptz[], $9::bool[]) AS r({COMMENT_COLUMNS})"
-        ))
-        .bind(c.iter().map(|r| r.comment_id).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.task_id).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.org_id).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.author).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| uuid_array_literal(&r.mentions)).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.edited_at).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.deleted).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !old.is_empty() {
-        let c: Vec<&CommentRow> = old.iter().map(|c| &c.row).collect();
-        sqlx::query(
-            "UPDATE comments c SET body = r.body, mentions = r.mentions::uuid[], edited_at = r.edited_at, \
-                 deleted = r.deleted \
-             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::bool[]) \
-               AS r(comment_id, body, mentions, edited_at, deleted) \
-             WHERE c.comment_id = r.comment_id",
-        )
-        .bind(c.iter().map(|r| r.comment_id).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| uuid_array_literal(&r.mentions)).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.edited_at).collect::<Vec<_>>())
-        .bind(c.iter().map(|r| r.deleted).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-    }
+    let (new_tasks, old_tasks): (Vec<_>, Vec<_>) = fold.tasks.into_values().partition(|t| t.new);
+    let (new_comments, old_comments): (Vec<_>, Vec<_>) =
+        fold.comments.into_values().partition(|c| c.new);
+    let nt: Vec<&TaskRow> = new_tasks.iter().map(|t| &t.row).collect();
+    let ot: Vec<&TaskRow> = old_tasks.iter().map(|t| &t.row).collect();
+    let nc: Vec<&CommentRow> = new_comments.iter().map(|c| &c.row).collect();
+    let oc: Vec<&CommentRow> = old_comments.iter().map(|c| &c.row).collect();
     // Zero sums too: a tag added and removed within the batch leaves a row
     // at 0, as it would one event at a time.
     let usage: Vec<_> = fold.tag_usage.into_iter().collect();
-    if !usage.is_empty() {
-        sqlx::query(
-            "INSERT INTO tag_usage (org_id, tag_id, tasks) \
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[]) \
-             ON CONFLICT (org_id, tag_id) DO UPDATE SET tasks = tag_usage.tasks + EXCLUDED.tasks",
-        )
+    if nt.is_empty() && ot.is_empty() && nc.is_empty() && oc.is_empty() && usage.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(WRITE)
+        .bind(nt.iter().map(|r| r.task_id).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.org_id).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.project_id).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.number).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.key.as_str()).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.description.as_str()).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.status_category.as_str()).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.priority.as_str()).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.priority_rank).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.assignee).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.due_date).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| uuid_array_literal(&r.tags)).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.comment_count).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.archived).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.created_by).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .bind(nt.iter().map(|r| r.version).collect::<Vec<_>>())
+        .bind(ot.iter().map(|r| r.task_id).collect::<Vec<_>>())
+        .bind(ot.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
+        .bind(ot.iter().map(|r| r.description.as_str()).collect::<Vec<_>>())
+        .bind(ot.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .bind(ot.iter().map(|r| r.status_category.as_str()).collect::<Vec<_>>())
+        .bind(ot.iter().map(|r| r.priority.as_str()).collect::<Vec<_>>())
+        .bind(ot.iter().map(|r| r.priority_rank).collect::<Vec<_>>())
+        .bind(ot.iter().map(|r| r.assignee).collect::<Vec<_>>())
+        .bind(ot.iter().map(|r| r.due_date).collect::<Vec<_>>())
+        .bind(ot.iter().map(|r| uuid_array_literal(&r.tags)).collect::<Vec<_>>())
+        .bind(ot.iter().map(|r| r.comment_count).collect::<Vec<_>>())
+        .bind(ot.iter().map(|r| r.archived).collect::<Vec<_>>())
+        .bind(ot.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .bind(ot.iter().map(|r| r.version).collect::<Vec<_>>())
+        .bind(nc.iter().map(|r| r.comment_id).collect::<Vec<_>>())
+        .bind(nc.iter().map(|r| r.task_id).collect::<Vec<_>>())
+        .bind(nc.iter().map(|r| r.org_id).collect::<Vec<_>>())
+        .bind(nc.iter().map(|r| r.author).collect::<Vec<_>>())
+        .bind(nc.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
+        .bind(nc.iter().map(|r| uuid_array_literal(&r.mentions)).collect::<Vec<_>>())
+        .bind(nc.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(nc.iter().map(|r| r.edited_at).collect::<Vec<_>>())
+        .bind(nc.iter().map(|r| r.deleted).collect::<Vec<_>>())
+        .bind(oc.iter().map(|r| r.comment_id).collect::<Vec<_>>())
+        .bind(oc.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
+        .bind(oc.iter().map(|r| uuid_array_literal(&r.mentions)).collect::<Vec<_>>())
+        .bind(oc.iter().map(|r| r.edited_at).collect::<Vec<_>>())
+        .bind(oc.iter().map(|r| r.deleted).collect::<Vec<_>>())
         .bind(usage.iter().map(|((o, _), _)| *o).collect::<Vec<_>>())
         .bind(usage.iter().map(|((_, t), _)| *t).collect::<Vec<_>>())
         .bind(usage.iter().map(|(_, d)| *d).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
-    }
     Ok(())
 }
+
+/// [`write`]'s statement: $1–$20 new tasks, $21–$34 changed tasks, $35–$43
+/// new comments, $44–$48 changed comments, $49–$51 tag usage deltas.
+const WRITE: &str = "\
+WITH new_tasks AS (
+    INSERT INTO tasks (task_id, org_id, project_id, number, key, title, description, status,
+        status_category, priority, priority_rank, assignee, due_date, tags, comment_count, archived,
+        created_by, created_at, updated_at, version)
+    SELECT r.task_id, r.org_id, r.project_id, r.number, r.key, r.title, r.description, r.status,
+        r.status_category, r.priority, r.priority_rank, r.assignee, r.due_date, r.tags::uuid[],
+        r.comment_count, r.archived, r.created_by, r.created_at, r.updated_at, r.version
+    FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], $6::text[], $7::text[],
+        $8::text[], $9::text[], $10::text[], $11::int2[], $12::uuid[], $13::date[], $14::text[],
+        $15::int4[], $16::bool[], $17::uuid[], $18::timestamptz[], $19::timestamptz[], $20::int8[])
+      AS r(task_id, org_id, project_id, number, key, title, description, status, status_category,
+        priority, priority_rank, assignee, due_date, tags, comment_count, archived, created_by,
+        created_at, updated_at, version)
+), old_tasks AS (
+    UPDATE tasks t SET title = r.title, description = r.description, status = r.status,
+        status_category = r.status_category, priority = r.priority, priority_rank = r.priority_rank,
+        assignee = r.assignee, due_date = r.due_date, tags = r.tags::uuid[],
+        comment_count = r.comment_count, archived = r.archived, updated_at = r.updated_at,
+        version = r.version
+    FROM UNNEST($21::uuid[], $22::text[], $23::text[], $24::text[], $25::text[], $26::text[],
+        $27::int2[], $28::uuid[], $29::date[], $30::text[], $31::int4[], $32::bool[],
+        $33::timestamptz[], $34::int8[])
+      AS r(task_id, title, description, status, status_category, priority, priority_rank,
+        assignee, due_date, tags, comment_count, archived, updated_at, version)
+    WHERE t.task_id = r.task_id
+), new_comments AS (
+    INSERT INTO comments (comment_id, task_id, org_id, author, body, mentions, created_at,
+        edited_at, deleted)
+    SELECT r.comment_id, r.task_id, r.org_id, r.author, r.body, r.mentions::uuid[], r.created_at,
+        r.edited_at, r.deleted
+    FROM UNNEST($35::uuid[], $36::uuid[], $37::uuid[], $38::uuid[], $39::text[], $40::text[],
+        $41::timestamptz[], $42::timestamptz[], $43::bool[])
+      AS r(comment_id, task_id, org_id, author, body, mentions, created_at, edited_at, deleted)
+), old_comments AS (
+    UPDATE comments c SET body = r.body, mentions = r.mentions::uuid[], edited_at = r.edited_at,
+        deleted = r.deleted
+    FROM UNNEST($44::uuid[], $45::text[], $46::text[], $47::timestamptz[], $48::bool[])
+      AS r(comment_id, body, mentions, edited_at, deleted)
+    WHERE c.comment_id = r.comment_id
+)
+INSERT INTO tag_usage (org_id, tag_id, tasks)
+SELECT * FROM UNNEST($49::uuid[], $50::uuid[], $51::int8[])
+ON CONFLICT (org_id, tag_id) DO UPDATE SET tasks = tag_usage.tasks + EXCLUDED.tasks";
