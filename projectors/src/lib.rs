@@ -25,7 +25,24 @@ pub use runner::{run_all, BatchOutcome, Projector, ProjectorConfig};
 
 use async_trait::async_trait;
 use sqlx::PgConnection;
-use tasklog_event_store::RecordedEvent;
+use tasklog_event_store::{LogPosition, RecordedEvent};
+
+/// The channel every checkpoint move is announced on when its batch commits
+/// (by `projection_batch_advance`; a rebuild's switch announces too), with
+/// the payload `"<projection> <generation> <commit>.<event>"`.
+pub const CHECKPOINT_CHANNEL: &str = "tasklog_checkpoints";
+
+/// Reads a [`CHECKPOINT_CHANNEL`] payload: projection, generation, position.
+pub fn parse_checkpoint(payload: &str) -> Option<(&str, i32, LogPosition)> {
+    let mut parts = payload.split(' ');
+    let name = parts.next()?;
+    let generation = parts.next()?.parse().ok()?;
+    let position = parts.next()?.parse().ok()?;
+    parts
+        .next()
+        .is_none()
+        .then_some((name, generation, position))
+}
 
 /// A read model kept from the global log.
 #[async_trait]
@@ -60,4 +77,27 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
 /// The projection called `name`.
 pub fn by_name(name: &str) -> Option<std::sync::Arc<dyn Projection>> {
     all().into_iter().find(|p| p.name() == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_announcement_names_projection_generation_and_position() {
+        assert_eq!(
+            parse_checkpoint("tasks 3 812.4051"),
+            Some((
+                "tasks",
+                3,
+                LogPosition {
+                    commit: 812,
+                    event: 4051
+                }
+            ))
+        );
+        assert_eq!(parse_checkpoint("tasks 3"), None);
+        assert_eq!(parse_checkpoint("tasks x 812.4051"), None);
+        assert_eq!(parse_checkpoint("tasks 3 812.4051 extra"), None);
+    }
 }

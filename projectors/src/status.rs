@@ -135,6 +135,16 @@ pub async fn rebuild(
         .bind(new)
         .execute(&mut *tx)
         .await?;
+    // Readers waiting for a consistency token look again at the new generation.
+    sqlx::query(
+        "SELECT pg_notify($3, format('%s %s %s.%s', projection, generation, commit_id, event_position)) \
+         FROM projection_checkpoints WHERE projection = $1 AND generation = $2",
+    )
+    .bind(name)
+    .bind(new)
+    .bind(crate::CHECKPOINT_CHANNEL)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
 
     // A live batch that read the old generation before the switch holds the

@@ -255,6 +255,37 @@ async fn every_projection_applies_each_event_once_and_moves_its_checkpoint_with_
 }
 
 #[sqlx::test(migrations = "../migrations/postgres")]
+async fn every_checkpoint_move_is_announced_when_its_batch_commits(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let w = world(&store).await;
+    wait_readable(&store, w.last).await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    listener
+        .listen(tasklog_projectors::CHECKPOINT_CHANNEL)
+        .await
+        .unwrap();
+    let tasks = tasklog_projectors::by_name("tasks").unwrap();
+    let g = generation::ensure_active(&pool, tasks.as_ref())
+        .await
+        .unwrap();
+    let moved = projector(&pool, &store, tasks)
+        .project_next_batch(g, true)
+        .await
+        .unwrap();
+    assert!(moved.applied > 0);
+    let announced = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("announced")
+        .unwrap();
+    assert_eq!(
+        tasklog_projectors::parse_checkpoint(announced.payload()),
+        Some(("tasks", g, moved.position))
+    );
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn two_writers_from_the_same_checkpoint_apply_a_batch_only_once(pool: PgPool) {
     let store = PgEventStore::new(pool.clone());
     let w = world(&store).await;

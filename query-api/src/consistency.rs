@@ -3,13 +3,17 @@
 //! projection the endpoint reads has applied that position.
 
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tasklog_command_api::error::ApiError;
 use tasklog_event_store::LogPosition;
+use tasklog_projectors::CHECKPOINT_CHANNEL;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::QueryError;
@@ -17,8 +21,9 @@ use crate::error::QueryError;
 /// The header carrying the token.
 pub const HEADER: &str = "x-consistency-token";
 
-/// How often the checkpoints are read again while waiting.
-const POLL_EVERY: Duration = Duration::from_millis(5);
+/// How often the checkpoints are read again while waiting when no
+/// announcement comes (one lost while the listener reconnected).
+const POLL_EVERY: Duration = Duration::from_millis(100);
 
 /// The projections, by the names their checkpoints are stored under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,17 +75,74 @@ impl<S: Send + Sync> FromRequestParts<S> for Consistency {
     }
 }
 
-/// Waits until every one of `projections` has applied `token`, polling the
-/// checkpoints of their active generations; 503 `not_yet_consistent` after `bound`.
-#[tracing::instrument(skip(pool, projections), fields(token = %token))]
+/// Wakes waiting requests when a checkpoint moves: one listener on
+/// [`CHECKPOINT_CHANNEL`] per process, started at the first wait, instead of
+/// every request polling.
+#[derive(Clone, Default)]
+pub struct CheckpointMoves {
+    sender: Arc<OnceLock<watch::Sender<u64>>>,
+}
+
+impl CheckpointMoves {
+    /// A receiver that sees every announcement after this call.
+    fn subscribe(&self, pool: &PgPool) -> watch::Receiver<u64> {
+        self.sender
+            .get_or_init(|| {
+                let (sender, _) = watch::channel(0);
+                tokio::spawn(listen(pool.clone(), sender.clone()));
+                sender
+            })
+            .subscribe()
+    }
+}
+
+/// Counts announcements (and reconnections, which may have lost some) until
+/// no receiver is left.
+async fn listen(pool: PgPool, moves: watch::Sender<u64>) {
+    while !moves.is_closed() {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for checkpoint moves; retrying");
+                tokio::time::sleep(POLL_EVERY).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(CHECKPOINT_CHANNEL).await {
+            tracing::warn!(error = %e, "cannot listen for checkpoint moves; retrying");
+            continue;
+        }
+        moves.send_modify(|n| *n += 1);
+        loop {
+            tokio::select! {
+                moved = listener.try_recv() => match moved {
+                    Ok(_) => moves.send_modify(|n| *n += 1),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the checkpoint listener; reconnecting");
+                        break;
+                    }
+                },
+                _ = moves.closed() => return,
+            }
+        }
+    }
+}
+
+/// Waits until every one of `projections` has applied `token`, reading the
+/// checkpoints of their active generations again whenever one moves; 503
+/// `not_yet_consistent` after `bound`.
+#[tracing::instrument(skip(pool, moves, projections), fields(token = %token))]
 pub async fn wait_until_applied(
     pool: &PgPool,
+    moves: &CheckpointMoves,
     token: LogPosition,
     projections: &[Projection],
     bound: Duration,
 ) -> Result<(), QueryError> {
     let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
     let started = Instant::now();
+    // Before the first read, so no move after it goes unseen.
+    let mut moved = moves.subscribe(pool);
     loop {
         let behind = behind(pool, token, &names).await?;
         if behind.is_empty() {
@@ -91,7 +153,10 @@ pub async fn wait_until_applied(
             tracing::info!(?behind, ?waited, "read models not yet consistent");
             return Err(QueryError::NotYetConsistent { token, behind });
         }
-        tokio::time::sleep(POLL_EVERY.min(bound - waited)).await;
+        tokio::select! {
+            _ = moved.changed() => {}
+            _ = tokio::time::sleep(POLL_EVERY.min(bound - waited)) => {}
+        }
     }
 }
 

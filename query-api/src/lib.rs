@@ -44,6 +44,8 @@ pub struct QueryState {
     /// How long a request waits for the projections to apply its
     /// `X-Consistency-Token` before answering 503 `not_yet_consistent`.
     pub consistency_wait: Duration,
+    /// Wakes requests waiting for a consistency token.
+    pub checkpoint_moves: consistency::CheckpointMoves,
 }
 
 impl HasAuthenticator for QueryState {
@@ -59,6 +61,7 @@ impl QueryState {
             pool,
             auth,
             consistency_wait: DEFAULT_CONSISTENCY_WAIT,
+            checkpoint_moves: Default::default(),
         }
     }
 
@@ -76,8 +79,14 @@ impl QueryState {
         if let Some(token) = consistency.0 {
             let mut needed = vec![Projection::Directory];
             needed.extend(reads.iter().filter(|p| **p != Projection::Directory));
-            consistency::wait_until_applied(&self.pool, token, &needed, self.consistency_wait)
-                .await?;
+            consistency::wait_until_applied(
+                &self.pool,
+                &self.checkpoint_moves,
+                token,
+                &needed,
+                self.consistency_wait,
+            )
+            .await?;
         }
         let member: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM read.members WHERE org_id = $1 AND user_id = $2)",

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use tasklog::generate::{GenerateOptions, GenerateReport};
 use tasklog::Settings;
 use tasklog_event_store::{hash, EventStore, LogPosition, PgEventStore};
@@ -351,43 +351,43 @@ async fn lag_under_load(
         });
     }
 
-    // One watcher resolves every pending token with one query per millisecond.
+    // One watcher resolves pending tokens as the tasks projector announces
+    // its checkpoint moves (as the query API's consistency waits do): no
+    // polling load of its own, and a connection of its own.
     let (token_tx, mut token_rx) = mpsc::unbounded_channel::<(LogPosition, Instant)>();
-    // A connection of its own: the measurement must not queue behind the load.
-    let mut watch_conn = PgConnection::connect_with(&pool.connect_options()).await?;
+    let mut checkpoints = sqlx::postgres::PgListener::connect_with(pool).await?;
+    checkpoints
+        .listen(tasklog_projectors::CHECKPOINT_CHANNEL)
+        .await?;
+    let start = tasks_checkpoint(pool).await?;
     let watcher = tokio::spawn(async move {
         let mut lag = histogram();
         let mut pending: Vec<(LogPosition, Instant)> = Vec::new();
-        let mut closed_at: Option<Instant> = None;
-        let mut polls = 0u64;
-        let mut tick = tokio::time::interval(Duration::from_millis(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut checkpoint = start;
+        let mut closed = false;
+        let mut wakes = 0u64;
+        let give_up = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(give_up);
         loop {
-            tick.tick().await;
-            loop {
-                match token_rx.try_recv() {
-                    Ok(p) => pending.push(p),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        closed_at.get_or_insert_with(Instant::now);
-                        break;
+            tokio::select! {
+                token = token_rx.recv(), if !closed => match token {
+                    Some(t) => pending.push(t),
+                    None => {
+                        closed = true;
+                        give_up.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(30));
+                    }
+                },
+                moved = checkpoints.recv() => {
+                    let Ok(moved) = moved else { continue };
+                    wakes += 1;
+                    if let Some(("tasks", position)) = tasklog_projectors::parse_checkpoint(moved.payload())
+                        .map(|(name, _, p)| (name, p))
+                    {
+                        checkpoint = checkpoint.max(position);
                     }
                 }
+                _ = &mut give_up => break,
             }
-            if pending.is_empty() {
-                if closed_at.is_some() {
-                    break;
-                }
-                continue;
-            }
-            let checkpoint = match tasks_checkpoint(&mut watch_conn).await {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("watcher: {e}");
-                    continue;
-                }
-            };
-            polls += 1;
             let now = Instant::now();
             pending.retain(|(token, at)| {
                 if *token <= checkpoint {
@@ -398,17 +398,18 @@ async fn lag_under_load(
                     true
                 }
             });
-            if closed_at.is_some_and(|c| c.elapsed() > Duration::from_secs(30)) {
+            if closed && pending.is_empty() {
                 break;
             }
         }
-        (lag, pending.len(), polls)
+        (lag, pending.len(), wakes)
     });
 
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(workers)
         .build()?;
     let period = Duration::from_secs_f64(workers as f64 / rate);
+    let usage_before = Usage::now(pool).await?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
     let tokens = Arc::new(tokens);
@@ -542,6 +543,7 @@ async fn lag_under_load(
         errors.extend(e);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let usage = Usage::now(pool).await?.since(&usage_before);
     let (lag, unresolved, polls) = watcher.await?;
     println!(
         "lag.commands   target/s={rate:<6.0} sent={:<6} ok={ok:<6} failed={failed:<4} achieved/s={:>7.0} p50={:>6.2}ms p99={:>6.2}ms max={:>7.2}ms (workers={workers})",
@@ -552,11 +554,19 @@ async fn lag_under_load(
         latency.max() as f64 / 1000.0,
     );
     println!(
-        "lag.tasks      tokens={:<6} unresolved={unresolved:<4} p50={:>6.2}ms p99={:>6.2}ms max={:>7.2}ms (watcher polls={polls})",
+        "lag.tasks      tokens={:<6} unresolved={unresolved:<4} p50={:>6.2}ms p99={:>6.2}ms max={:>7.2}ms (watcher wakes={polls})",
         lag.len(),
         ms(&lag, 0.5),
         ms(&lag, 0.99),
         lag.max() as f64 / 1000.0,
+    );
+    println!(
+        "lag.machine    cpu busy={:>5.1}% of {} cores, this process {:>5.1}% of one core; \
+         database commits/s={:>6.0}",
+        usage.busy * 100.0,
+        usage.cores,
+        usage.process * 100.0,
+        usage.commits / elapsed,
     );
     if let Some(e) = errors.first() {
         println!("lag.errors     first: {e}");
@@ -583,6 +593,75 @@ async fn lag_under_load(
     let _ = stop.send(true);
     projectors.await??;
     Ok(())
+}
+
+/// Where the machine's time went, from `/proc` and `pg_stat_database`:
+/// under load, lag is mostly waiting for a CPU.
+struct Usage {
+    /// Busy and total jiffies of all CPUs.
+    busy_jiffies: u64,
+    total_jiffies: u64,
+    /// This process's user + system jiffies.
+    own_jiffies: u64,
+    cores: usize,
+    commits: f64,
+    /// As fractions, in [`Usage::since`].
+    busy: f64,
+    process: f64,
+}
+
+impl Usage {
+    async fn now(pool: &PgPool) -> anyhow::Result<Self> {
+        let stat = std::fs::read_to_string("/proc/stat")?;
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal
+        let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
+        let total: u64 = cpu.iter().take(8).sum();
+        let own = std::fs::read_to_string("/proc/self/stat")?;
+        // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+        let after = own.rsplit_once(')').map(|(_, a)| a).unwrap_or_default();
+        let fields: Vec<u64> = after
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        let own_jiffies =
+            fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+        let commits: i64 = sqlx::query_scalar(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(pool)
+        .await?;
+        Ok(Self {
+            busy_jiffies: total - idle,
+            total_jiffies: total,
+            own_jiffies,
+            cores: stat
+                .lines()
+                .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+                .count(),
+            commits: commits as f64,
+            busy: 0.0,
+            process: 0.0,
+        })
+    }
+
+    fn since(self, before: &Usage) -> Usage {
+        let total = (self.total_jiffies - before.total_jiffies).max(1) as f64;
+        let per_core = total / self.cores.max(1) as f64;
+        Usage {
+            busy: (self.busy_jiffies - before.busy_jiffies) as f64 / total,
+            process: (self.own_jiffies - before.own_jiffies) as f64 / per_core,
+            commits: self.commits - before.commits,
+            ..self
+        }
+    }
 }
 
 /// One kind of task-list request.
@@ -626,11 +705,7 @@ async fn query_tasks(
     requests: usize,
 ) -> anyhow::Result<()> {
     let auth = Arc::new(tasklog_command_api::Authenticator::new(&settings.auth()?)?);
-    let router = tasklog_query_api::router(tasklog_query_api::QueryState {
-        pool: pool.clone(),
-        auth,
-        consistency_wait: Duration::from_secs(2),
-    });
+    let router = tasklog_query_api::router(tasklog_query_api::QueryState::new(pool.clone(), auth));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, router).await });

@@ -320,14 +320,26 @@ async fn write(tx: &mut PgConnection, fold: Fold) -> Result<(), ApplyError> {
         .bind(nt.iter().map(|r| r.number).collect::<Vec<_>>())
         .bind(nt.iter().map(|r| r.key.as_str()).collect::<Vec<_>>())
         .bind(nt.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
-        .bind(nt.iter().map(|r| r.description.as_str()).collect::<Vec<_>>())
+        .bind(
+            nt.iter()
+                .map(|r| r.description.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(nt.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-        .bind(nt.iter().map(|r| r.status_category.as_str()).collect::<Vec<_>>())
+        .bind(
+            nt.iter()
+                .map(|r| r.status_category.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(nt.iter().map(|r| r.priority.as_str()).collect::<Vec<_>>())
         .bind(nt.iter().map(|r| r.priority_rank).collect::<Vec<_>>())
         .bind(nt.iter().map(|r| r.assignee).collect::<Vec<_>>())
         .bind(nt.iter().map(|r| r.due_date).collect::<Vec<_>>())
-        .bind(nt.iter().map(|r| uuid_array_literal(&r.tags)).collect::<Vec<_>>())
+        .bind(
+            nt.iter()
+                .map(|r| uuid_array_literal(&r.tags))
+                .collect::<Vec<_>>(),
+        )
         .bind(nt.iter().map(|r| r.comment_count).collect::<Vec<_>>())
         .bind(nt.iter().map(|r| r.archived).collect::<Vec<_>>())
         .bind(nt.iter().map(|r| r.created_by).collect::<Vec<_>>())
@@ -336,14 +348,26 @@ async fn write(tx: &mut PgConnection, fold: Fold) -> Result<(), ApplyError> {
         .bind(nt.iter().map(|r| r.version).collect::<Vec<_>>())
         .bind(ot.iter().map(|r| r.task_id).collect::<Vec<_>>())
         .bind(ot.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
-        .bind(ot.iter().map(|r| r.description.as_str()).collect::<Vec<_>>())
+        .bind(
+            ot.iter()
+                .map(|r| r.description.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(ot.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-        .bind(ot.iter().map(|r| r.status_category.as_str()).collect::<Vec<_>>())
+        .bind(
+            ot.iter()
+                .map(|r| r.status_category.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(ot.iter().map(|r| r.priority.as_str()).collect::<Vec<_>>())
         .bind(ot.iter().map(|r| r.priority_rank).collect::<Vec<_>>())
         .bind(ot.iter().map(|r| r.assignee).collect::<Vec<_>>())
         .bind(ot.iter().map(|r| r.due_date).collect::<Vec<_>>())
-        .bind(ot.iter().map(|r| uuid_array_literal(&r.tags)).collect::<Vec<_>>())
+        .bind(
+            ot.iter()
+                .map(|r| uuid_array_literal(&r.tags))
+                .collect::<Vec<_>>(),
+        )
         .bind(ot.iter().map(|r| r.comment_count).collect::<Vec<_>>())
         .bind(ot.iter().map(|r| r.archived).collect::<Vec<_>>())
         .bind(ot.iter().map(|r| r.updated_at).collect::<Vec<_>>())
@@ -353,13 +377,21 @@ async fn write(tx: &mut PgConnection, fold: Fold) -> Result<(), ApplyError> {
         .bind(nc.iter().map(|r| r.org_id).collect::<Vec<_>>())
         .bind(nc.iter().map(|r| r.author).collect::<Vec<_>>())
         .bind(nc.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
-        .bind(nc.iter().map(|r| uuid_array_literal(&r.mentions)).collect::<Vec<_>>())
+        .bind(
+            nc.iter()
+                .map(|r| uuid_array_literal(&r.mentions))
+                .collect::<Vec<_>>(),
+        )
         .bind(nc.iter().map(|r| r.created_at).collect::<Vec<_>>())
         .bind(nc.iter().map(|r| r.edited_at).collect::<Vec<_>>())
         .bind(nc.iter().map(|r| r.deleted).collect::<Vec<_>>())
         .bind(oc.iter().map(|r| r.comment_id).collect::<Vec<_>>())
         .bind(oc.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
-        .bind(oc.iter().map(|r| uuid_array_literal(&r.mentions)).collect::<Vec<_>>())
+        .bind(
+            oc.iter()
+                .map(|r| uuid_array_literal(&r.mentions))
+                .collect::<Vec<_>>(),
+        )
         .bind(oc.iter().map(|r| r.edited_at).collect::<Vec<_>>())
         .bind(oc.iter().map(|r| r.deleted).collect::<Vec<_>>())
         .bind(usage.iter().map(|((o, _), _)| *o).collect::<Vec<_>>())
