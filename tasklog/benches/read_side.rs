@@ -12,7 +12,7 @@
 //! BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres),
 //! BENCH_REBUILD_BATCH (events per rebuild transaction, default the CLI's),
 //! BENCH_EVENTS (1000000), BENCH_ORGS (100), BENCH_RATE (commands/s, a comma list; 250,1000),
-//! BENCH_LAG_SECONDS (10), BENCH_STEP_MS (the live projectors' least time
+//! BENCH_LAG_SECONDS (10, after BENCH_WARMUP_SECONDS, 2, of the same load unmeasured), BENCH_STEP_MS (the live projectors' least time
 //! between steps, a comma list; default the runner's), BENCH_IDLE_MS (the
 //! live projectors' idle wait; default the runner's), BENCH_TASKS (tasks in the query database, 1000000;
 //! 0 queries the first database instead), BENCH_TASKS_EVENTS (events in the
@@ -289,11 +289,36 @@ async fn lag_under_load(
     seconds: f64,
     config: ProjectorConfig,
 ) -> anyhow::Result<()> {
+    // The projectors and the command API each run on a runtime of their
+    // own, as the separate processes `tasklog projectors` and `tasklog
+    // command-api` would: the load generator's tasks must not queue in front
+    // of theirs on one runtime (the CPU they share is the machine's anyway).
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let projectors = tokio::spawn(tasklog::run_projectors_with(pool.clone(), config, stopped));
-    let api = tasklog::CommandApi::build(settings, pool.clone()).await?;
-    let address = format!("http://{}", api.addr());
-    tokio::spawn(api.run_until_stopped());
+    let projectors = {
+        let (pool, stopped) = (pool.clone(), stopped.clone());
+        std::thread::spawn(move || {
+            runtime()?.block_on(tasklog::run_projectors_with(pool, config, stopped))
+        })
+    };
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let api = {
+        let (settings, mut stopped) = (settings.clone(), stopped.clone());
+        std::thread::spawn(move || {
+            runtime()?.block_on(async move {
+                let pool =
+                    tasklog::connect(&settings.database_url, env_or("BENCH_POOL", 40)).await?;
+                let api = tasklog::CommandApi::build(&settings, pool.clone()).await?;
+                let _ = addr_tx.send(api.addr());
+                tokio::select! {
+                    served = api.run_until_stopped() => served?,
+                    _ = stopped.changed() => {}
+                }
+                pool.close().await;
+                anyhow::Ok(())
+            })
+        })
+    };
+    let address = format!("http://{}", addr_rx.await?);
 
     // Wait for the projectors to hold their leases and stand at the head.
     let store = PgEventStore::new(pool.clone());
@@ -366,6 +391,10 @@ async fn lag_under_load(
         let mut checkpoint = start;
         let mut closed = false;
         let mut wakes = 0u64;
+        // The worst lag of each second since the first token, to tell
+        // periodic stalls (checkpoints, vacuum) from a steady queue.
+        let mut worst: Vec<u64> = Vec::new();
+        let mut first: Option<Instant> = None;
         let give_up = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(give_up);
         loop {
@@ -391,8 +420,13 @@ async fn lag_under_load(
             let now = Instant::now();
             pending.retain(|(token, at)| {
                 if *token <= checkpoint {
-                    lag.record(now.duration_since(*at).as_micros().max(1) as u64)
-                        .ok();
+                    let micros = now.duration_since(*at).as_micros().max(1) as u64;
+                    lag.record(micros).ok();
+                    let second = at.duration_since(*first.get_or_insert(*at)).as_secs() as usize;
+                    if worst.len() <= second {
+                        worst.resize(second + 1, 0);
+                    }
+                    worst[second] = worst[second].max(micros / 1000);
                     false
                 } else {
                     true
@@ -402,6 +436,7 @@ async fn lag_under_load(
                 break;
             }
         }
+        println!("lag.worst      per second, ms: {worst:?}");
         (lag, pending.len(), wakes)
     });
 
@@ -409,9 +444,19 @@ async fn lag_under_load(
         .pool_max_idle_per_host(workers)
         .build()?;
     let period = Duration::from_secs_f64(workers as f64 / rate);
-    let usage_before = Usage::now(pool).await?;
-    let started = Instant::now();
+    // Fresh connections, cold caches and statements not yet prepared make the
+    // first second several times slower than the rest: it is run, not measured.
+    let warmup = Duration::from_secs_f64(env_or("BENCH_WARMUP_SECONDS", 2.0));
+    let begun = Instant::now();
+    let started = begun + warmup;
     let deadline = started + Duration::from_secs_f64(seconds);
+    let usage_before = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(started.into()).await;
+            Usage::now(&pool).await
+        })
+    };
     let tokens = Arc::new(tokens);
     let writers = Arc::new(writers);
     let handles: Vec<_> = owned
@@ -483,6 +528,7 @@ async fn lag_under_load(
                     };
                     n += 1;
                     let t = Instant::now();
+                    let measured = t >= started;
                     let sent = http
                         .post(&url)
                         .bearer_auth(&tokens[&target.org])
@@ -492,7 +538,7 @@ async fn lag_under_load(
                     let response = match sent {
                         Ok(r) => r,
                         Err(e) => {
-                            failed += 1;
+                            failed += u64::from(measured);
                             first_error.get_or_insert(e.to_string());
                             continue;
                         }
@@ -500,6 +546,9 @@ async fn lag_under_load(
                     let status = response.status();
                     let answer: Value = response.json().await.unwrap_or(Value::Null);
                     let done = Instant::now();
+                    if !measured {
+                        continue;
+                    }
                     if !status.is_success() {
                         failed += 1;
                         first_error.get_or_insert(format!("{status} {answer}"));
@@ -543,7 +592,7 @@ async fn lag_under_load(
         errors.extend(e);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let usage = Usage::now(pool).await?.since(&usage_before);
+    let usage = Usage::now(pool).await?.since(&usage_before.await??);
     let (lag, unresolved, polls) = watcher.await?;
     println!(
         "lag.commands   target/s={rate:<6.0} sent={:<6} ok={ok:<6} failed={failed:<4} achieved/s={:>7.0} p50={:>6.2}ms p99={:>6.2}ms max={:>7.2}ms (workers={workers})",
@@ -591,8 +640,19 @@ async fn lag_under_load(
         println!("lag.stuck      open transactions: {open:?}");
     }
     let _ = stop.send(true);
-    projectors.await??;
+    let joined = tokio::task::spawn_blocking(move || (projectors.join(), api.join())).await?;
+    match joined {
+        (Ok(p), Ok(a)) => p.and(a)?,
+        _ => anyhow::bail!("a projector or API thread panicked"),
+    }
     Ok(())
+}
+
+/// A runtime like a process's own (one worker per core).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Where the machine's time went, from `/proc` and `pg_stat_database`:
