@@ -21,7 +21,7 @@ mod runner;
 pub mod status;
 
 pub use error::{ApplyError, ProjectorError};
-pub use runner::{run_all, BatchOutcome, Projector, ProjectorConfig};
+pub use runner::{run_all, BatchOutcome, Projector, ProjectorConfig, STEP_PACE};
 
 use async_trait::async_trait;
 use sqlx::PgConnection;

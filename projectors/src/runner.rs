@@ -35,7 +35,14 @@ pub struct ProjectorConfig {
     /// take everything that came meanwhile, for a bounded delay, instead of
     /// spending the machine on batches of one event.
     pub min_step_interval: Duration,
+    /// The most: steps are paced at [`STEP_PACE`] times the last step's
+    /// duration within these bounds. A step slows down when the machine is
+    /// busy, and then fewer, larger steps leave it more time for the rest.
+    pub max_step_interval: Duration,
 }
+
+/// Live steps start at least this many times the last step's duration apart.
+pub const STEP_PACE: u32 = 2;
 
 impl Default for ProjectorConfig {
     fn default() -> Self {
@@ -47,6 +54,7 @@ impl Default for ProjectorConfig {
             idle_wait: Duration::from_millis(500),
             lease_retry: Duration::from_secs(1),
             min_step_interval: Duration::from_millis(5),
+            max_step_interval: Duration::from_millis(15),
         }
     }
 }
@@ -446,7 +454,8 @@ impl Projector {
             .await?;
         // Where this runner left the checkpoint; read again after a surprise.
         let mut at: Option<LogPosition> = None;
-        let mut last_step: Option<tokio::time::Instant> = None;
+        // When the last step started, and how long it took.
+        let mut last_step: Option<(tokio::time::Instant, Duration)> = None;
         // How long to wait before looking again while held back; doubles.
         let first_held_back_wait = self.config.min_step_interval.max(Duration::from_millis(1));
         let mut held_back_wait = first_held_back_wait;
@@ -454,15 +463,22 @@ impl Projector {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            if let Some(last) = last_step {
-                tokio::time::sleep_until(last + self.config.min_step_interval).await;
+            if let Some((started, took)) = last_step {
+                let pace = (took * STEP_PACE).clamp(
+                    self.config.min_step_interval,
+                    self.config
+                        .max_step_interval
+                        .max(self.config.min_step_interval),
+                );
+                tokio::time::sleep_until(started + pace).await;
             }
-            last_step = Some(tokio::time::Instant::now());
+            let started = tokio::time::Instant::now();
             let from = match at {
                 Some(from) => from,
                 None => self.checkpoint(generation).await?,
             };
             let step = self.step_from(generation, true, from).boxed().await;
+            last_step = Some((started, started.elapsed()));
             at = step.as_ref().ok().map(|o| o.position);
             if !matches!(&step, Ok(o) if o.held_back) {
                 held_back_wait = first_held_back_wait;

@@ -13,11 +13,11 @@
 //! BENCH_REBUILD_BATCH (events per rebuild transaction, default the CLI's),
 //! BENCH_EVENTS (1000000), BENCH_ORGS (100), BENCH_RATE (commands/s, a comma list; 250,1000),
 //! BENCH_LAG_SECONDS (10, after BENCH_WARMUP_SECONDS, 2, of the same load unmeasured), BENCH_STEP_MS (the live projectors' least time
-//! between steps, a comma list; default the runner's), BENCH_IDLE_MS (the
-//! live projectors' idle wait; default the runner's), BENCH_TASKS (tasks in the query database, 1000000;
+//! between steps, a comma list; default the runner's), BENCH_MAX_STEP_MS (the most; default the runner's),
+//! BENCH_IDLE_MS (the live projectors' idle wait; default the runner's), BENCH_TASKS (tasks in the query database, 1000000;
 //! 0 queries the first database instead), BENCH_TASKS_EVENTS (events in the
 //! query database, default 2.4 × BENCH_TASKS), BENCH_QUERIES (2000),
-//! BENCH_POOL (the command API's connections in the lag run, 40),
+//! BENCH_POOL (the command API's connections in the lag run, 40), BENCH_CHECKPOINT (1: CHECKPOINT before each lag run),
 //! BENCH_LAG_WORKERS (64), BENCH_ONLY (comma list of generate,rebuild,lag,query; default all).
 //! Databases: tasklog_bench_read and tasklog_bench_read_tasks (dropped first).
 //! Compare with `../shared/bench/pg-insert-baseline.sh` run in the same sitting.
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use tasklog::generate::{GenerateOptions, GenerateReport};
 use tasklog::Settings;
 use tasklog_event_store::{hash, EventStore, LogPosition, PgEventStore};
@@ -110,15 +110,25 @@ async fn main() -> anyhow::Result<()> {
                 .split(',')
                 .filter_map(|s| s.trim().parse::<u64>().ok())
             {
+                let pace = tasklog_projectors::STEP_PACE;
+                let max = std::env::var("BENCH_MAX_STEP_MS").unwrap_or_else(|_| {
+                    ProjectorConfig::default()
+                        .max_step_interval
+                        .as_millis()
+                        .to_string()
+                });
                 println!(
                     "# c) projection lag under load: {rate:.0} commands/s for {seconds:.0} s \
                      (comment 40%, status 30%, assign 30%) on generated tasks, live steps \
-                     at least {step} ms apart; lag = 2xx -> tasks checkpoint >= token"
+                     paced at {pace}x the last one's duration, {step} to {max} ms apart; lag = 2xx -> tasks checkpoint >= token"
                 );
                 let mut config = ProjectorConfig {
                     min_step_interval: Duration::from_millis(step),
                     ..ProjectorConfig::default()
                 };
+                if let Ok(ms) = std::env::var("BENCH_MAX_STEP_MS") {
+                    config.max_step_interval = Duration::from_millis(ms.parse()?);
+                }
                 if let Ok(ms) = std::env::var("BENCH_IDLE_MS") {
                     config.idle_wait = Duration::from_millis(ms.parse()?);
                 }
@@ -436,7 +446,12 @@ async fn lag_under_load(
                 break;
             }
         }
-        println!("lag.worst      per second, ms: {worst:?}");
+        println!(
+            "lag.worst      per second from {}, ms: {worst:?}",
+            chrono::Utc::now()
+                - chrono::Duration::from_std(first.map_or(Duration::ZERO, |f| f.elapsed()))
+                    .unwrap_or_default()
+        );
         (lag, pending.len(), wakes)
     });
 
@@ -447,6 +462,14 @@ async fn lag_under_load(
     // Fresh connections, cold caches and statements not yet prepared make the
     // first second several times slower than the rest: it is run, not measured.
     let warmup = Duration::from_secs_f64(env_or("BENCH_WARMUP_SECONDS", 2.0));
+    // The log generation and rebuild before this wrote gigabytes of WAL: a
+    // checkpoint they provoke would start within the run and, with the full
+    // page images that follow it, stall every writer for a moment. Start the
+    // run on a fresh checkpoint cycle (BENCH_CHECKPOINT=0 to not).
+    if env_or("BENCH_CHECKPOINT", 1) == 1 {
+        let mut owner = sqlx::PgConnection::connect(&settings.admin_database_url).await?;
+        sqlx::query("CHECKPOINT").execute(&mut owner).await?;
+    }
     let begun = Instant::now();
     let started = begun + warmup;
     let deadline = started + Duration::from_secs_f64(seconds);
@@ -610,9 +633,10 @@ async fn lag_under_load(
         lag.max() as f64 / 1000.0,
     );
     println!(
-        "lag.machine    cpu busy={:>5.1}% of {} cores, this process {:>5.1}% of one core; \
+        "lag.machine    cpu busy={:>5.1}% (stolen {:.1}%) of {} cores, this process {:>5.1}% of one core; \
          database commits/s={:>6.0}",
         usage.busy * 100.0,
+        usage.steal * 100.0,
         usage.cores,
         usage.process * 100.0,
         usage.commits / elapsed,
@@ -661,12 +685,15 @@ struct Usage {
     /// Busy and total jiffies of all CPUs.
     busy_jiffies: u64,
     total_jiffies: u64,
+    /// Time the hypervisor gave this machine's CPUs to others.
+    steal_jiffies: u64,
     /// This process's user + system jiffies.
     own_jiffies: u64,
     cores: usize,
     commits: f64,
     /// As fractions, in [`Usage::since`].
     busy: f64,
+    steal: f64,
     process: f64,
 }
 
@@ -701,6 +728,7 @@ impl Usage {
         Ok(Self {
             busy_jiffies: total - idle,
             total_jiffies: total,
+            steal_jiffies: cpu.get(7).copied().unwrap_or(0),
             own_jiffies,
             cores: stat
                 .lines()
@@ -708,6 +736,7 @@ impl Usage {
                 .count(),
             commits: commits as f64,
             busy: 0.0,
+            steal: 0.0,
             process: 0.0,
         })
     }
@@ -717,6 +746,7 @@ impl Usage {
         let per_core = total / self.cores.max(1) as f64;
         Usage {
             busy: (self.busy_jiffies - before.busy_jiffies) as f64 / total,
+            steal: (self.steal_jiffies - before.steal_jiffies) as f64 / total,
             process: (self.own_jiffies - before.own_jiffies) as f64 / per_core,
             commits: self.commits - before.commits,
             ..self
