@@ -75,30 +75,41 @@ fn statements(ddl: &str) -> (Vec<String>, Vec<String>) {
 }
 
 /// Creates the secondary indexes a rebuild deferred (bulk loading into
-/// tables without them, then indexing once, is much faster), then analyzes.
+/// tables without them, then indexing once, is much faster) and analyzes the
+/// tables, two statements at a time: each uses one core. Each statement
+/// commits alone; a rebuild that fails midway leaves a generation that is
+/// never switched to and is dropped by the next rebuild.
 pub async fn create_indexes(
     pool: &sqlx::PgPool,
     projection: &dyn Projection,
     generation: i32,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(&format!(
-        "SET LOCAL search_path TO {}",
-        schema(projection.name(), generation)
-    ))
-    .execute(&mut *tx)
-    .await?;
-    for statement in statements(projection.ddl()).1 {
-        sqlx::query(&statement).execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
-    // Fresh statistics, so the first queries after the switch plan well.
+    use futures::{StreamExt, TryStreamExt};
     let schema = schema(projection.name(), generation);
-    for table in projection.tables() {
-        sqlx::query(&format!("ANALYZE {schema}.{table}"))
-            .execute(pool)
-            .await?;
-    }
+    // Fresh statistics, so the first queries after the switch plan well.
+    let analyze = projection
+        .tables()
+        .iter()
+        .map(|table| format!("ANALYZE {schema}.{table}"));
+    let statements: Vec<String> = statements(projection.ddl())
+        .1
+        .into_iter()
+        .map(|index| {
+            format!(
+                "BEGIN; SET LOCAL search_path TO {schema}; \
+                 SET LOCAL maintenance_work_mem TO '256MB'; {index}; COMMIT"
+            )
+        })
+        .chain(analyze)
+        .collect();
+    futures::stream::iter(statements)
+        .map(|statement| async move {
+            // Several statements: the simple query protocol runs them all.
+            sqlx::Executor::execute(pool, statement.as_str()).await
+        })
+        .buffer_unordered(2)
+        .try_collect::<Vec<_>>()
+        .await?;
     Ok(())
 }
 

@@ -106,9 +106,13 @@ pub async fn rebuild(
     generation::create_tables_in(&mut tx, projection.as_ref(), new, true).await?;
     tx.commit().await?;
 
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(pool)
-        .await?;
+    // For the progress bar only: the span of positions (two index steps; a
+    // rolled-back append leaves a gap) instead of counting every event.
+    let total: i64 = sqlx::query_scalar(
+        "SELECT coalesce(max(global_position) - min(global_position) + 1, 0) FROM events",
+    )
+    .fetch_one(pool)
+    .await?;
     // The whole log as of now: wait out transactions that hold readers back.
     let target = store.high_water_mark().await?.head.unwrap_or_default();
     let config = ProjectorConfig {
