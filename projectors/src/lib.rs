@@ -53,6 +53,12 @@ pub trait Projection: Send + Sync + 'static {
     fn ddl(&self) -> &'static str;
     /// The tables exposed as views in schema `read`.
     fn tables(&self) -> &'static [&'static str];
+    /// The stream categories (`task` of `task-<uuid>`) whose events it
+    /// applies; `None`, every event. A batch with none of them only moves the
+    /// checkpoint, in one round trip.
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        None
+    }
     /// Applies a batch of events, in log order, inside the batch's
     /// transaction (search_path is the generation's schema), with the same
     /// result as applying them one at a time. Holds no business logic:

@@ -315,6 +315,18 @@ impl Projector {
         from: LogPosition,
         events: &[RecordedEvent],
     ) -> Result<(), BatchFailure> {
+        let last = &events[events.len() - 1];
+        let advance = Advance {
+            projection: self.name(),
+            generation,
+            from,
+            to: last.position,
+            applied: events.len(),
+            last_event_at: last.recorded_at,
+        };
+        if !events.iter().any(|e| self.wants(e)) {
+            return BatchTx::advance_only(&self.pool, live, advance).await;
+        }
         let mut batch = BatchTx::begin(&self.pool, self.name(), generation, live).await?;
         match self.projection.apply(batch.conn(), events).await {
             Ok(()) => {}
@@ -326,17 +338,19 @@ impl Projector {
                 });
             }
         }
-        let last = &events[events.len() - 1];
-        batch
-            .commit(Advance {
-                projection: self.name(),
-                generation,
-                from,
-                to: last.position,
-                applied: events.len(),
-                last_event_at: last.recorded_at,
-            })
-            .await
+        batch.commit(advance).await
+    }
+
+    /// Whether the projection applies `event` (a stream id without a
+    /// category is let through, for the projection to park).
+    fn wants(&self, event: &RecordedEvent) -> bool {
+        match (
+            self.projection.categories(),
+            event.stream_id.split_once('-'),
+        ) {
+            (Some(categories), Some((category, _))) => categories.contains(&category),
+            _ => true,
+        }
     }
 
     /// Records the event as parked and moves past it, in one transaction.
@@ -623,6 +637,27 @@ impl BatchTx {
                 Err(batch_error(e, projection))
             }
         }
+    }
+
+    /// Moves the checkpoint over events the projection does not apply: the
+    /// batch's checks and the move in one simple query, which runs as one
+    /// transaction.
+    async fn advance_only(
+        pool: &PgPool,
+        live: bool,
+        advance: Advance<'_>,
+    ) -> Result<(), BatchFailure> {
+        let mut conn = pool.acquire().await?;
+        let statements = format!(
+            "SELECT projection_batch_begin({}, {}, {live}); {}",
+            quote(advance.projection),
+            advance.generation,
+            advance.call()
+        );
+        conn.execute(statements.as_str())
+            .await
+            .map(|_| ())
+            .map_err(|e| batch_error(e, advance.projection))
     }
 
     fn conn(&mut self) -> &mut PgConnection {

@@ -286,6 +286,32 @@ async fn every_checkpoint_move_is_announced_when_its_batch_commits(pool: PgPool)
 }
 
 #[sqlx::test(migrations = "../migrations/postgres")]
+async fn a_batch_without_events_the_projection_applies_only_moves_its_checkpoint(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let w = world(&store).await;
+    let directory = tasklog_projectors::by_name("directory").unwrap();
+    let g = generation::ensure_active(&pool, directory.as_ref())
+        .await
+        .unwrap();
+    let projector = projector(&pool, &store, directory);
+    catch_up(&projector, g, w.last).await;
+    let orgs = || async {
+        sqlx::query_scalar::<_, String>("SELECT to_jsonb(o)::text FROM read.organizations o")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    };
+    let before = orgs().await;
+    w.reassign_to_owner(&store).await;
+    let head = store.high_water_mark().await.unwrap().head.unwrap();
+    wait_readable(&store, head).await;
+    let moved = projector.project_next_batch(g, true).await.unwrap();
+    assert_eq!((moved.applied, moved.position), (1, head));
+    assert_eq!(projector.checkpoint(g).await.unwrap(), head);
+    assert_eq!(orgs().await, before);
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn two_writers_from_the_same_checkpoint_apply_a_batch_only_once(pool: PgPool) {
     let store = PgEventStore::new(pool.clone());
     let w = world(&store).await;

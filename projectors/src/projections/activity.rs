@@ -19,6 +19,9 @@ impl Projection for Activity {
     fn tables(&self) -> &'static [&'static str] {
         &["activity"]
     }
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        Some(&["task"])
+    }
 
     async fn apply(
         &self,

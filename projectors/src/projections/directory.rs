@@ -35,6 +35,9 @@ impl Projection for Directory {
     fn tables(&self) -> &'static [&'static str] {
         &["organizations", "members", "projects", "tags"]
     }
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        Some(&["org", "project", "tags"])
+    }
 
     async fn apply(
         &self,

@@ -100,6 +100,9 @@ impl Projection for Notifications {
     fn tables(&self) -> &'static [&'static str] {
         &["notifications"]
     }
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        Some(&["task", "inbox"])
+    }
 
     async fn apply(
         &self,

@@ -213,6 +213,9 @@ impl Projection for Tasks {
     fn tables(&self) -> &'static [&'static str] {
         &["tasks", "comments", "tag_usage"]
     }
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        Some(&["task"])
+    }
 
     async fn apply(
         &self,
