@@ -18,10 +18,12 @@ mod error;
 pub mod generation;
 pub mod projections;
 mod runner;
+mod shared_log;
 pub mod status;
 
 pub use error::{ApplyError, ProjectorError};
 pub use runner::{run_all, BatchOutcome, Projector, ProjectorConfig, STEP_PACE};
+pub use shared_log::SharedLog;
 
 use async_trait::async_trait;
 use sqlx::PgConnection;

@@ -13,7 +13,7 @@ use tasklog_event_store::{EventStore, LogPosition, RecordedEvent};
 use tokio::sync::watch;
 
 use crate::generation;
-use crate::{ApplyError, Projection, ProjectorError};
+use crate::{ApplyError, Projection, ProjectorError, SharedLog};
 
 /// Tuning of a projector.
 #[derive(Clone, Debug)]
@@ -79,6 +79,8 @@ pub struct Projector {
     store: Arc<dyn EventStore>,
     projection: Arc<dyn Projection>,
     config: ProjectorConfig,
+    /// Where live steps read the log, when shared with other projectors.
+    shared: Option<Arc<SharedLog>>,
 }
 
 enum BatchFailure {
@@ -109,7 +111,15 @@ impl Projector {
             store,
             projection,
             config,
+            shared: None,
         }
+    }
+
+    /// Live steps read the log through `shared`, with the other projectors
+    /// that do.
+    pub fn sharing(mut self, shared: Arc<SharedLog>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     pub fn name(&self) -> &'static str {
@@ -154,19 +164,26 @@ impl Projector {
         live: bool,
     ) -> Result<BatchOutcome, ProjectorError> {
         let from = self.checkpoint(generation).await?;
-        self.step_from(generation, live, from).await
+        self.step_from(generation, live, from, None).await
     }
 
     /// [`Self::project_next_batch`] from a checkpoint the caller already
     /// knows (the compare and set still guards it).
+    /// `awake_since`: when a live runner last took announcements in (a
+    /// shared read must be younger).
     async fn step_from(
         &self,
         generation: i32,
         live: bool,
         from: LogPosition,
+        awake_since: Option<tokio::time::Instant>,
     ) -> Result<BatchOutcome, ProjectorError> {
-        let page = self.store.read_page(from, self.config.batch_size).await?;
-        let events = page.events;
+        let size = self.config.batch_size;
+        let page = match (&self.shared, awake_since) {
+            (Some(shared), Some(since)) => shared.read_page(from, size, since).await?,
+            _ => Arc::new(self.store.read_page(from, size).await?),
+        };
+        let events = &page.events;
         if events.is_empty() {
             return Ok(BatchOutcome {
                 position: from,
@@ -175,7 +192,7 @@ impl Projector {
                 ..BatchOutcome::default()
             });
         }
-        let mut outcome = self.apply(generation, live, from, &events).await?;
+        let mut outcome = self.apply(generation, live, from, events).await?;
         outcome.caught_up = events.len() < self.config.batch_size;
         outcome.held_back = page.held_back;
         Ok(outcome)
@@ -473,6 +490,10 @@ impl Projector {
         // How long to wait before looking again while held back; doubles.
         let first_held_back_wait = self.config.min_step_interval.max(Duration::from_millis(1));
         let mut held_back_wait = first_held_back_wait;
+        // When this runner last took announcements in (or woke to look
+        // again): a shared read of the log must have started since, so it
+        // sees what they announced and is not a page this runner saw.
+        let mut awake_since = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 return Ok(());
@@ -491,7 +512,10 @@ impl Projector {
                 Some(from) => from,
                 None => self.checkpoint(generation).await?,
             };
-            let step = self.step_from(generation, true, from).boxed().await;
+            let step = self
+                .step_from(generation, true, from, Some(awake_since))
+                .boxed()
+                .await;
             last_step = Some((started, started.elapsed()));
             at = step.as_ref().ok().map(|o| o.position);
             if !matches!(&step, Ok(o) if o.held_back) {
@@ -527,6 +551,7 @@ impl Projector {
                         }
                         _ = shutdown.changed() => {}
                     }
+                    awake_since = tokio::time::Instant::now();
                 }
                 Ok(_) => {}
                 Err(ProjectorError::GenerationChanged(_, g)) => {
@@ -727,10 +752,12 @@ pub async fn run_all(
     config: ProjectorConfig,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ProjectorError> {
+    let shared = Arc::new(SharedLog::new(store.clone()));
     let runners: Vec<_> = crate::all()
         .into_iter()
         .map(|p| {
-            let projector = Projector::new(pool.clone(), store.clone(), p, config.clone());
+            let projector = Projector::new(pool.clone(), store.clone(), p, config.clone())
+                .sharing(shared.clone());
             tokio::spawn(projector.run(shutdown.clone()))
         })
         .collect();

@@ -1089,3 +1089,98 @@ fn a_notification_id_is_the_same_for_the_same_cause_and_recipient() {
         notification_id(cause, Uuid::now_v7())
     );
 }
+
+/// The PostgreSQL store, counting its log page reads.
+struct CountingStore {
+    inner: PgEventStore,
+    page_reads: AtomicU32,
+}
+
+#[async_trait]
+impl EventStore for CountingStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<tasklog_event_store::AppendResult, tasklog_event_store::StoreError> {
+        self.inner.append(stream, expected, events).await
+    }
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+    ) -> Result<Vec<RecordedEvent>, tasklog_event_store::StoreError> {
+        self.inner.read_stream(stream, from_version).await
+    }
+    async fn read_all(
+        &self,
+        after: LogPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, tasklog_event_store::StoreError> {
+        self.inner.read_all(after, limit).await
+    }
+    async fn read_page(
+        &self,
+        after: LogPosition,
+        limit: usize,
+    ) -> Result<tasklog_event_store::LogPage, tasklog_event_store::StoreError> {
+        self.page_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.read_page(after, limit).await
+    }
+    fn subscribe_all(
+        &self,
+        after: LogPosition,
+    ) -> futures::stream::BoxStream<'static, Result<RecordedEvent, tasklog_event_store::StoreError>>
+    {
+        self.inner.subscribe_all(after)
+    }
+    async fn high_water_mark(
+        &self,
+    ) -> Result<tasklog_event_store::HighWaterMark, tasklog_event_store::StoreError> {
+        self.inner.high_water_mark().await
+    }
+    async fn find_event(
+        &self,
+        event_id: Uuid,
+    ) -> Result<Option<RecordedEvent>, tasklog_event_store::StoreError> {
+        self.inner.find_event(event_id).await
+    }
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn projectors_awake_since_one_read_share_it_and_a_later_wake_reads_anew(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let w = world(&store).await;
+    wait_readable(&store, w.last).await;
+    let counting = Arc::new(CountingStore {
+        inner: store.clone(),
+        page_reads: AtomicU32::new(0),
+    });
+    let shared = tasklog_projectors::SharedLog::new(counting.clone());
+    let woke = tokio::time::Instant::now();
+    let first = shared
+        .read_page(LogPosition::START, 500, woke)
+        .await
+        .unwrap();
+    let second = shared
+        .read_page(LogPosition::START, 500, woke)
+        .await
+        .unwrap();
+    assert!(Arc::ptr_eq(&first, &second), "one read serves both");
+    assert_eq!(counting.page_reads.load(Ordering::SeqCst), 1);
+    assert_eq!(first.events.last().unwrap().position, w.last);
+
+    // An append announced after that read: a projector that took the
+    // announcement in must not be served the older page.
+    w.reassign_to_owner(&store).await;
+    let head = store.high_water_mark().await.unwrap().head.unwrap();
+    wait_readable(&store, head).await;
+    let later = tokio::time::Instant::now();
+    let third = shared
+        .read_page(LogPosition::START, 500, later)
+        .await
+        .unwrap();
+    assert_eq!(counting.page_reads.load(Ordering::SeqCst), 2);
+    assert_eq!(third.events.last().unwrap().position, head);
+}
