@@ -23,7 +23,7 @@ pub mod status;
 
 pub use error::{ApplyError, ProjectorError};
 pub use runner::{run_all, BatchOutcome, Projector, ProjectorConfig, STEP_PACE};
-pub use shared_log::SharedLog;
+pub use shared_log::{Announcements, SharedLog};
 
 use async_trait::async_trait;
 use sqlx::PgConnection;

@@ -7,13 +7,13 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::FutureExt;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgDatabaseError, PgListener};
+use sqlx::postgres::PgDatabaseError;
 use sqlx::{Connection, Executor, PgConnection, PgPool, Postgres};
 use tasklog_event_store::{EventStore, LogPosition, RecordedEvent};
 use tokio::sync::watch;
 
 use crate::generation;
-use crate::{ApplyError, Projection, ProjectorError, SharedLog};
+use crate::{Announcements, ApplyError, Projection, ProjectorError, SharedLog};
 
 /// Tuning of a projector.
 #[derive(Clone, Debug)]
@@ -81,6 +81,8 @@ pub struct Projector {
     config: ProjectorConfig,
     /// Where live steps read the log, when shared with other projectors.
     shared: Option<Arc<SharedLog>>,
+    /// The process's append listener, when shared with other projectors.
+    announcements: Option<Announcements>,
 }
 
 enum BatchFailure {
@@ -112,13 +114,15 @@ impl Projector {
             projection,
             config,
             shared: None,
+            announcements: None,
         }
     }
 
-    /// Live steps read the log through `shared`, with the other projectors
-    /// that do.
-    pub fn sharing(mut self, shared: Arc<SharedLog>) -> Self {
+    /// Live steps read the log through `shared`, and hear of appends
+    /// through `announcements`, with the other projectors that do.
+    pub fn sharing(mut self, shared: Arc<SharedLog>, announcements: Announcements) -> Self {
         self.shared = Some(shared);
+        self.announcements = Some(announcements);
         self
     }
 
@@ -476,10 +480,10 @@ impl Projector {
         mut lease: PgConnection,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), ProjectorError> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener
-            .listen(tasklog_event_store::postgres::CHANNEL)
-            .await?;
+        let mut announcements = self
+            .announcements
+            .clone()
+            .unwrap_or_else(|| Announcements::start(&self.pool));
         let mut generation = generation::ensure_active(&self.pool, self.projection.as_ref())
             .boxed()
             .await?;
@@ -538,11 +542,8 @@ impl Projector {
                         self.config.idle_wait
                     };
                     tokio::select! {
-                        n = listener.recv() => {
-                            n?;
-                            // One step answers every announcement so far.
-                            while listener.next_buffered().is_some() {}
-                        }
+                        // One step answers every announcement so far.
+                        _ = announcements.next() => {}
                         _ = tokio::time::sleep(wait) => {
                             if wait >= self.config.idle_wait {
                                 // Still holding the lease? It dies with its connection.
@@ -753,11 +754,12 @@ pub async fn run_all(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ProjectorError> {
     let shared = Arc::new(SharedLog::new(store.clone()));
+    let announcements = Announcements::start(&pool);
     let runners: Vec<_> = crate::all()
         .into_iter()
         .map(|p| {
             let projector = Projector::new(pool.clone(), store.clone(), p, config.clone())
-                .sharing(shared.clone());
+                .sharing(shared.clone(), announcements.clone());
             tokio::spawn(projector.run(shutdown.clone()))
         })
         .collect();
