@@ -183,7 +183,7 @@ pub struct HighWaterMark {
     /// The last committed event (it may not be safe to read yet).
     pub head: Option<LogPosition>,
     /// Committed events readers must wait for (the "lag" behind head),
-    /// counted up to a million.
+    /// counted up to 10,000 (`postgres::HELD_BACK_COUNTED`).
     pub held_back_events: u64,
     /// The oldest open transaction, which readers wait for while it runs.
     pub oldest_open_transaction: Option<OpenTransaction>,
