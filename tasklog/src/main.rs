@@ -100,7 +100,19 @@ async fn main() -> anyhow::Result<()> {
             let pool =
                 tasklog::connect(&settings.database_url, settings.database_pool_size).await?;
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let projectors = tokio::spawn(tasklog::run_projectors(pool.clone(), stopped));
+            // The projectors get a runtime of their own, as their own process
+            // would have: a burst of requests queued on this runtime's
+            // workers would otherwise delay every step of theirs.
+            let projectors = {
+                let pool = pool.clone();
+                std::thread::spawn(move || {
+                    tokio::runtime::Builder::new_multi_thread()
+                        .enable_all()
+                        .thread_name("projectors")
+                        .build()?
+                        .block_on(tasklog::run_projectors(pool, stopped))
+                })
+            };
             let query = QueryApi::build(&settings, pool.clone()).await?;
             let query = tokio::spawn(query.run_until_stopped());
             let commands = CommandApi::build(&settings, pool)
@@ -108,7 +120,9 @@ async fn main() -> anyhow::Result<()> {
                 .run_until_stopped()
                 .await;
             let _ = stop.send(true);
-            projectors.await??;
+            tokio::task::spawn_blocking(move || projectors.join())
+                .await?
+                .map_err(|_| anyhow::anyhow!("the projectors' thread panicked"))??;
             query.await??;
             commands
         }
