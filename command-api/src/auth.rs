@@ -41,6 +41,9 @@ pub struct Authenticator {
     validation: Validation,
 }
 
+/// How long past `exp` (and before `nbf`) a token is still accepted.
+pub const TOKEN_LEEWAY_SECONDS: u64 = 5;
+
 impl Authenticator {
     pub fn new(config: &AuthConfig) -> anyhow::Result<Self> {
         let (key, alg) = match config {
@@ -54,7 +57,9 @@ impl Authenticator {
             ),
         };
         let mut validation = Validation::new(alg);
-        validation.leeway = 30;
+        // Clocks of token issuers and this server may differ by a little; an
+        // expired token is refused once it is older than this (RFC 7519 §4.1.4).
+        validation.leeway = TOKEN_LEEWAY_SECONDS;
         Ok(Self { key, validation })
     }
 
@@ -73,8 +78,9 @@ impl Authenticator {
             .to_str()
             .ok()
             .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
+                // The scheme name is case-insensitive (RFC 9110 §11.1).
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(token)
             })
             .ok_or_else(|| {
                 ApiError::Unauthenticated(

@@ -27,6 +27,9 @@ pub enum ApiError {
     /// 400: a header or path segment is unusable.
     #[error("{0}")]
     BadRequest(String),
+    /// 405: the route exists, but not with this method.
+    #[error("this method is not allowed on this route")]
+    MethodNotAllowed,
     /// 415: the body is not `application/json`.
     #[error("expected a body of type application/json")]
     UnsupportedMediaType,
@@ -86,6 +89,11 @@ impl ApiError {
             Self::NotFound(_) => (S::NOT_FOUND, "not_found", "Not found"),
             Self::MalformedJson(_) => (S::BAD_REQUEST, "malformed_json", "Malformed JSON"),
             Self::BadRequest(_) => (S::BAD_REQUEST, "bad_request", "Bad request"),
+            Self::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+            ),
             Self::UnsupportedMediaType => (
                 S::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -79,11 +78,8 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("route".into())
 }
 
-async fn method_not_allowed() -> axum::response::Response {
-    let mut r =
-        ApiError::BadRequest("this method is not allowed on this route".into()).into_response();
-    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    r
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// Builds the state from a pool and an authenticator.

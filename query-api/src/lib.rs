@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -158,9 +157,6 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("route".into())
 }
 
-async fn method_not_allowed() -> Response {
-    let mut r =
-        ApiError::BadRequest("this method is not allowed on this route".into()).into_response();
-    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    r
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
