@@ -14,6 +14,7 @@ use tasklog_domain::{
 };
 use tasklog_event_store::{
     EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, RecordedEvent, StoreError,
+    StreamAppend,
 };
 use uuid::Uuid;
 
@@ -230,7 +231,7 @@ impl AppState {
         command: impl Fn(&A) -> Result<A::Command, ApiError>,
     ) -> Result<Executed<A>, ApiError> {
         let stream = stream_name::<A>(id);
-        let event_id = |i: usize| ctx.meta.ids.id(&format!("event:{stream}"), i as u32);
+        let event_id = |i: usize| ctx.event_id(&stream, i);
         for attempt in 0..MAX_ATTEMPTS {
             // A retried idempotent request whose events were stored already.
             if ctx.meta.ids.is_seeded() {
@@ -242,6 +243,9 @@ impl AppState {
                 Some(loaded) => loaded,
                 None => self.load::<A>(id).await?,
             };
+            // The command is built first: it decides whether the aggregate
+            // exists and is the caller's (404), which no precondition may reveal.
+            let command = command(&loaded.state)?;
             if let Some(expected) = if_match {
                 if expected != loaded.version {
                     return Err(ApiError::PreconditionFailed {
@@ -249,7 +253,7 @@ impl AppState {
                     });
                 }
             }
-            let events = loaded.state.decide(command(&loaded.state)?)?;
+            let events = loaded.state.decide(command)?;
             if events.is_empty() {
                 return Ok(Executed {
                     state: loaded.state,
@@ -258,26 +262,7 @@ impl AppState {
                     events,
                 });
             }
-            let new_events = events
-                .iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    let (event_type, payload) = encode_event(e);
-                    NewEvent {
-                        event_id: event_id(i),
-                        event_type: event_type.to_owned(),
-                        schema_version: e.schema_version(),
-                        payload,
-                        metadata: EventMetadata {
-                            org_id: ctx.org_id,
-                            actor_id: Some(ctx.caller.user_id),
-                            correlation_id: ctx.meta.correlation_id,
-                            causation_id: None,
-                            occurred_at: ctx.meta.now,
-                        },
-                    }
-                })
-                .collect();
+            let new_events = ctx.new_events(&stream, &events);
             let expected = ExpectedVersion::from_version(loaded.version);
             match self.store.append(&stream, expected, new_events).await {
                 Ok(r) if r.deduplicated => {
@@ -300,6 +285,76 @@ impl AppState {
                     });
                 }
                 Err(StoreError::Conflict { .. }) => {
+                    tracing::debug!(attempt, %stream, "concurrent append; deciding again");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::Conflict(
+            "the resource is changing too fast; retry the request".into(),
+        ))
+    }
+
+    /// Creates aggregate `child_id` together with the change to its parent
+    /// that makes room for it (a task and the number its project hands out; a
+    /// project and the key its organization registers), appended at once:
+    /// the command is accepted or rejected as a whole, so a creation that
+    /// fails never leaves a number or a key taken. A concurrent change to the
+    /// parent makes it decide both again.
+    pub async fn create_under<P: Aggregate, C: Aggregate>(
+        &self,
+        ctx: &Context<'_>,
+        (parent_id, parent_command): (Uuid, impl Fn(&P) -> Result<P::Command, ApiError>),
+        (child_id, child_command): (Uuid, impl Fn(&[P::Event]) -> Result<C::Command, ApiError>),
+    ) -> Result<Executed<C>, ApiError> {
+        let (parent_stream, child_stream) =
+            (stream_name::<P>(parent_id), stream_name::<C>(child_id));
+        for attempt in 0..MAX_ATTEMPTS {
+            if ctx.meta.ids.is_seeded() {
+                let first = ctx.event_id(&child_stream, 0);
+                if let Some(done) = self.already_done::<C>(first).await? {
+                    return Ok(done);
+                }
+            }
+            let parent = self.load::<P>(parent_id).await?;
+            let parent_events = parent.state.decide(parent_command(&parent.state)?)?;
+            let child_events = C::default().decide(child_command(&parent_events)?)?;
+            if parent_events.is_empty() || child_events.is_empty() {
+                return Err(ApiError::Internal(anyhow::anyhow!(
+                    "creating {child_stream} under {parent_stream} decided no events"
+                )));
+            }
+            let appends = vec![
+                StreamAppend {
+                    stream: parent_stream.clone(),
+                    expected: ExpectedVersion::from_version(parent.version),
+                    events: ctx.new_events(&parent_stream, &parent_events),
+                },
+                StreamAppend {
+                    stream: child_stream.clone(),
+                    expected: ExpectedVersion::NoStream,
+                    events: ctx.new_events(&child_stream, &child_events),
+                },
+            ];
+            match self.store.append_all(appends).await {
+                Ok(results) if results.iter().any(|r| r.deduplicated) => {
+                    let first = ctx.event_id(&child_stream, 0);
+                    if let Some(done) = self.already_done::<C>(first).await? {
+                        return Ok(done);
+                    }
+                }
+                Ok(results) => {
+                    let r = results[1];
+                    let state = child_events.iter().fold(C::default(), |s, e| s.evolve(e));
+                    return Ok(Executed {
+                        state,
+                        version: r.stream_version,
+                        position: Some(r.last_position),
+                        events: child_events,
+                    });
+                }
+                Err(StoreError::Conflict { stream, .. }) if stream == parent_stream => {
                     tracing::debug!(attempt, %stream, "concurrent append; deciding again");
                     tokio::time::sleep(backoff(attempt)).await;
                 }
@@ -341,6 +396,37 @@ impl AppState {
             position: Some(position),
             events: ours,
         }))
+    }
+}
+
+impl Context<'_> {
+    /// The id of the `n`-th event this command appends to `stream`: fixed by
+    /// the `Idempotency-Key`'s seed when there is one, so a retry is recognised.
+    fn event_id(&self, stream: &str, n: usize) -> Uuid {
+        self.meta.ids.id(&format!("event:{stream}"), n as u32)
+    }
+
+    fn new_events<E: DomainEvent>(&self, stream: &str, events: &[E]) -> Vec<NewEvent> {
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let (event_type, payload) = encode_event(e);
+                NewEvent {
+                    event_id: self.event_id(stream, i),
+                    event_type: event_type.to_owned(),
+                    schema_version: e.schema_version(),
+                    payload,
+                    metadata: EventMetadata {
+                        org_id: self.org_id,
+                        actor_id: Some(self.caller.user_id),
+                        correlation_id: self.meta.correlation_id,
+                        causation_id: None,
+                        occurred_at: self.meta.now,
+                    },
+                }
+            })
+            .collect()
     }
 }
 

@@ -12,7 +12,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::hash::verify_stream;
-use crate::{EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, StoreError};
+use crate::{
+    EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, StoreError, StreamAppend,
+};
 
 /// A fresh stream name.
 pub fn new_stream() -> String {
@@ -107,6 +109,50 @@ pub async fn reappending_stored_event_ids_returns_the_original_result_and_stores
         .unwrap();
     assert!(retry_any.deduplicated);
     assert_eq!(store.read_stream(&stream, 1).await.unwrap().len(), 2);
+}
+
+pub async fn an_append_to_several_streams_stores_all_or_nothing(store: &dyn EventStore) {
+    let (parent, child) = (new_stream(), new_stream());
+    store
+        .append(&parent, ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+    let part = |stream: &str, expected, n| StreamAppend {
+        stream: stream.to_owned(),
+        expected,
+        events: vec![event(n)],
+    };
+
+    // The child's part alone would do; the parent's is stale: neither is stored.
+    let stale = store
+        .append_all(vec![
+            part(&parent, ExpectedVersion::NoStream, 2),
+            part(&child, ExpectedVersion::NoStream, 3),
+        ])
+        .await;
+    assert!(
+        matches!(&stale, Err(StoreError::Conflict { stream, actual: Some(1), .. }) if *stream == parent),
+        "{stale:?}"
+    );
+    assert_eq!(store.read_stream(&parent, 1).await.unwrap().len(), 1);
+    assert!(store.read_stream(&child, 1).await.unwrap().is_empty());
+
+    // Both current: both stored, each at its own version; a retry stores nothing.
+    let both = vec![
+        part(&parent, ExpectedVersion::Exact(1), 2),
+        part(&child, ExpectedVersion::NoStream, 3),
+    ];
+    let done = store.append_all(both.clone()).await.unwrap();
+    assert_eq!(
+        done.iter().map(|r| r.stream_version).collect::<Vec<_>>(),
+        [2, 1]
+    );
+    assert!(done[0].last_position < done[1].first_position);
+    let retry = store.append_all(both).await.unwrap();
+    assert!(retry.iter().all(|r| r.deduplicated));
+    assert_eq!(retry[1].last_position, done[1].last_position);
+    assert_eq!(store.read_stream(&parent, 1).await.unwrap().len(), 2);
+    assert_eq!(store.read_stream(&child, 1).await.unwrap().len(), 1);
 }
 
 pub async fn several_streams_read_at_once_come_back_in_the_order_asked(store: &dyn EventStore) {

@@ -167,6 +167,14 @@ pub struct AppendResult {
     pub deduplicated: bool,
 }
 
+/// One stream's part of an atomic append to several streams.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamAppend {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
 /// An open transaction that holds global-log readers back.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OpenTransaction {
@@ -235,6 +243,14 @@ pub trait EventStore: Send + Sync + 'static {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError>;
+
+    /// Appends to several streams at once, each at its own expected version:
+    /// all of them or none (a command that touches two aggregates is accepted
+    /// or rejected as a whole). A conflict on any stream stores nothing and
+    /// names that stream. Re-sending an append whose event ids are all stored
+    /// returns the original results, as [`Self::append`] does.
+    async fn append_all(&self, appends: Vec<StreamAppend>)
+        -> Result<Vec<AppendResult>, StoreError>;
 
     /// The stream's events with version >= `from_version`, in order.
     async fn read_stream(

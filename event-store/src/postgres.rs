@@ -9,8 +9,9 @@
 //! different streams share no lock; the cost is that any long transaction
 //! holds readers back, which [`HighWaterMark`] makes visible.
 //!
-//! One kind of transaction is not waited for: those of projector sessions
-//! ([`PROJECTOR_SESSION`]), which a trigger forbids to insert events. Every
+//! One kind of transaction is not waited for: those of projector sessions,
+//! which log in as [`PROJECTOR_ROLE`], a role without the right to insert
+//! events (and a trigger refuses them too). Every
 //! projector's batch holds a transaction id while it writes its read model;
 //! waiting for them would make each projection trail the others' batches,
 //! and no announcement comes when they commit.
@@ -29,7 +30,7 @@ use uuid::Uuid;
 use crate::hash::{content_hash, to_micros, HashInput};
 use crate::{
     AppendResult, EventMetadata, EventStore, ExpectedVersion, HighWaterMark, LogPage, LogPosition,
-    NewEvent, OpenTransaction, RecordedEvent, StoreError,
+    NewEvent, OpenTransaction, RecordedEvent, StoreError, StreamAppend,
 };
 
 /// The channel appends are announced on (after commit, coalesced).
@@ -40,22 +41,29 @@ pub const CHANNEL: &str = "tasklog_events";
 const SUBSCRIBE_FALLBACK_POLL: Duration = Duration::from_millis(500);
 const SUBSCRIBE_BATCH: usize = 500;
 
-/// The `application_name` of projector sessions: sessions that never append
-/// events (a trigger on `events` refuses their inserts), so readers of the
-/// log need not wait for their open transactions. [`projector_pool`] makes them.
+/// The role projector sessions log in as: it may read events, never insert
+/// them, so readers of the log need not wait for its open transactions.
+/// [`projector_pool`] makes such sessions.
+pub const PROJECTOR_ROLE: &str = "tasklog_projector";
+
+/// The `application_name` of projector sessions, for people reading
+/// `pg_stat_activity`; it decides nothing (anyone can set it).
 pub const PROJECTOR_SESSION: &str = "tasklog-projector";
 
 /// The log's horizon, as an SQL expression: events of transactions below it
 /// are all visible to the statement's snapshot. It is the oldest transaction
-/// running at the snapshot that may append events; projector sessions'
-/// transactions are skipped only when the activity table names them (one that
-/// finished meanwhile is not named and still counts: the horizon is only ever
-/// too low, never too high). `backend_xid` is a 32-bit xid, hence the modulo.
+/// running at the snapshot that may append events. Transactions of sessions
+/// that logged in as the projector role are skipped only when the activity
+/// table names them (one that finished meanwhile is not named and still
+/// counts: the horizon is only ever too low, never too high). The login role
+/// (`usesysid`) is fixed for a session's life, unlike `current_user` or
+/// `application_name`. `backend_xid` is a 32-bit xid, hence the modulo.
 const HORIZON: &str = "(SELECT coalesce(min(x), pg_snapshot_xmax(pg_current_snapshot())) \
     FROM pg_snapshot_xip(pg_current_snapshot()) AS x \
     WHERE x::text::bigint % 4294967296 NOT IN ( \
         SELECT backend_xid::text::bigint FROM pg_stat_get_activity(NULL) \
-        WHERE application_name = 'tasklog-projector' AND backend_xid IS NOT NULL))";
+        WHERE usesysid = (SELECT oid FROM pg_roles WHERE rolname = 'tasklog_projector') \
+          AND backend_xid IS NOT NULL))";
 
 /// [`HighWaterMark::held_back_events`] counts up to this many.
 pub const HELD_BACK_COUNTED: u64 = 10_000;
@@ -193,6 +201,81 @@ impl EventStore for PgEventStore {
             stream: stream.to_owned(),
             expected,
             actual: self.read_head(stream).await?,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(streams = appends.len()))]
+    async fn append_all(
+        &self,
+        mut appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        if appends.is_empty() || appends.iter().any(|a| a.events.is_empty()) {
+            return Err(StoreError::Corrupt(
+                "an append needs at least one event per stream".into(),
+            ));
+        }
+        if appends.len() == 1 {
+            let a = appends.remove(0);
+            return Ok(vec![self.append(&a.stream, a.expected, a.events).await?]);
+        }
+        // `Any` may race another writer to the same next version; retry it.
+        for _ in 0..5 {
+            let mut tx = self.pool.begin().await?;
+            let mut results = Vec::with_capacity(appends.len());
+            let mut failed = None;
+            for a in &appends {
+                match run_append(&mut *tx, &a.stream, a.expected, &a.events).await {
+                    Ok(AppendOutcome::Appended(r)) => results.push(r),
+                    Ok(AppendOutcome::WrongVersion { actual }) => {
+                        failed = Some(Failed::Version(a, actual));
+                        break;
+                    }
+                    Err(e) => match unique_violation(&e) {
+                        Some(c) if c == "events_event_id_unique" => {
+                            failed = Some(Failed::EventId);
+                            break;
+                        }
+                        Some(_) => {
+                            failed = Some(Failed::VersionRace(a));
+                            break;
+                        }
+                        None => return Err(e.into()),
+                    },
+                }
+            }
+            let Some(failed) = failed else {
+                tx.commit().await?;
+                self.appended.notify_one();
+                return Ok(results);
+            };
+            tx.rollback().await?;
+            // A retried append finds its own events stored already.
+            if let Some(original) = self.all_already_appended(&appends).await? {
+                return Ok(original);
+            }
+            match failed {
+                Failed::Version(a, actual) => {
+                    return Err(StoreError::Conflict {
+                        stream: a.stream.clone(),
+                        expected: a.expected,
+                        actual,
+                    })
+                }
+                Failed::VersionRace(a) if a.expected != ExpectedVersion::Any => {
+                    return Err(StoreError::Conflict {
+                        stream: a.stream.clone(),
+                        expected: a.expected,
+                        actual: self.read_head(&a.stream).await?,
+                    })
+                }
+                Failed::VersionRace(_) | Failed::EventId => continue,
+            }
+        }
+        let first = &appends[0];
+        Err(StoreError::Conflict {
+            stream: first.stream.clone(),
+            expected: first.expected,
+            actual: self.read_head(&first.stream).await?,
         })
     }
 
@@ -370,7 +453,7 @@ impl EventStore for PgEventStore {
         let oldest = sqlx::query(&format!(
             "SELECT pid, EXTRACT(EPOCH FROM clock_timestamp() - xact_start)::float8 AS age, state \
              FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() \
-               AND application_name IS DISTINCT FROM '{PROJECTOR_SESSION}' \
+               AND usename IS DISTINCT FROM '{PROJECTOR_ROLE}' \
              ORDER BY age(backend_xid) DESC LIMIT 1"
         ))
         .fetch_optional(&self.pool)
@@ -397,7 +480,33 @@ impl EventStore for PgEventStore {
     }
 }
 
+/// Why one part of a multi-stream append failed.
+enum Failed<'a> {
+    Version(&'a StreamAppend, Option<u64>),
+    VersionRace(&'a StreamAppend),
+    EventId,
+}
+
 impl PgEventStore {
+    /// The original results when every part of `appends` is stored already;
+    /// `None` when none is; an error when only some are.
+    async fn all_already_appended(
+        &self,
+        appends: &[StreamAppend],
+    ) -> Result<Option<Vec<AppendResult>>, StoreError> {
+        let mut found = Vec::with_capacity(appends.len());
+        for a in appends {
+            found.push(self.already_appended(&a.stream, &a.events).await?);
+        }
+        if found.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        match found.into_iter().collect::<Option<Vec<_>>>() {
+            Some(all) => Ok(Some(all)),
+            None => Err(StoreError::DuplicateEventId(appends[0].events[0].event_id)),
+        }
+    }
+
     async fn read_head(&self, stream: &str) -> Result<Option<u64>, StoreError> {
         let v: Option<i64> =
             sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1")
@@ -408,15 +517,25 @@ impl PgEventStore {
     }
 }
 
-/// A pool of projector sessions ([`PROJECTOR_SESSION`]) to the database of
-/// `pool`, with its own `size` connections.
+/// A pool of projector sessions to the database of `pool`, with its own
+/// `size` connections: they log in as [`PROJECTOR_ROLE`] (with the password of
+/// `pool`'s user, if it has one).
 pub fn projector_pool(pool: &PgPool, size: u32) -> PgPool {
-    let options = (*pool.connect_options()).clone();
+    let options = (*pool.connect_options())
+        .clone()
+        .username(PROJECTOR_ROLE)
+        .application_name(PROJECTOR_SESSION);
+    projector_pool_with(options, size)
+}
+
+/// A pool of projector sessions with the given connection options; their
+/// user must be [`PROJECTOR_ROLE`] (or a role just as unable to append).
+pub fn projector_pool_with(options: sqlx::postgres::PgConnectOptions, size: u32) -> PgPool {
     PgPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(Duration::from_secs(5))
         .test_before_acquire(false)
-        .connect_lazy_with(options.application_name(PROJECTOR_SESSION))
+        .connect_lazy_with(options)
 }
 
 /// Announces appends on [`CHANNEL`] after they commit. One NOTIFY covers every
@@ -588,15 +707,14 @@ fn decode_row(r: &PgRow) -> Result<RecordedEvent, StoreError> {
 mod tests {
     use super::*;
 
-    /// The name is spelled out in SQL twice: the readers' horizon and the
-    /// trigger that keeps such sessions from appending.
+    /// The role is spelled out in SQL: the readers' horizon, the migration
+    /// that creates it and the trigger that keeps its sessions from appending.
     #[test]
-    fn the_horizon_and_the_trigger_name_the_same_projector_session() {
-        let trigger = include_str!(
-            "../../migrations/postgres/20261123000002_projector_sessions_never_append.sql"
-        );
-        let quoted = format!("'{PROJECTOR_SESSION}'");
-        assert!(HORIZON.contains(&quoted));
-        assert!(trigger.contains(&format!("current_setting('application_name') = {quoted}")));
+    fn the_horizon_and_the_migration_name_the_same_projector_role() {
+        let migration = include_str!("../../migrations/postgres/20261130000001_projector_role.sql");
+        let quoted = format!("'{PROJECTOR_ROLE}'");
+        assert!(HORIZON.contains(&format!("rolname = {quoted}")));
+        assert!(migration.contains(&format!("CREATE ROLE {PROJECTOR_ROLE} LOGIN")));
+        assert!(migration.contains(&format!("session_user = {quoted}")));
     }
 }

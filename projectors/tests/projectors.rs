@@ -1106,6 +1106,12 @@ impl EventStore for CountingStore {
     ) -> Result<tasklog_event_store::AppendResult, tasklog_event_store::StoreError> {
         self.inner.append(stream, expected, events).await
     }
+    async fn append_all(
+        &self,
+        appends: Vec<tasklog_event_store::StreamAppend>,
+    ) -> Result<Vec<tasklog_event_store::AppendResult>, tasklog_event_store::StoreError> {
+        self.inner.append_all(appends).await
+    }
     async fn read_stream(
         &self,
         stream: &str,

@@ -28,6 +28,12 @@ async fn mark_notification_read(
     AppPath((org_id, notification_id)): AppPath<(Uuid, Uuid)>,
 ) -> Result<Accepted, ApiError> {
     app.authorize(&caller, org_id, Access::Member).await?;
+    if !app
+        .notification_is_callers(org_id, caller.user_id, notification_id)
+        .await?
+    {
+        return Err(ApiError::NotFound("notification".into()));
+    }
     let ctx = Context {
         meta: &meta,
         caller: &caller,
@@ -39,4 +45,33 @@ async fn mark_notification_read(
         })
         .await?;
     Ok(Accepted::new(StatusCode::OK, notification_id, &done))
+}
+
+impl AppState {
+    /// Whether the caller has this notification in this organization.
+    /// Notifications are derived by the read side from the events that cause
+    /// them, and a client learns a notification's id only from there: so the
+    /// read model is where its existence and its owner are checked.
+    async fn notification_is_callers(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        notification_id: Uuid,
+    ) -> Result<bool, ApiError> {
+        let found = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM read.notifications \
+             WHERE notification_id = $1 AND user_id = $2 AND org_id = $3)",
+        )
+        .bind(notification_id)
+        .bind(user_id)
+        .bind(org_id)
+        .fetch_one(&self.pool)
+        .await;
+        match found {
+            Ok(found) => Ok(found),
+            // The projection has not been built yet: it knows no notification.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
 }

@@ -65,17 +65,19 @@ async fn create_project(
         name: body.name.clone(),
         key: body.key.clone(),
     };
-    // Reject a bad project before its key is taken.
+    // A bad project is rejected before the organization is asked for its key.
     Project::default().decide(create.clone())?;
-    app.execute::<Organization>(&ctx, org_id, None, |_| {
-        Ok(OrgCommand::RegisterProjectKey {
-            project_id,
-            key: body.key.clone(),
-        })
-    })
-    .await?;
     let done = app
-        .execute::<Project>(&ctx, project_id, None, |_| Ok(create.clone()))
+        .create_under::<Organization, Project>(
+            &ctx,
+            (org_id, |_| {
+                Ok(OrgCommand::RegisterProjectKey {
+                    project_id,
+                    key: body.key.clone(),
+                })
+            }),
+            (project_id, |_| Ok(create.clone())),
+        )
         .await?;
     Ok(Accepted::new(StatusCode::CREATED, project_id, &done))
 }

@@ -120,23 +120,29 @@ async fn create_task(
         workflow: project.workflow.clone(),
         created_by: caller.user_id,
     };
-    // Reject a bad task before a number is taken for it.
+    // A bad task is rejected before the project is even asked for a number.
     Task::default().decide(create(0))?;
-    let reserved = app
-        .execute::<Project>(&ctx, project_id, None, |_| {
-            Ok(ProjectCommand::ReserveTaskNumber { task_id })
-        })
-        .await?;
-    let number = reserved
-        .events
-        .iter()
-        .find_map(|e| match e {
-            ProjectEvent::TaskNumberReserved(r) if r.task_id == task_id => Some(r.number),
-            _ => None,
-        })
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no task number was reserved")))?;
     let done = app
-        .execute::<Task>(&ctx, task_id, None, |_| Ok(create(number)))
+        .create_under::<Project, Task>(
+            &ctx,
+            (project_id, |_| {
+                Ok(ProjectCommand::ReserveTaskNumber { task_id })
+            }),
+            (task_id, |reserved| {
+                let number = reserved
+                    .iter()
+                    .find_map(|e| match e {
+                        ProjectEvent::TaskNumberReserved(r) if r.task_id == task_id => {
+                            Some(r.number)
+                        }
+                        _ => None,
+                    })
+                    .ok_or_else(|| {
+                        ApiError::Internal(anyhow::anyhow!("no task number was reserved"))
+                    })?;
+                Ok(create(number))
+            }),
+        )
         .await?;
     Ok(Accepted::new(StatusCode::CREATED, task_id, &done))
 }
