@@ -46,25 +46,57 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
     }
 }
 
-/// Deserializes a body, naming the offending field on a type mismatch.
+/// Deserializes a body: 400 when it is not one JSON value (trailing data
+/// included), 422 naming the field when it does not fit the type or a string
+/// holds a NUL character (PostgreSQL stores none, so it would fail later).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    // JSON first, the type second: serde_json reports a wrongly typed enum
+    // (`"priority": 5`) as a syntax error when it parses straight into `T`.
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
+    if let Some(field) = find_nul(&value, String::new()) {
+        return Err(ApiError::validation(
+            field,
+            "must not contain NUL characters (U+0000)",
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                ApiError::MalformedJson(format!("the body is not valid JSON: {inner}"))
-            }
-            _ => ApiError::Validation {
-                detail: "the body does not match the expected shape".into(),
-                errors: vec![FieldError {
-                    field: if field == "." { String::new() } else { field },
-                    message: strip_position(&inner.to_string()),
-                }],
-            },
+        ApiError::Validation {
+            detail: "the body does not match the expected shape".into(),
+            errors: vec![FieldError {
+                field: if field == "." { String::new() } else { field },
+                message: strip_position(&e.into_inner().to_string()),
+            }],
         }
     })
+}
+
+/// The path of the first string (or key) in `value` that holds a NUL.
+fn find_nul(value: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::String(s) => s.contains('\0').then_some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| find_nul(v, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(join(k))
+            } else {
+                find_nul(v, join(k))
+            }
+        }),
+        _ => None,
+    }
 }
 
 fn strip_position(message: &str) -> String {
@@ -189,6 +221,53 @@ mod tests {
         assert_ne!(ids.id("event", 0), ids.id("task", 0));
         assert_eq!(ids.id("event", 3).get_version_num(), 7);
         assert_eq!(ids.id("event", 3).get_variant(), uuid::Variant::RFC4122);
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        priority: Option<tasklog_domain::Priority>,
+    }
+
+    fn rejected(json: &str) -> (u16, Option<String>) {
+        let e = parse_json::<Body>(json.as_bytes()).unwrap_err();
+        let field = match &e {
+            ApiError::Validation { errors, .. } => Some(errors[0].field.clone()),
+            _ => None,
+        };
+        (e.parts().0.as_u16(), field)
+    }
+
+    #[test]
+    fn trailing_data_after_the_body_is_malformed_json() {
+        assert_eq!(rejected(r#"{"name":"t1"}garbage"#), (400, None));
+        assert_eq!(rejected(r#"{"name":"t1"} {}"#), (400, None));
+    }
+
+    #[test]
+    fn a_wrongly_typed_enum_is_a_validation_error_naming_the_field() {
+        assert_eq!(
+            rejected(r#"{"name":"t","priority":5}"#),
+            (422, Some("priority".into()))
+        );
+        assert_eq!(
+            rejected(r#"{"name":"t","priority":"highest"}"#),
+            (422, Some("priority".into()))
+        );
+    }
+
+    #[test]
+    fn a_nul_character_in_any_string_is_a_validation_error_naming_the_field() {
+        assert_eq!(
+            rejected(r#"{"name":"a\u0000b"}"#),
+            (422, Some("name".into()))
+        );
+        assert_eq!(
+            rejected(r#"{"name":"ok","x\u0000":1}"#),
+            (422, Some("x\u{0}".into()))
+        );
+        assert!(parse_json::<Body>(br#"{"name":"a\\u0000b"}"#).is_ok());
     }
 
     #[test]

@@ -754,7 +754,7 @@ fn operation(route: &Route, components: &mut Components) -> Value {
                 "The `ETag` (version) of the {aggregate} the client last saw, e.g. `\"3\"`; \
                  412 when it has moved on. Without it, a concurrent change is decided again."
             ),
-            "schema": { "type": "string" },
+            "schema": { "type": "string", "pattern": "^(W/)?\"?[0-9]{1,19}\"?$" },
             "example": "\"3\""
         }));
     }

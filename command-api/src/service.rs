@@ -10,7 +10,8 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use sqlx::PgPool;
 use tasklog_domain::{
-    decode_event, encode_event, stream_name, Aggregate, DomainEvent, Organization, Role,
+    decode_event, encode_event, stream_name, Aggregate, DomainError, DomainEvent, Organization,
+    Role,
 };
 use tasklog_event_store::{
     EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, RecordedEvent, StoreError,
@@ -243,17 +244,21 @@ impl AppState {
                 Some(loaded) => loaded,
                 None => self.load::<A>(id).await?,
             };
-            // The command is built first: it decides whether the aggregate
-            // exists and is the caller's (404), which no precondition may reveal.
-            let command = command(&loaded.state)?;
+            // Whether the object exists and is the caller's (404) is decided
+            // before any precondition, so a 412 never reveals another
+            // organization's object or its version.
+            let decided = loaded.state.decide(command(&loaded.state)?);
             if let Some(expected) = if_match {
                 if expected != loaded.version {
+                    if let Err(e @ DomainError::NotFound(_)) = decided {
+                        return Err(e.into());
+                    }
                     return Err(ApiError::PreconditionFailed {
                         current: loaded.version,
                     });
                 }
             }
-            let events = loaded.state.decide(command)?;
+            let events = decided?;
             if events.is_empty() {
                 return Ok(Executed {
                     state: loaded.state,

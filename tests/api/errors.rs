@@ -220,3 +220,111 @@ async fn a_rejected_create_takes_no_key_or_number() {
         "WEB-1"
     );
 }
+
+/// Text PostgreSQL would refuse (NUL), trailing data, a wrongly typed enum
+/// and dates outside `YYYY-MM-DD` with years 0001 to 9999 are refused at the
+/// edge with the field named; none of them takes a task number.
+#[tokio::test]
+async fn input_the_database_would_refuse_is_rejected_at_the_edge_and_takes_no_number() {
+    let app = spawn_app().await;
+    let (org, owner) = app.org().await;
+    let project = app.project(org, &owner, "EDG").await;
+    let tasks = format!("{}/v1/orgs/{org}/projects/{project}/tasks", app.address);
+    let send = |body: String, key: Option<&'static str>| {
+        let mut req = app
+            .client
+            .post(&tasks)
+            .bearer_auth(&owner.token)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(key) = key {
+            req = req.header("idempotency-key", key);
+        }
+        req.send()
+    };
+    let field_of = |v: serde_json::Value| v["errors"][0]["field"].as_str().unwrap().to_owned();
+
+    let nul = r#"{"title": "a\u0000b"}"#.to_owned();
+    let r = send(nul.clone(), None).await.unwrap();
+    assert_eq!(
+        field_of(assert_problem(r, 422, "validation_failed").await),
+        "title"
+    );
+    // With an Idempotency-Key the refusal is stored and replayed, never left "in progress".
+    let first = send(nul.clone(), Some("nul-key")).await.unwrap();
+    assert_problem(first, 422, "validation_failed").await;
+    let again = send(nul, Some("nul-key")).await.unwrap();
+    assert_problem(again, 422, "validation_failed").await;
+
+    let r = send(r#"{"title": "t"}garbage"#.into(), None).await.unwrap();
+    assert_problem(r, 400, "malformed_json").await;
+    for priority in ["5", "null", "\"highest\""] {
+        let r = send(format!(r#"{{"title": "t", "priority": {priority}}}"#), None)
+            .await
+            .unwrap();
+        let body = assert_problem(r, 422, "validation_failed").await;
+        assert_eq!(field_of(body), "priority", "priority {priority}");
+    }
+    for date in [
+        "+99999-01-01",
+        "-0001-01-01",
+        "2024-1-1",
+        "0000-01-01",
+        "2024-02-30",
+        "2024-01-01T00:00:00Z",
+    ] {
+        let r = send(format!(r#"{{"title": "t", "due_date": "{date}"}}"#), None)
+            .await
+            .unwrap();
+        let body = assert_problem(r, 422, "validation_failed").await;
+        assert_eq!(field_of(body), "due_date", "due date {date}");
+    }
+    let r = send(r#"{"title": "t", "due_date": "9999-12-31"}"#.into(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let task = crate::helpers::id_of(r).await;
+    let stored = app.stream(&format!("task-{task}")).await;
+    assert_eq!(
+        stored[0].1["key"], "EDG-1",
+        "no refused create took a number"
+    );
+    assert_eq!(stored[0].1["due_date"], "9999-12-31");
+}
+
+/// 405 is its own problem, not a 400.
+#[tokio::test]
+async fn a_wrong_method_is_a_405_method_not_allowed_problem() {
+    let app = spawn_app().await;
+    let (org, owner) = app.org().await;
+    let r = app
+        .request(
+            Method::PUT,
+            &format!("/v1/orgs/{org}/projects"),
+            &owner,
+            None,
+            &[],
+        )
+        .await;
+    assert_problem(r, 405, "method_not_allowed").await;
+}
+
+/// Marking read needs a notification that exists and is the caller's: an
+/// unknown one is 404 and the caller's inbox gets no event.
+#[tokio::test]
+async fn an_unknown_notification_cannot_be_marked_read() {
+    let app = spawn_app().await;
+    let (org, owner) = app.org().await;
+    let viewer = app.member(org, &owner, "vera", "viewer").await;
+    for user in [&owner, &viewer] {
+        let r = app
+            .post(
+                &format!("/v1/orgs/{org}/me/notifications/{}/read", Uuid::now_v7()),
+                user,
+                json!({}),
+            )
+            .await;
+        assert_problem(r, 404, "not_found").await;
+        assert!(app.stream(&format!("inbox-{}", user.id)).await.is_empty());
+    }
+}

@@ -116,7 +116,7 @@ async fn create_task(
         title: body.title.clone(),
         description: body.description.clone(),
         priority: body.priority,
-        due_date: body.due_date,
+        due_date: body.due_date.map(|d| d.0),
         workflow: project.workflow.clone(),
         created_by: caller.user_id,
     };
@@ -172,7 +172,7 @@ async fn edit_task(
             title: body.title.clone(),
             description: body.description.clone(),
             priority: body.priority,
-            due_date: body.due_date,
+            due_date: body.due_date.map(|d| d.map(|d| d.0)),
         }
     })
     .await?;
