@@ -10,7 +10,7 @@ use uuid::Uuid;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrganization {
-    /// 1 to 100 characters once trimmed.
+    /// 1 to 100 characters as sent, not blank.
     #[schemars(length(min = 1, max = 100), pattern(r"\S"))]
     pub name: String,
     /// The creator's handle in the organization; defaults to the token's `preferred_username`.
@@ -38,7 +38,7 @@ pub struct ChangeMemberRole {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
-    /// 1 to 100 characters once trimmed.
+    /// 1 to 100 characters as sent, not blank.
     #[schemars(length(min = 1, max = 100), pattern(r"\S"))]
     pub name: String,
     /// Short uppercase key, e.g. `WEB`; task keys are `WEB-1`, `WEB-2`, ...
@@ -49,7 +49,7 @@ pub struct CreateProject {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameProject {
-    /// 1 to 100 characters once trimmed.
+    /// 1 to 100 characters as sent, not blank.
     #[schemars(length(min = 1, max = 100), pattern(r"\S"))]
     pub name: String,
 }
@@ -57,10 +57,10 @@ pub struct RenameProject {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTask {
-    /// 1 to 200 characters once trimmed.
+    /// 1 to 200 characters as sent, not blank.
     #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
     pub title: String,
-    /// At most 10,000 characters once trimmed.
+    /// At most 10,000 characters.
     #[serde(default)]
     #[schemars(length(max = 10000))]
     pub description: String,
@@ -74,11 +74,11 @@ pub struct CreateTask {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditTask {
-    /// 1 to 200 characters once trimmed.
+    /// 1 to 200 characters as sent, not blank.
     #[serde(default)]
     #[schemars(length(min = 1, max = 200), pattern(r"\S"))]
     pub title: Option<String>,
-    /// At most 10,000 characters once trimmed.
+    /// At most 10,000 characters.
     #[serde(default)]
     #[schemars(length(max = 10000))]
     pub description: Option<String>,
@@ -158,23 +158,23 @@ pub struct AddTaskTag {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddComment {
-    /// Markdown text, 1 to 10,000 characters; `@handle` mentions of members notify them.
-    #[schemars(length(min = 1, max = 10000))]
+    /// Markdown text, 1 to 10,000 characters, not blank; `@handle` mentions of members notify them.
+    #[schemars(length(min = 1, max = 10000), pattern(r"\S"))]
     pub body: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditComment {
-    /// Markdown text, 1 to 10,000 characters.
-    #[schemars(length(min = 1, max = 10000))]
+    /// Markdown text, 1 to 10,000 characters, not blank.
+    #[schemars(length(min = 1, max = 10000), pattern(r"\S"))]
     pub body: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTag {
-    /// 1 to 50 characters once trimmed.
+    /// 1 to 50 characters as sent, not blank.
     #[schemars(length(min = 1, max = 50), pattern(r"\S"))]
     pub name: String,
     /// `#rrggbb`
@@ -186,7 +186,7 @@ pub struct CreateTag {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameTag {
-    /// 1 to 50 characters once trimmed.
+    /// 1 to 50 characters as sent, not blank.
     #[schemars(length(min = 1, max = 50), pattern(r"\S"))]
     pub name: String,
 }

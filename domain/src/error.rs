@@ -69,10 +69,12 @@ impl Checks {
         }
     }
 
-    /// Checks that an (already trimmed) text has `min..=max` characters.
+    /// Checks a text as sent: at least `min` characters once trimmed, at
+    /// most `max` as sent (what the published schemas' `maxLength` says).
     pub(crate) fn length(&mut self, field: &str, value: &str, min: usize, max: usize) {
+        let trimmed = value.trim().chars().count();
         let len = value.chars().count();
-        if len < min {
+        if trimmed < min {
             if min == 1 {
                 self.check(false, field, "must not be empty");
             } else {

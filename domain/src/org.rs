@@ -223,10 +223,10 @@ impl Aggregate for Organization {
                 if self.exists {
                     return Err(DomainError::AlreadyExists("organization"));
                 }
-                let name = name.trim().to_owned();
-                let owner_handle = normalize_handle(&owner_handle);
                 let mut checks = Checks::default();
                 checks.length("name", &name, 1, 100);
+                let name = name.trim().to_owned();
+                let owner_handle = normalize_handle(&owner_handle);
                 checks.check(validate_handle(&owner_handle), "owner_handle", HANDLE_RULE);
                 checks.finish()?;
                 Ok(vec![OrganizationCreated {

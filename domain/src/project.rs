@@ -130,10 +130,10 @@ impl Aggregate for Project {
                 if self.exists {
                     return Err(DomainError::AlreadyExists("project"));
                 }
-                let name = name.trim().to_owned();
-                let key = key.trim().to_owned();
                 let mut checks = Checks::default();
                 checks.length("name", &name, 1, 100);
+                let name = name.trim().to_owned();
+                let key = key.trim().to_owned();
                 check_project_key(&mut checks, &key);
                 checks.finish()?;
                 Ok(vec![ProjectCreated {
@@ -150,8 +150,8 @@ impl Aggregate for Project {
                 if self.archived {
                     return Err(DomainError::Archived("project"));
                 }
-                let name = name.trim().to_owned();
                 check_name(&name)?;
+                let name = name.trim().to_owned();
                 if name == self.name {
                     return Ok(vec![]);
                 }

@@ -110,10 +110,10 @@ impl Aggregate for TagCatalog {
                 if self.contains(tag_id) || self.deleted.contains(&tag_id) {
                     return Err(DomainError::AlreadyExists("tag"));
                 }
-                let name = name.trim().to_owned();
-                let color = color.map(|color| color.trim().to_ascii_lowercase());
                 let mut checks = Checks::default();
                 checks.length("name", &name, 1, 50);
+                let name = name.trim().to_owned();
+                let color = color.map(|color| color.trim().to_ascii_lowercase());
                 if let Some(color) = &color {
                     checks.check(is_hex_color(color), "color", "must be #rrggbb");
                 }
@@ -130,10 +130,10 @@ impl Aggregate for TagCatalog {
             }
             TagCommand::RenameTag { tag_id, name } => {
                 let tag = self.tags.get(&tag_id).ok_or(DomainError::NotFound("tag"))?;
-                let name = name.trim().to_owned();
                 let mut checks = Checks::default();
                 checks.length("name", &name, 1, 50);
                 checks.finish()?;
+                let name = name.trim().to_owned();
                 if name == tag.name {
                     return Ok(vec![]);
                 }

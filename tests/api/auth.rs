@@ -59,12 +59,73 @@ async fn requests_without_a_valid_bearer_token_get_401() {
     .await;
 }
 
+/// The leeway for clock skew is small: a token that expired a little longer
+/// ago than it is refused (with the 30 s it once had, this one passed).
+#[tokio::test]
+async fn a_token_expired_just_past_the_leeway_is_refused() {
+    let app = spawn_app().await;
+    let now = chrono::Utc::now().timestamp() as u64;
+    let leeway = tasklog_command_api::auth::TOKEN_LEEWAY_SECONDS;
+    assert!(leeway <= 10, "the leeway stays small");
+    let late = User {
+        id: Uuid::now_v7(),
+        token: token_expiring_at(now - leeway - 5),
+    };
+    assert_problem(
+        app.post("/v1/orgs", &late, json!({"name": "x"})).await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    let fresh = User {
+        id: Uuid::now_v7(),
+        token: token_expiring_at(now + 60),
+    };
+    assert_eq!(
+        app.post("/v1/orgs", &fresh, json!({"name": "x"}))
+            .await
+            .status(),
+        201
+    );
+}
+
+/// The scheme name of `Authorization` is case-insensitive (RFC 9110 §11.1).
+#[tokio::test]
+async fn the_bearer_scheme_is_matched_whatever_its_case() {
+    let app = spawn_app().await;
+    let token = token_expiring_at(chrono::Utc::now().timestamp() as u64 + 60);
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let r = app
+            .client
+            .post(format!("{}/v1/orgs", app.address))
+            .header("authorization", format!("{scheme} {token}"))
+            .json(&json!({"name": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "scheme {scheme}");
+    }
+    let r = app
+        .client
+        .post(format!("{}/v1/orgs", app.address))
+        .header("authorization", format!("Basic {token}"))
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 401, "unauthenticated").await;
+}
+
 fn expired_token() -> String {
+    token_expiring_at(2_000)
+}
+
+fn token_expiring_at(exp: u64) -> String {
     let claims = tasklog_command_api::auth::Claims {
         sub: Uuid::now_v7(),
         preferred_username: Some("late".into()),
-        iat: 1_000,
-        exp: 2_000,
+        iat: exp.saturating_sub(3_600),
+        exp,
     };
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
