@@ -5,3 +5,4 @@ mod consistency;
 mod details;
 mod helpers;
 mod lists;
+mod live;
