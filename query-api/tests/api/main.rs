@@ -1,6 +1,7 @@
 //! The query API over a real socket against real PostgreSQL.
 
 mod access;
+mod bad_input;
 mod consistency;
 mod details;
 mod helpers;
