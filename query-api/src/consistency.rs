@@ -98,11 +98,6 @@ impl CheckpointMoves {
             })
             .subscribe()
     }
-
-    /// Announcements (and reconnections) heard so far; 0 before the first wait.
-    pub fn heard(&self) -> u64 {
-        self.sender.get().map_or(0, |s| *s.borrow())
-    }
 }
 
 /// Counts announcements, and reconnections (which may have lost some), for

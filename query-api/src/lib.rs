@@ -90,16 +90,16 @@ impl QueryState {
             ))
         };
         let Some(token) = consistency.0 else {
-            return if self.is_member(caller, org).await? {
-                Ok(())
-            } else {
-                Err(forbidden())
+            return match self.is_member(caller, org).await? {
+                Some(true) => Ok(()),
+                Some(false) => Err(forbidden()),
+                None => Err(not_built().into()),
             };
         };
         // Read-your-writes covers a membership just granted, which the
         // directory may not show yet: ask the organization's own events,
         // which are never behind, before waiting on the read model's behalf.
-        let shown = self.is_member(caller, org).await?;
+        let shown = self.is_member(caller, org).await? == Some(true);
         if !shown && !self.is_member_in_log(caller, org).await? {
             return Err(forbidden());
         }
@@ -115,22 +115,30 @@ impl QueryState {
         )
         .await?;
         // The read model now as of the token: it decides, as without one.
-        if shown || self.is_member(caller, org).await? {
+        if shown || self.is_member(caller, org).await? == Some(true) {
             Ok(())
         } else {
             Err(forbidden())
         }
     }
 
-    /// Membership as the `directory` read model shows it.
-    async fn is_member(&self, caller: &Caller, org: Uuid) -> Result<bool, QueryError> {
-        Ok(sqlx::query_scalar(
+    /// Membership as the `directory` read model shows it; `None` before the
+    /// projectors first made it (a fresh deployment: the view is not there).
+    async fn is_member(&self, caller: &Caller, org: Uuid) -> Result<Option<bool>, QueryError> {
+        let shown = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM read.members WHERE org_id = $1 AND user_id = $2)",
         )
         .bind(org)
         .bind(caller.user_id)
         .fetch_one(&self.pool)
-        .await?)
+        .await;
+        match shown {
+            Ok(shown) => Ok(Some(shown)),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(UNDEFINED_TABLE) => {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Membership as the organization's stream has it now.
@@ -150,6 +158,14 @@ impl QueryState {
             .role_of(caller.user_id)
             .is_some())
     }
+}
+
+/// SQLSTATE of a relation that does not exist.
+const UNDEFINED_TABLE: &str = "42P01";
+
+/// 503 before the projectors have made the read models at all.
+fn not_built() -> ApiError {
+    ApiError::Unavailable("the read models are not built yet; retry shortly".into())
 }
 
 /// The whole query API.

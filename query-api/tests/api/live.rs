@@ -137,7 +137,7 @@ impl Live {
     async fn project(&self, target: LogPosition) {
         for (projector, g) in &self.projectors {
             let mut caught_up = false;
-            for _ in 0..1000 {
+            for _ in 0..6000 {
                 if projector
                     .project_next_batch(*g, true)
                     .await
