@@ -22,8 +22,11 @@ use crate::error::QueryError;
 pub const HEADER: &str = "x-consistency-token";
 
 /// How often the checkpoints are read again while waiting when no
-/// announcement comes (one lost while the listener reconnected).
-const POLL_EVERY: Duration = Duration::from_millis(100);
+/// announcement comes (one lost while the listener reconnected), by default.
+pub const DEFAULT_POLL_EVERY: Duration = Duration::from_millis(100);
+
+/// How long the listener waits before connecting again after a failure.
+const RECONNECT_AFTER: Duration = Duration::from_millis(100);
 
 /// The projections, by the names their checkpoints are stored under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,8 +79,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Consistency {
 }
 
 /// Wakes waiting requests when a checkpoint moves: one listener on
-/// [`CHECKPOINT_CHANNEL`] per process, started at the first wait, instead of
-/// every request polling.
+/// [`CHECKPOINT_CHANNEL`] per process, started at the first wait and kept
+/// for as long as the process runs (reconnecting when it loses its
+/// connection), instead of every request polling.
 #[derive(Clone, Default)]
 pub struct CheckpointMoves {
     sender: Arc<OnceLock<watch::Sender<u64>>>,
@@ -96,41 +100,46 @@ impl CheckpointMoves {
     }
 }
 
-/// Counts announcements (and reconnections, which may have lost some) until
-/// no receiver is left.
+/// Counts announcements, and reconnections (which may have lost some), for
+/// good: a wait that starts when no other request is waiting must be woken
+/// by announcements as much as the first one was. Ends only with the pool.
 async fn listen(pool: PgPool, moves: watch::Sender<u64>) {
-    while !moves.is_closed() {
+    while !pool.is_closed() {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for checkpoint moves; retrying");
-                tokio::time::sleep(POLL_EVERY).await;
+                tokio::time::sleep(RECONNECT_AFTER).await;
                 continue;
             }
         };
         if let Err(e) = listener.listen(CHECKPOINT_CHANNEL).await {
             tracing::warn!(error = %e, "cannot listen for checkpoint moves; retrying");
+            tokio::time::sleep(RECONNECT_AFTER).await;
             continue;
         }
+        // Waiters read the checkpoints again: a move may have gone unheard.
         moves.send_modify(|n| *n += 1);
         loop {
-            tokio::select! {
-                moved = listener.try_recv() => match moved {
-                    Ok(_) => moves.send_modify(|n| *n += 1),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "lost the checkpoint listener; reconnecting");
-                        break;
-                    }
-                },
-                _ = moves.closed() => return,
+            match listener.try_recv().await {
+                Ok(Some(_)) => moves.send_modify(|n| *n += 1),
+                // The connection was lost (and PgListener reconnects on the
+                // next call); whatever was announced meanwhile is unheard.
+                Ok(None) => moves.send_modify(|n| *n += 1),
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the checkpoint listener; reconnecting");
+                    tokio::time::sleep(RECONNECT_AFTER).await;
+                    break;
+                }
             }
         }
     }
 }
 
 /// Waits until every one of `projections` has applied `token`, reading the
-/// checkpoints of their active generations again whenever one moves; 503
-/// `not_yet_consistent` after `bound`.
+/// checkpoints of their active generations again whenever one moves (and
+/// every `poll` in case an announcement was lost); 503 `not_yet_consistent`
+/// after `bound`.
 #[tracing::instrument(skip(pool, moves, projections), fields(token = %token))]
 pub async fn wait_until_applied(
     pool: &PgPool,
@@ -138,6 +147,7 @@ pub async fn wait_until_applied(
     token: LogPosition,
     projections: &[Projection],
     bound: Duration,
+    poll: Duration,
 ) -> Result<(), QueryError> {
     let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
     let started = Instant::now();
@@ -155,7 +165,7 @@ pub async fn wait_until_applied(
         }
         tokio::select! {
             _ = moved.changed() => {}
-            _ = tokio::time::sleep(POLL_EVERY.min(bound - waited)) => {}
+            _ = tokio::time::sleep(poll.min(bound - waited)) => {}
         }
     }
 }

@@ -25,6 +25,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use tasklog_command_api::auth::{Authenticator, Caller, HasAuthenticator};
 use tasklog_command_api::error::ApiError;
+use tasklog_domain::{decode_event, replay, stream_name, OrgEvent, Organization};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
@@ -43,6 +44,9 @@ pub struct QueryState {
     /// How long a request waits for the projections to apply its
     /// `X-Consistency-Token` before answering 503 `not_yet_consistent`.
     pub consistency_wait: Duration,
+    /// How often a waiting request reads the checkpoints again when no
+    /// announcement woke it (one lost while the listener reconnected).
+    pub consistency_poll: Duration,
     /// Wakes requests waiting for a consistency token.
     pub checkpoint_moves: consistency::CheckpointMoves,
 }
@@ -60,14 +64,19 @@ impl QueryState {
             pool,
             auth,
             consistency_wait: DEFAULT_CONSISTENCY_WAIT,
+            consistency_poll: consistency::DEFAULT_POLL_EVERY,
             checkpoint_moves: Default::default(),
         }
     }
 
-    /// Lets the caller read organization `org`: waits for the consistency
-    /// token on `reads` (and `directory`, where membership lives), then
-    /// requires membership. A non-member gets the same 403 whether or not the
-    /// organization exists.
+    /// Lets the caller read organization `org`: requires membership, then
+    /// waits for the consistency token on `reads` (and `directory`, where
+    /// membership lives). A non-member gets the same 403 whether or not the
+    /// organization exists, at once: who may read is decided before any wait.
+    ///
+    /// Objects are looked up (and another organization's answered like a
+    /// missing one) only after the wait, so that neither the answer nor how
+    /// long it takes tells a foreign id from a missing one.
     pub async fn admit(
         &self,
         caller: &Caller,
@@ -75,31 +84,88 @@ impl QueryState {
         consistency: Consistency,
         reads: &[Projection],
     ) -> Result<(), QueryError> {
-        if let Some(token) = consistency.0 {
-            let mut needed = vec![Projection::Directory];
-            needed.extend(reads.iter().filter(|p| **p != Projection::Directory));
-            consistency::wait_until_applied(
-                &self.pool,
-                &self.checkpoint_moves,
-                token,
-                &needed,
-                self.consistency_wait,
-            )
-            .await?;
+        let forbidden = || {
+            QueryError::from(ApiError::Forbidden(
+                "you are not a member of this organization".into(),
+            ))
+        };
+        let Some(token) = consistency.0 else {
+            return match self.is_member(caller, org).await? {
+                Some(true) => Ok(()),
+                Some(false) => Err(forbidden()),
+                None => Err(not_built().into()),
+            };
+        };
+        // Read-your-writes covers a membership just granted, which the
+        // directory may not show yet: ask the organization's own events,
+        // which are never behind, before waiting on the read model's behalf.
+        let shown = self.is_member(caller, org).await? == Some(true);
+        if !shown && !self.is_member_in_log(caller, org).await? {
+            return Err(forbidden());
         }
-        let member: bool = sqlx::query_scalar(
+        let mut needed = vec![Projection::Directory];
+        needed.extend(reads.iter().filter(|p| **p != Projection::Directory));
+        consistency::wait_until_applied(
+            &self.pool,
+            &self.checkpoint_moves,
+            token,
+            &needed,
+            self.consistency_wait,
+            self.consistency_poll,
+        )
+        .await?;
+        // The read model now as of the token: it decides, as without one.
+        if shown || self.is_member(caller, org).await? == Some(true) {
+            Ok(())
+        } else {
+            Err(forbidden())
+        }
+    }
+
+    /// Membership as the `directory` read model shows it; `None` before the
+    /// projectors first made it (a fresh deployment: the view is not there).
+    async fn is_member(&self, caller: &Caller, org: Uuid) -> Result<Option<bool>, QueryError> {
+        let shown = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM read.members WHERE org_id = $1 AND user_id = $2)",
         )
         .bind(org)
         .bind(caller.user_id)
         .fetch_one(&self.pool)
-        .await?;
-        if member {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden("you are not a member of this organization".into()).into())
+        .await;
+        match shown {
+            Ok(shown) => Ok(Some(shown)),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(UNDEFINED_TABLE) => {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
         }
     }
+
+    /// Membership as the organization's stream has it now.
+    async fn is_member_in_log(&self, caller: &Caller, org: Uuid) -> Result<bool, QueryError> {
+        let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
+            "SELECT event_type, payload FROM events WHERE stream_id = $1 ORDER BY stream_version",
+        )
+        .bind(stream_name::<Organization>(org))
+        .fetch_all(&self.pool)
+        .await?;
+        let events = rows
+            .into_iter()
+            .map(|(event_type, payload)| decode_event::<OrgEvent>(&event_type, payload))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        Ok(replay::<Organization>(events)
+            .role_of(caller.user_id)
+            .is_some())
+    }
+}
+
+/// SQLSTATE of a relation that does not exist.
+const UNDEFINED_TABLE: &str = "42P01";
+
+/// 503 before the projectors have made the read models at all.
+fn not_built() -> ApiError {
+    ApiError::Unavailable("the read models are not built yet; retry shortly".into())
 }
 
 /// The whole query API.

@@ -96,7 +96,9 @@ mod shapes {
         pub event_type: String,
         pub actor: Option<Uuid>,
         pub occurred_at: DateTime<Utc>,
-        /// The event's payload, as its schema in `schemas/events/` describes it.
+        /// The event's payload, as its schema in `schemas/events/` describes it;
+        /// but once a comment is deleted, its `CommentAdded` and `CommentEdited`
+        /// lose `body` and `mentions` and say `"redacted": true`.
         pub data: serde_json::Value,
     }
 }
@@ -210,13 +212,19 @@ fn routes() -> Vec<Route> {
             param(
                 "due_before",
                 "Only tasks due before this day.",
-                json!({ "type": "string", "format": "date" }),
+                json!({
+                    "type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                    "description": "YYYY-MM-DD, a year from 0001 to 9999"
+                }),
                 "2030-01-31",
             ),
             param(
                 "due_after",
                 "Only tasks due after this day.",
-                json!({ "type": "string", "format": "date" }),
+                json!({
+                    "type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                    "description": "YYYY-MM-DD, a year from 0001 to 9999"
+                }),
                 "2020-01-01",
             ),
             param(
@@ -374,7 +382,7 @@ fn operation(route: &Route, components: &mut Components) -> Value {
             "required": false,
             "description": "An `ETag` this endpoint gave; 304 without a body while it still matches.",
             "schema": { "type": "string" },
-            "example": "\"3\""
+            "example": "\"3-5d41402abc4b2a76b9719d911017c592\""
         }));
     }
 
@@ -395,11 +403,9 @@ fn operation(route: &Route, components: &mut Components) -> Value {
     }
     responses.insert("200".into(), ok);
     // 400: an unusable X-Consistency-Token or query string; 404: an id that
-    // does not parse, or nothing with it in this organization.
-    let mut statuses = vec![400, 401, 403, 404, 500, 503];
-    if !route.query.is_empty() {
-        statuses.push(422);
-    }
+    // does not parse, or nothing with it in this organization; 422: a query
+    // parameter this route does not take (every route refuses unknown ones).
+    let statuses = [400, 401, 403, 404, 422, 500, 503];
     for status in statuses {
         responses.insert(
             status.to_string(),
@@ -454,11 +460,14 @@ fn build() -> Value {
     let c = &mut doc["components"];
     c["schemas"] = Value::Object(components.finish());
     c["responses"] = Value::Object(error_responses(&[
-        (400, "`X-Consistency-Token` is not a token a command returned, or the query string is unusable."),
+        (400, "`X-Consistency-Token` is not a token a command returned, or a query parameter's \
+               name is not percent-encoded UTF-8."),
         (401, "No bearer token, or one that does not verify."),
         (403, "Not a member of the organization; a non-member gets this whether or not the organization exists."),
         (404, "No such resource in this organization (another organization's is not found either)."),
-        (422, "A query parameter is unknown, repeated or malformed; `errors` names it."),
+        (422, "A query parameter is unknown, repeated or malformed (not UTF-8, a NUL byte, a date \
+               outside 0001-01-01 to 9999-12-31, a cursor this endpoint did not give); `errors` \
+               names it."),
         (500, "A bug; the log has the details."),
         (503, "`not_yet_consistent`: a projection this endpoint reads has not applied the \
                `X-Consistency-Token` within the wait (2 s by default); retry. Or `unavailable`: \
@@ -476,7 +485,11 @@ fn build() -> Value {
         }
     });
     c["headers"]["ETag"] = json!({
-        "description": "The resource's version, e.g. `\"4\"`: the `If-Match` for its next command.",
+        "description": "`\"<version>-<digest>\"`: the resource's version, then a digest of this \
+                        body, so it changes whenever the body does (a tag renamed, a task \
+                        counted), and `If-None-Match` never answers 304 for a changed body. \
+                        The `If-Match` of the next command is the `version` (the part before \
+                        the dash).",
         "schema": { "type": "string" }
     });
     doc

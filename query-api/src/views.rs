@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::postgres::PgRow;
@@ -147,13 +146,22 @@ pub struct Items<T> {
     pub items: Vec<T>,
 }
 
-/// `body` with `ETag: "<version>"`, or 304 when `If-None-Match` names it already.
+/// `body` with a strong `ETag: "<version>-<digest>"`, or 304 when
+/// `If-None-Match` names it already. The digest is of the serialized body,
+/// so the tag changes whenever the body does, also when something the body
+/// shows changes without the resource's version (a tag renamed, a task
+/// counted); the version leads so that `If-Match` can take it.
 pub fn tagged<T: Serialize>(request: &HeaderMap, version: i64, body: T) -> Response {
-    let etag = format!("\"{version}\"");
+    let json = match serde_json::to_vec(&body) {
+        Ok(json) => json,
+        Err(e) => return tasklog_command_api::error::ApiError::Internal(e.into()).into_response(),
+    };
+    let etag = etag(version, &json);
     let matches = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
+            // If-None-Match compares weakly (RFC 9110 §13.1.2).
             v.split(',')
                 .map(|t| t.trim().trim_start_matches("W/"))
                 .any(|t| t == etag || t == "*")
@@ -161,10 +169,44 @@ pub fn tagged<T: Serialize>(request: &HeaderMap, version: i64, body: T) -> Respo
     let mut response = if matches {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        Json(body).into_response()
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            json,
+        )
+            .into_response()
     };
     if let Ok(v) = HeaderValue::from_str(&etag) {
         response.headers_mut().insert(header::ETAG, v);
     }
     response
+}
+
+/// `"<version>-<first 16 bytes of sha256(json), hex>"`.
+fn etag(version: i64, json: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let digest = Sha256::digest(json);
+    let mut tag = format!("\"{version}-");
+    for b in &digest[..16] {
+        let _ = write!(tag, "{b:02x}");
+    }
+    tag.push('"');
+    tag
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_etag_changes_with_the_body_and_leads_with_the_version() {
+        let a = etag(3, br#"{"name":"bug"}"#);
+        let b = etag(3, br#"{"name":"defect"}"#);
+        assert_ne!(a, b);
+        assert_eq!(a, etag(3, br#"{"name":"bug"}"#));
+        assert!(a.starts_with("\"3-") && a.ends_with('"') && a.len() == 2 + 2 + 32);
+    }
 }

@@ -29,10 +29,18 @@ impl Projection for Activity {
         events: &[RecordedEvent],
     ) -> Result<(), ApplyError> {
         let mut rows = Rows::default();
+        let mut deleted = Deleted::default();
         for e in events {
             let (category, task) = stream_parts(e)?;
             if category != "task" {
                 continue;
+            }
+            if e.event_type == "CommentDeleted" {
+                let comment = e.payload["comment_id"].as_str().ok_or_else(|| {
+                    ApplyError::Failed(format!("CommentDeleted {} has no comment_id", e.event_id))
+                })?;
+                deleted.task_id.push(task);
+                deleted.comment_id.push(comment);
             }
             rows.event_id.push(e.event_id);
             rows.org_id.push(e.metadata.org_id);
@@ -63,8 +71,34 @@ impl Projection for Activity {
         .bind(&rows.data)
         .execute(&mut *tx)
         .await?;
+        if !deleted.task_id.is_empty() {
+            // After the insert, so that it covers this batch's rows as well.
+            sqlx::query(REDACT)
+                .bind(&deleted.task_id)
+                .bind(&deleted.comment_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         Ok(())
     }
+}
+
+/// A deleted comment's text (and whom it mentioned) leaves the history of
+/// its task: the rows of its `CommentAdded` and `CommentEdited` keep the
+/// comment's id and author and say `"redacted": true`. The event log keeps
+/// the text for auditors.
+const REDACT: &str = "\
+UPDATE activity a SET data = (a.data - 'body' - 'mentions') || '{\"redacted\": true}'::jsonb
+  FROM UNNEST($1::uuid[], $2::text[]) AS d(task_id, comment_id)
+ WHERE a.task_id = d.task_id
+   AND a.event_type IN ('CommentAdded', 'CommentEdited')
+   AND a.data->>'comment_id' = d.comment_id";
+
+/// The comments a batch deletes, with their tasks (the index leads with the task).
+#[derive(Default)]
+struct Deleted<'a> {
+    task_id: Vec<uuid::Uuid>,
+    comment_id: Vec<&'a str>,
 }
 
 /// The batch's rows, column by column (the shape UNNEST takes).

@@ -186,15 +186,21 @@ impl Fold {
             }
             TaskEvent::CommentEdited(c) => {
                 if let Some(comment) = self.comments.get_mut(&c.comment_id) {
-                    comment.row.body = c.body;
-                    comment.row.mentions = c.mentions;
-                    comment.row.edited_at = Some(at);
+                    if !comment.row.deleted {
+                        comment.row.body = c.body;
+                        comment.row.mentions = c.mentions;
+                        comment.row.edited_at = Some(at);
+                    }
                 }
             }
             TaskEvent::CommentDeleted(c) => {
                 task.comment_count -= 1;
+                // A deleted comment's text leaves every read model; the
+                // event log keeps it for auditors.
                 if let Some(comment) = self.comments.get_mut(&c.comment_id) {
                     comment.row.deleted = true;
+                    comment.row.body = String::new();
+                    comment.row.mentions = Vec::new();
                 }
             }
         }

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::consistency::{Consistency, Projection};
 use crate::error::QueryError;
+use crate::params::Params;
 use crate::views::Items;
 use crate::QueryState;
 
@@ -36,7 +37,9 @@ async fn tags(
     caller: Caller,
     AppPath(org): AppPath<Uuid>,
     consistency: Consistency,
+    params: Params,
 ) -> Result<Json<Items<Tag>>, QueryError> {
+    params.only(&[])?;
     state
         .admit(&caller, org, consistency, &[Projection::Tasks])
         .await?;
@@ -77,7 +80,9 @@ async fn members(
     caller: Caller,
     AppPath(org): AppPath<Uuid>,
     consistency: Consistency,
+    params: Params,
 ) -> Result<Json<Items<Member>>, QueryError> {
+    params.only(&[])?;
     state.admit(&caller, org, consistency, &[]).await?;
     let rows: Vec<(Uuid, String, String, DateTime<Utc>)> = sqlx::query_as(
         "SELECT user_id, handle, role, joined_at

@@ -12,8 +12,9 @@ use uuid::Uuid;
 
 use crate::consistency::{Consistency, Projection};
 use crate::cursor;
+use crate::error::bad_param;
 use crate::error::QueryError;
-use crate::params::Params;
+use crate::params::{time_in_range, Params};
 use crate::views::Page;
 use crate::QueryState;
 
@@ -49,6 +50,9 @@ async fn list(
     let limit = params.limit()?;
     let after: Option<(DateTime<Utc>, Uuid)> =
         params.one("cursor")?.map(cursor::decode).transpose()?;
+    if after.is_some_and(|(at, _)| !time_in_range(at)) {
+        return Err(bad_param("cursor", "not a cursor this endpoint returned"));
+    }
     state
         .admit(
             &caller,

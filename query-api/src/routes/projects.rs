@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::consistency::{Consistency, Projection};
 use crate::error::QueryError;
+use crate::params::Params;
 use crate::views::{tagged, Items, Project, Task, TASK_COLUMNS};
 use crate::QueryState;
 
@@ -38,7 +39,9 @@ async fn list(
     caller: Caller,
     AppPath(org): AppPath<Uuid>,
     consistency: Consistency,
+    params: Params,
 ) -> Result<Json<Items<Project>>, QueryError> {
+    params.only(&[])?;
     state.admit(&caller, org, consistency, READS).await?;
     let rows = sqlx::query(
         "SELECT project_id, name, key, archived, created_at, updated_at, version
@@ -77,7 +80,9 @@ async fn detail(
     AppPath((org, project)): AppPath<(Uuid, Uuid)>,
     consistency: Consistency,
     headers: HeaderMap,
+    params: Params,
 ) -> Result<Response, QueryError> {
+    params.only(&[])?;
     state.admit(&caller, org, consistency, READS).await?;
     let row = project_row(&state, org, project).await?;
     let mut view = Project::from_row(&row)?;
@@ -141,7 +146,9 @@ async fn board(
     caller: Caller,
     AppPath((org, project)): AppPath<(Uuid, Uuid)>,
     consistency: Consistency,
+    params: Params,
 ) -> Result<Json<Board>, QueryError> {
+    params.only(&[])?;
     state.admit(&caller, org, consistency, READS).await?;
     let row = project_row(&state, org, project).await?;
     let workflow: serde_json::Value = row.try_get("workflow")?;

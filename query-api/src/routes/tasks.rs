@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::consistency::{Consistency, Projection};
 use crate::cursor;
 use crate::error::{bad_param, QueryError};
-use crate::params::Params;
+use crate::params::{date_in_range, time_in_range, Params};
 use crate::routes::projects::project_row;
 use crate::views::{tagged, Comment, Page, TagDetail, Task, TaskDetail, TASK_COLUMNS};
 use crate::QueryState;
@@ -125,7 +125,10 @@ impl Sort {
         };
         match self.key {
             SortKey::Created | SortKey::Updated => {
-                let at: DateTime<Utc> = serde_json::from_value(key).map_err(|_| invalid())?;
+                let at: DateTime<Utc> = serde_json::from_value(key)
+                    .ok()
+                    .filter(|at| time_in_range(*at))
+                    .ok_or_else(invalid)?;
                 let column = if self.key == SortKey::Created {
                     "t.created_at"
                 } else {
@@ -140,7 +143,10 @@ impl Sort {
                 qb.push_bind(rank).push(", ").push_bind(id).push(")");
             }
             SortKey::Due => {
-                let due: Option<NaiveDate> = serde_json::from_value(key).map_err(|_| invalid())?;
+                let due: Option<NaiveDate> = serde_json::from_value(key)
+                    .ok()
+                    .filter(|due: &Option<NaiveDate>| due.is_none_or(date_in_range))
+                    .ok_or_else(invalid)?;
                 match due {
                     Some(due) => {
                         qb.push(format!(" AND (t.due_date{op}"))
@@ -305,7 +311,9 @@ async fn detail(
     AppPath((org, task)): AppPath<(Uuid, Uuid)>,
     consistency: Consistency,
     headers: HeaderMap,
+    params: Params,
 ) -> Result<Response, QueryError> {
+    params.only(&[])?;
     state.admit(&caller, org, consistency, READS).await?;
     let row = sqlx::query(&format!(
         "SELECT {TASK_COLUMNS} FROM read.tasks t WHERE t.task_id = $1 AND t.org_id = $2"
@@ -381,6 +389,9 @@ async fn activity(
     params.only(&["limit", "cursor"])?;
     let limit = params.limit()?;
     let after: Option<(i64, i64)> = params.one("cursor")?.map(cursor::decode).transpose()?;
+    if after.is_some_and(|(commit, event)| commit < 0 || event < 0) {
+        return Err(bad_param("cursor", "not a cursor this endpoint returned"));
+    }
     state
         .admit(&caller, org, consistency, &[Projection::Activity])
         .await?;

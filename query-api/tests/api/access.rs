@@ -1,6 +1,7 @@
-use serde_json::Value;
+use serde_json::json;
+use uuid::Uuid;
 
-use crate::helpers::{assert_problem, spawn_app};
+use crate::helpers::{assert_problem, seed_activity, spawn_app};
 
 #[tokio::test]
 async fn requests_without_a_valid_token_are_unauthenticated() {
@@ -22,41 +23,64 @@ async fn requests_without_a_valid_token_are_unauthenticated() {
     app.teardown().await;
 }
 
+/// Every query route of organization `org`, naming `project` and `task`.
+fn every_route(org: Uuid, project: Uuid, task: Uuid) -> Vec<String> {
+    [
+        "projects".to_owned(),
+        format!("projects/{project}"),
+        format!("projects/{project}/board"),
+        format!("projects/{project}/tasks"),
+        format!("projects/{project}/tasks?status=todo&sort=-priority"),
+        format!("tasks/{task}"),
+        format!("tasks/{task}/activity"),
+        "tags".to_owned(),
+        "members".to_owned(),
+        "me/notifications".to_owned(),
+        "me/notifications?unread=true".to_owned(),
+    ]
+    .into_iter()
+    .map(|suffix| format!("/v1/orgs/{org}/{suffix}"))
+    .collect()
+}
+
 #[tokio::test]
 async fn a_non_member_gets_the_same_forbidden_answer_whether_or_not_the_org_exists() {
     let app = spawn_app().await;
     let w = &app.world;
-    let missing = uuid::Uuid::now_v7();
+    let missing = Uuid::now_v7();
+    let forbidden = json!({
+        "type": "https://tasklog.dev/problems/forbidden",
+        "title": "Forbidden",
+        "status": 403,
+        "detail": "you are not a member of this organization",
+        "code": "forbidden"
+    });
+    let task = w.task("Crash on save").id;
 
-    for suffix in ["projects", "tags", "members", "me/notifications"] {
-        let existing = app
-            .get(&format!("/v1/orgs/{}/{suffix}", w.org), &w.eve)
-            .await;
-        let existing = assert_problem(existing, 403, "forbidden").await;
-        let absent = app
-            .get(&format!("/v1/orgs/{missing}/{suffix}"), &w.eve)
-            .await;
-        let absent = assert_problem(absent, 403, "forbidden").await;
-        assert_eq!(existing, absent);
-        assert_eq!(
-            existing,
-            serde_json::json!({
-                "type": "https://tasklog.dev/problems/forbidden",
-                "title": "Forbidden",
-                "status": 403,
-                "detail": "you are not a member of this organization",
-                "code": "forbidden"
-            })
-        );
+    // Eve is in no organization; carol is in another one. Whatever the
+    // organization and ids (its own, another's, none at all), one answer.
+    for user in [&w.eve, &w.carol] {
+        for org in [w.org, missing] {
+            for (project, task) in [
+                (w.project, task),
+                (w.other_project, w.other_task),
+                (Uuid::now_v7(), Uuid::now_v7()),
+            ] {
+                for path in every_route(org, project, task) {
+                    for headers in [
+                        &[][..],
+                        &[("x-consistency-token", "1.0")][..],
+                        &[("if-none-match", "\"3\"")][..],
+                    ] {
+                        let r = app.get_as(&path, user, headers).await;
+                        let body = assert_problem(r, 403, "forbidden").await;
+                        assert_eq!(body, forbidden, "GET {path} {headers:?}");
+                    }
+                }
+            }
+        }
     }
-    // A member of another organization is a non-member here, even for its own objects.
-    let r = app
-        .get(
-            &format!("/v1/orgs/{}/tasks/{}", w.org, w.other_task),
-            &w.carol,
-        )
-        .await;
-    assert_problem(r, 403, "forbidden").await;
+    // And the other way round: alice is not a member of carol's organization.
     let theirs = format!("/v1/orgs/{}/tasks/{}", w.other_org, w.other_task);
     assert_problem(app.get(&theirs, &w.alice).await, 403, "forbidden").await;
     assert_eq!(app.get(&theirs, &w.carol).await.status(), 200);
@@ -68,29 +92,42 @@ async fn a_non_member_gets_the_same_forbidden_answer_whether_or_not_the_org_exis
 async fn another_orgs_projects_and_tasks_are_not_found_exactly_like_missing_ones() {
     let app = spawn_app().await;
     let w = &app.world;
-    let missing = uuid::Uuid::now_v7();
+    // The foreign task has a history too, so a leak would have something to show.
+    seed_activity(&app.db, w.other_org, w.other_task, &[(11, 0)]).await;
+    let missing = Uuid::now_v7();
+    let routes = |project: Uuid, task: Uuid| -> Vec<String> {
+        every_route(w.org, project, task)
+            .into_iter()
+            .filter(|p| p.contains(&project.to_string()) || p.contains(&task.to_string()))
+            .collect()
+    };
+    let foreign = routes(w.other_project, w.other_task);
+    let absent = routes(missing, missing);
+    assert_eq!(
+        foreign.len(),
+        6,
+        "every route that takes an id: {foreign:?}"
+    );
 
-    let mut bodies: Vec<Value> = Vec::new();
-    for path in [
-        format!("/v1/orgs/{}/tasks/{}", w.org, w.other_task),
-        format!("/v1/orgs/{}/tasks/{missing}", w.org),
-        format!("/v1/orgs/{}/tasks/{}/activity", w.org, w.other_task),
-        format!("/v1/orgs/{}/projects/{}", w.org, w.other_project),
-        format!("/v1/orgs/{}/projects/{missing}", w.org),
-        format!("/v1/orgs/{}/projects/{}/tasks", w.org, w.other_project),
-        format!("/v1/orgs/{}/projects/{}/board", w.org, w.other_project),
-    ] {
-        let r = app.get(&path, &w.alice).await;
-        bodies.push(assert_problem(r, 404, "not_found").await);
+    for (foreign, absent) in foreign.iter().zip(&absent) {
+        for headers in [
+            &[][..],
+            &[("x-consistency-token", "1.0")][..],
+            &[("if-none-match", "*")][..],
+        ] {
+            let theirs = app.get_as(foreign, &w.alice, headers).await;
+            let theirs = assert_problem(theirs, 404, "not_found").await;
+            let none = app.get_as(absent, &w.alice, headers).await;
+            let none = assert_problem(none, 404, "not_found").await;
+            assert_eq!(
+                theirs, none,
+                "GET {foreign} reads like GET {absent} ({headers:?})"
+            );
+        }
+        // Their owner reads them, so the ids are real.
+        let own = foreign.replace(&w.org.to_string(), &w.other_org.to_string());
+        assert_eq!(app.get(&own, &w.carol).await.status(), 200, "GET {own}");
     }
-    assert_eq!(
-        bodies[0], bodies[1],
-        "a foreign task reads like a missing one"
-    );
-    assert_eq!(
-        bodies[3], bodies[4],
-        "a foreign project reads like a missing one"
-    );
 
     app.teardown().await;
 }

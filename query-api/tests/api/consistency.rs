@@ -1,6 +1,15 @@
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_waiting, CHECKPOINT};
+use crate::helpers::{assert_problem, spawn_app, spawn_app_polling, spawn_app_waiting, CHECKPOINT};
+
+/// Longer than any test runs: a wait must not end by the fallback read or
+/// the wait bound.
+const NEVER: Duration = Duration::from_secs(3600);
+/// How long a test waits for an answer that must come without the fallback;
+/// a bound on a hang, not a measure of speed (the answer takes milliseconds).
+const HANG: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn a_token_beyond_the_checkpoints_is_not_yet_consistent_after_the_wait_bound() {
@@ -52,27 +61,78 @@ async fn a_token_at_or_below_the_checkpoints_is_answered_at_once() {
 
 #[tokio::test]
 async fn a_token_applied_during_the_wait_is_answered_once_it_is() {
-    let app = spawn_app_waiting(Duration::from_secs(2)).await;
+    // Neither the wait bound nor the fallback read can end the wait: only
+    // the announcement of the checkpoint move can.
+    let app = spawn_app_polling(NEVER, NEVER).await;
     let w = &app.world;
     let db = app.db.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        sqlx::query("UPDATE projection_checkpoints SET commit_id = 101, event_position = 0")
-            .execute(&db)
-            .await
-            .unwrap();
-    });
+    let moved = Arc::new(AtomicBool::new(false));
+    let mover = {
+        let moved = moved.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // As a projector's batch ends: compare and set, announced at commit.
+            let mut tx = db.begin().await.unwrap();
+            for projection in ["directory", "tasks", "activity", "notifications"] {
+                sqlx::query("SELECT projection_batch_advance($1, 1, $2, $3, 101, 0, 1, now())")
+                    .bind(projection)
+                    .bind(CHECKPOINT.0)
+                    .bind(CHECKPOINT.1)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+            moved.store(true, Ordering::SeqCst);
+            tx.commit().await.unwrap();
+        })
+    };
 
-    let started = Instant::now();
-    let r = app
-        .get_as(
-            &format!("/v1/orgs/{}/tasks/{}", w.org, w.task("Plan sprint").id),
-            &w.alice,
-            &[("x-consistency-token", "101.0")],
-        )
-        .await;
+    let path = format!("/v1/orgs/{}/tasks/{}", w.org, w.task("Plan sprint").id);
+    let read = app.get_as(&path, &w.alice, &[("x-consistency-token", "101.0")]);
+    let r = tokio::time::timeout(HANG, read)
+        .await
+        .expect("the announcement wakes the waiting read");
     assert_eq!(r.status(), 200);
-    assert!(started.elapsed() >= Duration::from_millis(50));
+    assert!(
+        moved.load(Ordering::SeqCst),
+        "answered only once the token was applied"
+    );
+    mover.await.unwrap();
+
+    app.teardown().await;
+}
+
+#[tokio::test]
+async fn a_non_member_with_a_token_is_refused_before_any_wait() {
+    // A wait here would last an hour: a 403 can only come before it.
+    let app = spawn_app_polling(NEVER, NEVER).await;
+    let w = &app.world;
+    let far = [("x-consistency-token", "999999999.0")];
+    let missing = uuid::Uuid::now_v7();
+
+    let mut bodies = Vec::new();
+    for org in [w.org, missing] {
+        for path in [
+            format!("/v1/orgs/{org}/projects"),
+            format!("/v1/orgs/{org}/tasks/{}", w.task("Plan sprint").id),
+            format!("/v1/orgs/{org}/me/notifications"),
+        ] {
+            let r = tokio::time::timeout(HANG, app.get_as(&path, &w.eve, &far))
+                .await
+                .unwrap_or_else(|_| panic!("GET {path} waited instead of refusing"));
+            assert_eq!(r.status(), 403, "GET {path}: 403, not 503 after a wait");
+            bodies.push(assert_problem(r, 403, "forbidden").await);
+        }
+    }
+    assert!(bodies.windows(2).all(|b| b[0] == b[1]), "{bodies:?}");
+    // A member of another organization is a non-member here too.
+    let r = tokio::time::timeout(
+        HANG,
+        app.get_as(&format!("/v1/orgs/{}/members", w.org), &w.carol, &far),
+    )
+    .await
+    .expect("refused before any wait");
+    assert_problem(r, 403, "forbidden").await;
 
     app.teardown().await;
 }

@@ -1,7 +1,7 @@
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{seed_activity, spawn_app};
+use crate::helpers::{seed_activity, spawn_app, TestApp};
 
 #[tokio::test]
 async fn a_task_detail_has_its_live_comments_oldest_first_its_tags_and_an_etag() {
@@ -12,7 +12,8 @@ async fn a_task_detail_has_its_live_comments_oldest_first_its_tags_and_an_etag()
 
     let r = app.get(&path, &w.alice).await;
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["etag"], "\"3\"");
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with("\"3-"), "the version leads: {etag}");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["id"], task.id.to_string());
     assert_eq!(body["key"], "WEB-3");
@@ -42,9 +43,10 @@ async fn a_task_detail_has_its_live_comments_oldest_first_its_tags_and_an_etag()
     );
 
     let unchanged = app
-        .get_as(&path, &w.alice, &[("if-none-match", "\"3\"")])
+        .get_as(&path, &w.alice, &[("if-none-match", &etag)])
         .await;
     assert_eq!(unchanged.status(), 304);
+    assert_eq!(unchanged.headers()["etag"], etag.as_str());
     let changed = app
         .get_as(&path, &w.alice, &[("if-none-match", "\"2\"")])
         .await;
@@ -98,6 +100,76 @@ async fn a_tasks_activity_is_paged_in_log_order() {
         }
     }
     assert_eq!(paged, in_log_order);
+
+    app.teardown().await;
+}
+
+/// `GET path` with `If-None-Match: etag`: (status, ETag, body).
+async fn revalidate(app: &TestApp, path: &str, etag: &str) -> (u16, String, String) {
+    let r = app
+        .get_as(path, &app.world.alice, &[("if-none-match", etag)])
+        .await;
+    let status = r.status().as_u16();
+    let tag = r.headers()["etag"].to_str().unwrap().to_owned();
+    (status, tag, r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_tasks_etag_changes_when_one_of_its_tags_is_renamed() {
+    let app = spawn_app().await;
+    let w = &app.world;
+    let path = format!("/v1/orgs/{}/tasks/{}", w.org, w.task("Crash on save").id);
+    let (_, old, _) = revalidate(&app, &path, "\"0\"").await;
+    assert_eq!(revalidate(&app, &path, &old).await.0, 304);
+
+    // As the directory projection applies TagRenamed: the task's version stays.
+    sqlx::query("UPDATE rm_seed.tags SET name = 'defect' WHERE tag_id = $1")
+        .bind(w.bug)
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let (status, new, body) = revalidate(&app, &path, &old).await;
+    assert_eq!(status, 200, "the old ETag no longer matches");
+    assert_ne!(new, old);
+    assert!(new.starts_with("\"3-"), "the version is unchanged: {new}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["tag_details"][0]["name"], "defect", "{body}");
+    assert_eq!(revalidate(&app, &path, &new).await.0, 304);
+
+    app.teardown().await;
+}
+
+#[tokio::test]
+async fn a_projects_etag_changes_when_its_task_counts_do() {
+    let app = spawn_app().await;
+    let w = &app.world;
+    let path = format!("/v1/orgs/{}/projects/{}", w.org, w.project);
+    let (_, old, body) = revalidate(&app, &path, "\"0\"").await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body["task_counts"],
+        json!({"todo": 5, "doing": 3, "done": 2})
+    );
+    assert_eq!(revalidate(&app, &path, &old).await.0, 304);
+
+    // As the tasks projection applies TaskStatusChanged: the project's version stays.
+    sqlx::query("UPDATE rm_seed.tasks SET status = 'done' WHERE task_id = $1")
+        .bind(w.task("Plan sprint").id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let (status, new, body) = revalidate(&app, &path, &old).await;
+    assert_eq!(status, 200, "the old ETag no longer matches");
+    assert_ne!(new, old);
+    assert!(new.starts_with("\"4-"), "the version is unchanged: {new}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body["task_counts"],
+        json!({"todo": 4, "doing": 3, "done": 3})
+    );
+    assert_eq!(revalidate(&app, &path, &new).await.0, 304);
 
     app.teardown().await;
 }

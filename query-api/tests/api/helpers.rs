@@ -49,7 +49,7 @@ pub struct User {
 }
 
 impl User {
-    fn new(handle: &str) -> Self {
+    pub fn new(handle: &str) -> Self {
         let id = Uuid::now_v7();
         Self {
             id,
@@ -109,13 +109,48 @@ impl World {
     }
 }
 
-pub struct TestApp {
+pub struct TestApp<W = World> {
     pub address: String,
     pub client: reqwest::Client,
     /// Owner connection to this test's database.
     pub db: PgPool,
-    pub world: World,
+    pub world: W,
     db_name: String,
+}
+
+/// The query API over `db` (whatever it holds), waits bounded by `wait`,
+/// the fallback read every `poll`; returns its address.
+pub async fn serve(db: &PgPool, wait: Duration, poll: Duration) -> String {
+    let auth = Authenticator::new(&AuthConfig::Hs256 {
+        secret: SecretString::from(SECRET),
+    })
+    .unwrap();
+    let mut state = QueryState::new(db.clone(), Arc::new(auth));
+    state.consistency_wait = wait;
+    state.consistency_poll = poll;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    address
+}
+
+impl<W> TestApp<W> {
+    /// An app over `db` with `world`, as [`serve`] starts it.
+    pub async fn over(
+        db_name: String,
+        db: PgPool,
+        world: W,
+        wait: Duration,
+        poll: Duration,
+    ) -> Self {
+        Self {
+            address: serve(&db, wait, poll).await,
+            client: reqwest::Client::new(),
+            db,
+            world,
+            db_name,
+        }
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -124,27 +159,18 @@ pub async fn spawn_app() -> TestApp {
 
 /// The app, with `X-Consistency-Token` waits bounded by `wait`.
 pub async fn spawn_app_waiting(wait: Duration) -> TestApp {
-    let (db_name, db) = fresh_database().await;
-    let world = seed(&db).await;
-    let auth = Authenticator::new(&AuthConfig::Hs256 {
-        secret: SecretString::from(SECRET),
-    })
-    .unwrap();
-    let mut state = QueryState::new(db.clone(), Arc::new(auth));
-    state.consistency_wait = wait;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
-    TestApp {
-        address,
-        client: reqwest::Client::new(),
-        db,
-        world,
-        db_name,
-    }
+    spawn_app_polling(wait, Duration::from_millis(100)).await
 }
 
-async fn fresh_database() -> (String, PgPool) {
+/// The app, with waits bounded by `wait` and the fallback read every `poll`.
+pub async fn spawn_app_polling(wait: Duration, poll: Duration) -> TestApp {
+    let (db_name, db) = fresh_database().await;
+    let world = seed(&db).await;
+    TestApp::over(db_name, db, world, wait, poll).await
+}
+
+/// A fresh database with the event store's migrations and nothing else.
+pub async fn migrated_database() -> (String, PgPool) {
     let admin = admin_url();
     let base = admin
         .rsplit_once('/')
@@ -164,6 +190,11 @@ async fn fresh_database() -> (String, PgPool) {
         .run(&db)
         .await
         .expect("migrations apply");
+    (name, db)
+}
+
+async fn fresh_database() -> (String, PgPool) {
+    let (name, db) = migrated_database().await;
     // The read models as a projector would build them: tables in a schema of
     // their own, served through views in `read`.
     let mut conn = db.acquire().await.unwrap();
@@ -696,7 +727,7 @@ pub async fn seed_activity(
     ids
 }
 
-impl TestApp {
+impl<W> TestApp<W> {
     pub async fn get_as(&self, path: &str, user: &User, headers: &[(&str, &str)]) -> Response {
         let mut req = self
             .client

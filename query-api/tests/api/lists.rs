@@ -349,7 +349,8 @@ async fn projects_are_listed_with_their_open_task_counts_by_status() {
         )
         .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["etag"], "\"4\"");
+    let etag = r.headers()["etag"].to_str().unwrap();
+    assert!(etag.starts_with("\"4-"), "the version leads: {etag}");
     let detail: Value = r.json().await.unwrap();
     assert_eq!(detail["task_counts"], web["task_counts"]);
     assert_eq!(detail["workflow"]["statuses"][1]["name"], "doing");
