@@ -201,11 +201,24 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandMeta {
     }
 }
 
+/// The version an `If-Match` names: the command API's ETag (`"3"`) or the
+/// query API's (`"3-<digest of the body>"`), whose version is the same.
 fn parse_if_match(v: &str) -> Result<u64, ApiError> {
     let v = v.trim();
     let v = v.strip_prefix("W/").unwrap_or(v);
-    v.trim_matches('"').parse().map_err(|_| {
-        ApiError::BadRequest("If-Match must be the ETag of the resource, e.g. \"3\"".into())
+    let v = v.trim_matches('"');
+    let version = match v.split_once('-') {
+        Some((version, digest))
+            if !digest.is_empty() && digest.chars().all(|c| c.is_ascii_hexdigit()) =>
+        {
+            version
+        }
+        _ => v,
+    };
+    version.parse().map_err(|_| {
+        ApiError::BadRequest(
+            "If-Match must be an ETag of the resource, e.g. \"3\" or \"3-9f86d081884c7d65\"".into(),
+        )
     })
 }
 
@@ -275,6 +288,9 @@ mod tests {
         assert_eq!(parse_if_match("\"3\"").unwrap(), 3);
         assert_eq!(parse_if_match("W/\"4\"").unwrap(), 4);
         assert_eq!(parse_if_match("5").unwrap(), 5);
+        assert_eq!(parse_if_match("\"6-9f86d081884c7d65\"").unwrap(), 6);
+        assert!(parse_if_match("\"6-\"").is_err());
+        assert!(parse_if_match("\"6-xyz\"").is_err());
         assert!(parse_if_match("\"abc\"").is_err());
     }
 }

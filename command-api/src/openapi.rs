@@ -751,10 +751,11 @@ fn operation(route: &Route, components: &mut Components) -> Value {
             "in": "header",
             "required": false,
             "description": format!(
-                "The `ETag` (version) of the {aggregate} the client last saw, e.g. `\"3\"`; \
+                "The `ETag` (version) of the {aggregate} the client last saw, e.g. `\"3\"` \
+                 (the query API's `\"3-<digest>\"` names the same version); \
                  412 when it has moved on. Without it, a concurrent change is decided again."
             ),
-            "schema": { "type": "string", "pattern": "^(W/)?\"?[0-9]{1,19}\"?$" },
+            "schema": { "type": "string", "pattern": "^(W/)?\"?[0-9]{1,19}(-[0-9a-fA-F]+)?\"?$" },
             "example": "\"3\""
         }));
     }
