@@ -368,9 +368,10 @@ impl EventStore for PgEventStore {
             _ => None,
         };
         let oldest = sqlx::query(&format!(
-            "SELECT pid, EXTRACT(EPOCH FROM clock_timestamp() - xact_start)::float8 AS age, state \
-             FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() \
-               AND application_name IS DISTINCT FROM '{PROJECTOR_SESSION}' \
+            // tasklog_open_transactions(): pg_stat_activity as its owner sees
+            // it (the application role cannot see others' xact_start).
+            "SELECT pid, age_seconds AS age, state FROM tasklog_open_transactions() \
+             WHERE application_name IS DISTINCT FROM '{PROJECTOR_SESSION}' \
              ORDER BY age(backend_xid) DESC LIMIT 1"
         ))
         .fetch_optional(&self.pool)

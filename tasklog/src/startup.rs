@@ -15,19 +15,41 @@ use crate::config::Settings;
 /// The migrations of the PostgreSQL schema.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
+/// A pooled connection idle for longer than this is pinged before it is
+/// handed out. A connection that was idle while PostgreSQL restarted is dead,
+/// and it has been idle at least as long as the outage; one in use then
+/// failed its statement and was dropped (sqlx pings every connection it takes
+/// back). Busy connections (reused within this window) skip the round trip,
+/// as HikariCP's `aliveBypassWindowMs` does.
+pub const IDLE_PING_AFTER: Duration = Duration::from_millis(100);
+
 /// A pool to `url`.
 pub async fn connect(url: &str, size: u32) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url.parse()?;
-    let pool = PgPoolOptions::new()
-        .max_connections(size)
-        .acquire_timeout(Duration::from_secs(5))
-        // A broken connection shows on first use; a ping before every query
-        // would cost a round trip per statement.
-        .test_before_acquire(false)
+    let pool = pool_options(size)
         .connect_with(options.application_name("tasklog"))
         .await
         .map_err(|e| anyhow::anyhow!("connecting to PostgreSQL: {e}"))?;
     Ok(pool)
+}
+
+/// How every pool of the application is set up.
+pub fn pool_options(size: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(5))
+        // Not a ping before every statement (a round trip each): only
+        // connections that sat idle, see IDLE_PING_AFTER.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < IDLE_PING_AFTER {
+                    return Ok(true);
+                }
+                // A dead connection is dropped and the pool takes or opens another.
+                Ok(sqlx::Connection::ping(conn).await.is_ok())
+            })
+        })
 }
 
 /// Applies every pending migration as the schema owner.
