@@ -11,6 +11,7 @@ use tasklog_event_store::{EventStore, PgEventStore};
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
+use crate::http::Limits;
 
 /// The migrations of the PostgreSQL schema.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -64,6 +65,7 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 pub struct CommandApi {
     listener: TcpListener,
     router: axum::Router,
+    limits: Limits,
 }
 
 impl CommandApi {
@@ -72,7 +74,11 @@ impl CommandApi {
         let auth = Authenticator::new(&settings.auth()?)?;
         let router = tasklog_command_api::router(tasklog_command_api::state(pool, store, auth));
         let listener = TcpListener::bind(settings.command_addr).await?;
-        Ok(Self { listener, router })
+        Ok(Self {
+            listener,
+            router,
+            limits: settings.http_limits(),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -87,9 +93,7 @@ impl CommandApi {
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr(), "command API listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        crate::http::serve(self.listener, self.router, self.limits, shutdown_signal()).await?;
         Ok(())
     }
 }
@@ -98,6 +102,7 @@ impl CommandApi {
 pub struct QueryApi {
     listener: TcpListener,
     router: axum::Router,
+    limits: Limits,
 }
 
 impl QueryApi {
@@ -105,7 +110,11 @@ impl QueryApi {
         let auth = Arc::new(Authenticator::new(&settings.auth()?)?);
         let router = tasklog_query_api::router(tasklog_query_api::QueryState::new(pool, auth));
         let listener = TcpListener::bind(settings.query_addr).await?;
-        Ok(Self { listener, router })
+        Ok(Self {
+            listener,
+            router,
+            limits: settings.http_limits(),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -116,9 +125,7 @@ impl QueryApi {
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr(), "query API listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        crate::http::serve(self.listener, self.router, self.limits, shutdown_signal()).await?;
         Ok(())
     }
 }
