@@ -93,8 +93,9 @@ pub fn connection_budget(configured: usize) -> usize {
 
 /// One connection, as the accept loop sees it.
 struct Conn {
+    id: u64,
     in_flight: AtomicUsize,
-    /// Milliseconds since the registry's start at the last request's start or end.
+    /// Microseconds since the registry's start at the last request's start or end.
     last_active: AtomicU64,
     closing: AtomicBool,
     close: Notify,
@@ -107,8 +108,8 @@ struct Registry {
 }
 
 impl Registry {
-    fn now_ms(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+    fn now_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
     }
 
     /// Connections not already on their way out.
@@ -128,7 +129,7 @@ impl Registry {
             .filter(|c| {
                 c.in_flight.load(Ordering::Relaxed) == 0 && !c.closing.load(Ordering::Relaxed)
             })
-            .min_by_key(|c| c.last_active.load(Ordering::Relaxed));
+            .min_by_key(|c| (c.last_active.load(Ordering::Relaxed), c.id));
         match oldest {
             Some(c) => {
                 c.closing.store(true, Ordering::Relaxed);
@@ -146,7 +147,7 @@ struct InFlight(Arc<Conn>, Arc<Registry>);
 impl InFlight {
     fn begin(conn: &Arc<Conn>, registry: &Arc<Registry>) -> Self {
         conn.in_flight.fetch_add(1, Ordering::Relaxed);
-        conn.last_active.store(registry.now_ms(), Ordering::Relaxed);
+        conn.last_active.store(registry.now_us(), Ordering::Relaxed);
         Self(conn.clone(), registry.clone())
     }
 }
@@ -155,7 +156,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0
             .last_active
-            .store(self.1.now_ms(), Ordering::Relaxed);
+            .store(self.1.now_us(), Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -241,8 +242,9 @@ async fn connection(
 ) {
     let id = registry.next_id.fetch_add(1, Ordering::Relaxed);
     let conn = Arc::new(Conn {
+        id,
         in_flight: AtomicUsize::new(0),
-        last_active: AtomicU64::new(registry.now_ms()),
+        last_active: AtomicU64::new(registry.now_us()),
         closing: AtomicBool::new(false),
         close: Notify::new(),
     });
@@ -275,7 +277,7 @@ async fn connection(
     loop {
         let idle_since = conn.last_active.load(Ordering::Relaxed);
         let idle_deadline = if conn.in_flight.load(Ordering::Relaxed) == 0 {
-            registry.start + Duration::from_millis(idle_since) + limits.idle_timeout
+            registry.start + Duration::from_micros(idle_since) + limits.idle_timeout
         } else {
             Instant::now() + limits.idle_timeout
         };
