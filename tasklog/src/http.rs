@@ -154,9 +154,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0
-            .last_active
-            .store(self.1.now_us(), Ordering::Relaxed);
+        self.0.last_active.store(self.1.now_us(), Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }

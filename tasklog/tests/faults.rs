@@ -101,7 +101,16 @@ impl Cluster {
         let data = cluster.data();
         cluster.run(
             "initdb",
-            &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
         );
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
@@ -109,7 +118,10 @@ impl Cluster {
             cluster.dir.display()
         );
         let log = cluster.dir.join("log").display().to_string();
-        cluster.run("pg_ctl", &["-D", &data, "-o", &options, "-l", &log, "-w", "start"]);
+        cluster.run(
+            "pg_ctl",
+            &["-D", &data, "-o", &options, "-l", &log, "-w", "start"],
+        );
         cluster
     }
 
@@ -124,7 +136,10 @@ impl Cluster {
     /// A routine restart: sessions are terminated (57P01), the server is
     /// down for a moment, then accepts connections again.
     fn restart_fast(&self) {
-        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "restart"]);
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "fast", "-w", "restart"],
+        );
     }
 }
 
@@ -246,20 +261,22 @@ impl Client {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_postgres_restart_answers_503_with_retry_after_and_the_first_request_after_it_succeeds()
-{
+async fn a_postgres_restart_answers_503_with_retry_after_and_the_first_request_after_it_succeeds() {
     let cluster = Cluster::start();
     let served = serve(&cluster).await;
     let http = reqwest::Client::new();
     let user = Uuid::now_v7();
     let token = token(user);
     let post = |url: String, body: Value| http.post(url).bearer_auth(&token).json(&body).send();
-    let org: Value = post(format!("{}/v1/orgs", served.command), json!({"name": "Faults"}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let org: Value = post(
+        format!("{}/v1/orgs", served.command),
+        json!({"name": "Faults"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     let org = org["id"].as_str().unwrap().to_owned();
     let project: Value = post(
         format!("{}/v1/orgs/{org}/projects", served.command),
@@ -339,7 +356,11 @@ async fn a_postgres_restart_answers_503_with_retry_after_and_the_first_request_a
             other => panic!("during the restart a request answered {other:?}"),
         }
     }
-    assert!(answers.len() > 20, "the load ran ({} requests)", answers.len());
+    assert!(
+        answers.len() > 20,
+        "the load ran ({} requests)",
+        answers.len()
+    );
     eprintln!(
         "restart under load: {} requests, {unavailable} answered 503",
         answers.len()
@@ -352,7 +373,9 @@ async fn a_postgres_restart_answers_503_with_retry_after_and_the_first_request_a
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.restart_fast();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    client.all_succeed("a while after a restart while idle").await;
+    client
+        .all_succeed("a while after a restart while idle")
+        .await;
     drop(served);
 }
 
@@ -421,7 +444,10 @@ async fn a_retry_after_the_key_holders_process_died_proceeds_at_once_and_appends
     let user = Uuid::now_v7();
     let token = token(user);
     wait_for("the doomed process to answer", async || {
-        http.get(format!("{doomed_url}/healthz")).send().await.is_ok()
+        http.get(format!("{doomed_url}/healthz"))
+            .send()
+            .await
+            .is_ok()
     })
     .await;
     let post = |base: &str, path: String, body: Value, key: Option<&str>| {
@@ -486,7 +512,10 @@ async fn a_retry_after_the_key_holders_process_died_proceeds_at_once_and_appends
     // The process dies (SIGKILL): its connections go with it.
     doomed.start_kill().unwrap();
     doomed.wait().await.unwrap();
-    assert!(first.await.unwrap().is_err(), "the first attempt got no answer");
+    assert!(
+        first.await.unwrap().is_err(),
+        "the first attempt got no answer"
+    );
 
     // The client retries at once, elsewhere: it runs, not 409.
     let retry = tokio::spawn(post(
@@ -546,7 +575,9 @@ async fn limited_api(max_connections: usize, idle_timeout_secs: u64) -> String {
     let mut settings = Settings::local(&format!("{}x", admin_url()));
     settings.http_max_connections = max_connections;
     settings.http_idle_timeout_secs = idle_timeout_secs;
-    let pool = tasklog::startup::pool_options(2).connect_lazy(&admin_url()).unwrap();
+    let pool = tasklog::startup::pool_options(2)
+        .connect_lazy(&admin_url())
+        .unwrap();
     let api = CommandApi::build(&settings, pool).await.unwrap();
     let addr = api.addr().to_string();
     tokio::spawn(api.run_until_stopped());
@@ -599,7 +630,10 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 async fn a_client_trickling_its_request_head_is_cut_off() {
     let addr = limited_api(100, 1).await;
     let mut stream = TcpStream::connect(&addr).await.unwrap();
-    stream.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
     let mut cut = false;
     for i in 0..50 {
         // One header byte every 200 ms: activity, but never a whole head.

@@ -191,11 +191,8 @@ async fn a_duplicate_while_the_first_request_runs_gets_409_with_retry_after() {
     .await
     .unwrap();
     let first = {
-        let (client, address, token) = (
-            app.client.clone(),
-            app.address.clone(),
-            owner.token.clone(),
-        );
+        let (client, address, token) =
+            (app.client.clone(), app.address.clone(), owner.token.clone());
         let path = path.clone();
         tokio::spawn(async move {
             client
@@ -221,15 +218,17 @@ async fn a_duplicate_while_the_first_request_runs_gets_409_with_retry_after() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    // A timeout: an implementation that waits for the first would hang here.
     let duplicate = app
-        .request(
-            Method::POST,
-            &path,
-            &owner,
-            Some(json!({"title": "Busy"})),
-            &[("idempotency-key", "busy")],
-        )
-        .await;
+        .client
+        .post(format!("{}{path}", app.address))
+        .bearer_auth(&owner.token)
+        .header("idempotency-key", "busy")
+        .json(&json!({"title": "Busy"}))
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .expect("the duplicate is answered at once");
     assert_eq!(duplicate.headers()["retry-after"], "1");
     assert_problem(duplicate, 409, "conflict").await;
     blocker.rollback().await.unwrap();

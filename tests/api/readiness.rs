@@ -36,13 +36,12 @@ async fn readyz_reports_the_real_age_of_another_roles_open_transaction() {
     // The application role sees this session's age too.
     let as_app = (*app.db.connect_options()).clone().username("tasklog_app");
     let app_pool = sqlx::PgPool::connect_with(as_app).await.unwrap();
-    let age: Option<f64> = sqlx::query_scalar(
-        "SELECT age_seconds FROM tasklog_open_transactions() WHERE pid = $1",
-    )
-    .bind(pid)
-    .fetch_optional(&app_pool)
-    .await
-    .unwrap();
+    let age: Option<f64> =
+        sqlx::query_scalar("SELECT age_seconds FROM tasklog_open_transactions() WHERE pid = $1")
+            .bind(pid)
+            .fetch_optional(&app_pool)
+            .await
+            .unwrap();
     assert!(age.is_some_and(|a| a >= 1.0), "{age:?}");
     tx.rollback().await.unwrap();
 }
