@@ -72,7 +72,9 @@ pub async fn layer(State(keys): State<Keys>, req: Request, next: Next) -> Respon
     match run.await {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => e.into_response(),
-        Err(e) => ApiError::Internal(anyhow::anyhow!("a keyed request failed: {e}")).into_response(),
+        Err(e) => {
+            ApiError::Internal(anyhow::anyhow!("a keyed request failed: {e}")).into_response()
+        }
     }
 }
 
@@ -128,12 +130,7 @@ fn canonical_path(template: &str, params: &RawPathParams) -> Option<(String, Str
     Some((org, path))
 }
 
-async fn run(
-    keys: Keys,
-    key: HeaderValue,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+async fn run(keys: Keys, key: HeaderValue, req: Request, next: Next) -> Result<Response, ApiError> {
     let key = key
         .to_str()
         .ok()

@@ -67,7 +67,9 @@ pub fn raise_fd_limit() -> u64 {
                 }
             }
         }
-        limit.rlim_cur as u64
+        #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every unix
+        let soft = limit.rlim_cur as u64;
+        soft
     }
     #[cfg(not(unix))]
     {
