@@ -107,6 +107,8 @@ struct Registry {
     start: Instant,
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// Connections in `conns` not closing.
+    open: AtomicUsize,
 }
 
 impl Registry {
@@ -116,11 +118,32 @@ impl Registry {
 
     /// Connections not already on their way out.
     fn open(&self) -> usize {
-        let conns = self.conns.lock().expect("registry lock");
-        conns
-            .values()
-            .filter(|c| !c.closing.load(Ordering::Relaxed))
-            .count()
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Marks `conn` as on its way out (once).
+    fn closing(&self, conn: &Conn) {
+        if !conn.closing.swap(true, Ordering::Relaxed) {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A new connection, counted from now on.
+    fn register(&self) -> (u64, Arc<Conn>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(Conn {
+            id,
+            in_flight: AtomicUsize::new(0),
+            last_active: AtomicU64::new(self.now_us()),
+            closing: AtomicBool::new(false),
+            close: Notify::new(),
+        });
+        self.conns
+            .lock()
+            .expect("registry lock")
+            .insert(id, conn.clone());
+        self.open.fetch_add(1, Ordering::Relaxed);
+        (id, conn)
     }
 
     /// Asks the connection idle the longest to close; false when every one is busy.
@@ -134,7 +157,7 @@ impl Registry {
             .min_by_key(|c| (c.last_active.load(Ordering::Relaxed), c.id));
         match oldest {
             Some(c) => {
-                c.closing.store(true, Ordering::Relaxed);
+                self.closing(c);
                 c.close.notify_one();
                 true
             }
@@ -174,6 +197,7 @@ pub async fn serve(
         start: Instant::now(),
         next_id: AtomicU64::new(0),
         conns: Mutex::new(HashMap::new()),
+        open: AtomicUsize::new(0),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, done_rx) = watch::channel(());
@@ -199,8 +223,11 @@ pub async fn serve(
             continue;
         }
         let _ = stream.set_nodelay(true);
+        let (id, conn) = registry.register();
         tokio::spawn(connection(
             stream,
+            id,
+            conn,
             router.clone(),
             limits,
             registry.clone(),
@@ -232,28 +259,17 @@ fn refuse(stream: TcpStream) {
     );
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn connection(
     stream: TcpStream,
+    id: u64,
+    conn: Arc<Conn>,
     router: Router,
     limits: Limits,
     registry: Arc<Registry>,
     mut stop: watch::Receiver<bool>,
     _done: watch::Receiver<()>,
 ) {
-    let id = registry.next_id.fetch_add(1, Ordering::Relaxed);
-    let conn = Arc::new(Conn {
-        id,
-        in_flight: AtomicUsize::new(0),
-        last_active: AtomicU64::new(registry.now_us()),
-        closing: AtomicBool::new(false),
-        close: Notify::new(),
-    });
-    registry
-        .conns
-        .lock()
-        .expect("registry lock")
-        .insert(id, conn.clone());
-
     let service = {
         let (conn, registry) = (conn.clone(), registry.clone());
         hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
@@ -301,7 +317,7 @@ async fn connection(
                     && conn.last_active.load(Ordering::Relaxed) == idle_since;
                 if idle && !shutting_down {
                     shutting_down = true;
-                    conn.closing.store(true, Ordering::Relaxed);
+                    registry.closing(&conn);
                     serving.as_mut().graceful_shutdown();
                 } else if idle {
                     // Asked to close and still not gone after a whole idle
@@ -311,5 +327,6 @@ async fn connection(
             }
         }
     }
+    registry.closing(&conn);
     registry.conns.lock().expect("registry lock").remove(&id);
 }
