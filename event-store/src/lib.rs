@@ -225,19 +225,6 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-impl StoreError {
-    /// True when the backend could not be reached or dropped the connection:
-    /// worth retrying shortly, not a bug.
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            StoreError::Backend(source) => source
-                .downcast_ref::<sqlx::Error>()
-                .is_some_and(is_unavailable),
-            _ => false,
-        }
-    }
-}
-
 /// True when `e` says the database is out of reach rather than that the
 /// statement is wrong: a lost or refused connection, an exhausted or closed
 /// pool, or a server that is shutting down, starting up or full (SQLSTATE
