@@ -241,17 +241,13 @@ impl From<StoreError> for ApiError {
 }
 
 impl From<sqlx::Error> for ApiError {
-    /// Lost connections and exhausted pools are worth a retry; anything else is a bug.
+    /// An unreachable database is worth a retry (503); anything else is a bug.
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => {
-                tracing::error!(error = ?e, "database unavailable");
-                Self::Unavailable("the database is unavailable; retry shortly".into())
-            }
-            other => Self::Internal(other.into()),
+        if tasklog_event_store::is_unavailable(&e) {
+            tracing::warn!(error = ?e, "database unavailable");
+            Self::Unavailable("the database is unavailable; retry shortly".into())
+        } else {
+            Self::Internal(e.into())
         }
     }
 }

@@ -39,7 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::tags::router())
         .merge(routes::inbox::router())
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            idempotency::Keys::new(&state),
             idempotency::layer,
         ))
         .route("/healthz", get(healthz))

@@ -233,6 +233,25 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// True when `e` says the database is out of reach rather than that the
+/// statement is wrong: a lost or refused connection, an exhausted or closed
+/// pool, or a server that is shutting down, starting up or full (SQLSTATE
+/// class 08, 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect
+/// now, 53300 too many connections). A routine restart shows all of these.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
 /// The event store. Stream ids are `"{category}-{uuid}"`.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {

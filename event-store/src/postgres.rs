@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgListener, PgPool, PgRow};
 use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -451,9 +451,10 @@ impl EventStore for PgEventStore {
             _ => None,
         };
         let oldest = sqlx::query(&format!(
-            "SELECT pid, EXTRACT(EPOCH FROM clock_timestamp() - xact_start)::float8 AS age, state \
-             FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() \
-               AND usename IS DISTINCT FROM '{PROJECTOR_ROLE}' \
+            // tasklog_open_transactions(): pg_stat_activity as its owner sees
+            // it (the application role cannot see others' xact_start).
+            "SELECT pid, age_seconds AS age, state FROM tasklog_open_transactions() \
+             WHERE usename IS DISTINCT FROM '{PROJECTOR_ROLE}' \
              ORDER BY age(backend_xid) DESC LIMIT 1"
         ))
         .fetch_optional(&self.pool)
@@ -520,21 +521,17 @@ impl PgEventStore {
 /// A pool of projector sessions to the database of `pool`, with its own
 /// `size` connections: they log in as [`PROJECTOR_ROLE`] (with the password of
 /// `pool`'s user, if it has one).
+/// The pool's other options (acquire timeout, the check of idle connections)
+/// are `pool`'s.
 pub fn projector_pool(pool: &PgPool, size: u32) -> PgPool {
     let options = (*pool.connect_options())
         .clone()
         .username(PROJECTOR_ROLE)
         .application_name(PROJECTOR_SESSION);
-    projector_pool_with(options, size)
-}
-
-/// A pool of projector sessions with the given connection options; their
-/// user must be [`PROJECTOR_ROLE`] (or a role just as unable to append).
-pub fn projector_pool_with(options: sqlx::postgres::PgConnectOptions, size: u32) -> PgPool {
-    PgPoolOptions::new()
+    pool.options()
+        .clone()
         .max_connections(size)
-        .acquire_timeout(Duration::from_secs(5))
-        .test_before_acquire(false)
+        .min_connections(0)
         .connect_lazy_with(options)
 }
 

@@ -94,6 +94,9 @@ pub async fn rebuild(
 ) -> Result<i32, ProjectorError> {
     let name = projection.name();
     let old = generation::ensure_active(pool, projection.as_ref()).await?;
+    let started: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(pool)
+        .await?;
     let newest: i32 = sqlx::query_scalar(
         "SELECT coalesce(max(generation), 0) FROM projection_checkpoints WHERE projection = $1",
     )
@@ -172,6 +175,13 @@ pub async fn rebuild(
         .bind(new)
         .execute(pool)
         .await?;
+    // Events parked before the rebuild that it applied in their place (one
+    // that failed again was parked again, with a new time).
+    sqlx::query("DELETE FROM projection_dead_letters WHERE projection = $1 AND parked_at < $2")
+        .bind(name)
+        .bind(started)
+        .execute(pool)
+        .await?;
     Ok(new)
 }
 
@@ -223,7 +233,8 @@ pub async fn parked(pool: &PgPool) -> Result<Vec<serde_json::Value>, sqlx::Error
 }
 
 /// Applies a parked event again (after a fix) to its projection's active
-/// generation; on success it leaves the dead-letter table.
+/// generation; on success it leaves the dead-letter table. `Ok(Err(why))`
+/// when it still fails, or when it is refused (see [`replay_parked_into`]).
 pub async fn replay_parked(
     pool: &PgPool,
     store: &dyn EventStore,
@@ -240,6 +251,14 @@ pub async fn replay_parked(
 }
 
 /// [`replay_parked`] with the projection given.
+///
+/// A replay must leave the read model as if the event had been applied in
+/// its place. Applied now, it lands on rows that later events of its stream
+/// may have changed since (an old `TaskDetailsEdited` would overwrite newer
+/// edits), so it is refused when the projection has applied any later event
+/// of the same stream (later ones that are parked too were not applied: the
+/// oldest of them replays first). A refused event stays parked; a rebuild of
+/// the projection applies every event in its place.
 pub async fn replay_parked_into(
     pool: &PgPool,
     store: &dyn EventStore,
@@ -261,6 +280,40 @@ pub async fn replay_parked_into(
         .ok_or_else(|| ProjectorError::Unknown(format!("event {event_id}")))?;
     let generation = generation::ensure_active(pool, projection).await?;
     let mut tx = pool.begin().await?;
+    // Live batches hold this lock shared: none applies events meanwhile.
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('tasklog.projection.switch.' || $1, 0))",
+    )
+    .bind(name)
+    .execute(&mut *tx)
+    .await?;
+    let (later, first, last): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT count(*), min(e.stream_version), max(e.stream_version) \
+         FROM events e JOIN projection_checkpoints c \
+           ON c.projection = $3 AND c.generation = $4 \
+         WHERE e.stream_id = $1 AND e.stream_version > $2 \
+           AND (e.transaction_id, e.global_position) <= (c.commit_id::text::xid8, c.event_position) \
+           AND NOT EXISTS (SELECT 1 FROM projection_dead_letters d \
+                           WHERE d.projection = $3 AND d.event_id = e.event_id)",
+    )
+    .bind(&event.stream_id)
+    .bind(event.stream_version as i64)
+    .bind(name)
+    .bind(generation)
+    .fetch_one(&mut *tx)
+    .await?;
+    if later > 0 {
+        return Ok(Err(format!(
+            "refused: {name} has applied {later} later event(s) of {} (versions {}..={}) since \
+             this one (version {}); applied now it would overwrite what they changed. \
+             Rebuild the projection (`tasklog projections rebuild {name}`): it applies every \
+             event in its place.",
+            event.stream_id,
+            first.unwrap_or_default(),
+            last.unwrap_or_default(),
+            event.stream_version
+        )));
+    }
     sqlx::query(&format!(
         "SET LOCAL search_path TO {}, public",
         schema(name, generation)

@@ -498,11 +498,11 @@ async fn seen(pool: &PgPool) -> i64 {
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_failing_event_is_retried_then_parked_and_the_projection_moves_on(pool: PgPool) {
     let store = PgEventStore::new(pool.clone());
-    raw(
-        &store,
-        vec![json!({"n": 1}), json!({"poison": true}), json!({"n": 3})],
-    )
-    .await;
+    // Each in a stream of its own: a replay after later events of the same
+    // stream is refused (see the replay tests below).
+    raw(&store, vec![json!({"n": 1})]).await;
+    raw(&store, vec![json!({"poison": true})]).await;
+    raw(&store, vec![json!({"n": 3})]).await;
     let flaky = Arc::new(Flaky {
         fixed: AtomicBool::new(false),
         transient_failures_left: AtomicU32::new(0),
@@ -1189,4 +1189,162 @@ async fn projectors_awake_since_one_read_share_it_and_a_later_wake_reads_anew(po
         .unwrap();
     assert_eq!(counting.page_reads.load(Ordering::SeqCst), 2);
     assert_eq!(third.events.last().unwrap().position, head);
+}
+
+/// Keeps each stream's latest value: order matters, as in a task's details.
+struct Latest {
+    fixed: AtomicBool,
+}
+
+#[async_trait]
+impl Projection for Latest {
+    fn name(&self) -> &'static str {
+        "latest"
+    }
+    fn ddl(&self) -> &'static str {
+        "CREATE TABLE latest (stream text PRIMARY KEY, value bigint NOT NULL);"
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &["latest"]
+    }
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ApplyError> {
+        for e in events {
+            if e.payload.get("poison") == Some(&Value::Bool(true))
+                && !self.fixed.load(Ordering::SeqCst)
+            {
+                return Err(ApplyError::Failed("cannot digest poison".into()));
+            }
+            sqlx::query(
+                "INSERT INTO latest (stream, value) VALUES ($1, $2) \
+                 ON CONFLICT (stream) DO UPDATE SET value = EXCLUDED.value",
+            )
+            .bind(&e.stream_id)
+            .bind(e.payload["v"].as_i64().unwrap_or(-1))
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies the log to `latest`, parking what fails; (stream, parked ids).
+async fn latest_with_parked(
+    pool: &PgPool,
+    store: &PgEventStore,
+    payloads: Vec<Value>,
+) -> (Arc<Latest>, String, Vec<i64>) {
+    let last = raw(store, payloads).await;
+    let stream: String =
+        sqlx::query_scalar("SELECT stream_id FROM events ORDER BY global_position DESC LIMIT 1")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let latest = Arc::new(Latest {
+        fixed: AtomicBool::new(false),
+    });
+    let g = generation::ensure_active(pool, latest.as_ref())
+        .await
+        .unwrap();
+    catch_up(&projector(pool, store, latest.clone()), g, last).await;
+    let parked: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM projection_dead_letters WHERE projection = 'latest' ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    latest.fixed.store(true, Ordering::SeqCst);
+    (latest, stream, parked)
+}
+
+async fn latest_value(pool: &PgPool, stream: &str) -> i64 {
+    sqlx::query_scalar("SELECT value FROM read.latest WHERE stream = $1")
+        .bind(stream)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn replaying_a_parked_event_after_later_events_of_its_stream_were_applied_is_refused(
+    pool: PgPool,
+) {
+    let store = PgEventStore::new(pool.clone());
+    let (latest, stream, parked) = latest_with_parked(
+        &pool,
+        &store,
+        vec![
+            json!({"v": 1}),
+            json!({"v": 2, "poison": true}),
+            json!({"v": 3}),
+        ],
+    )
+    .await;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(latest_value(&pool, &stream).await, 3);
+
+    let refused = status::replay_parked_into(&pool, &store, latest.as_ref(), parked[0])
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        refused.contains("refused") && refused.contains("rebuild"),
+        "{refused}"
+    );
+    assert_eq!(
+        latest_value(&pool, &stream).await,
+        3,
+        "the newer value stands"
+    );
+    let still: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_dead_letters")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(still, 1, "the event stays parked");
+
+    // A rebuild applies it in its place, and its dead letter goes.
+    status::rebuild(&pool, Arc::new(store.clone()), latest.clone(), 100, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(latest_value(&pool, &stream).await, 3);
+    let still: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_dead_letters")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(still, 0);
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn a_parked_event_still_the_newest_applied_of_its_stream_is_replayed_in_its_place(
+    pool: PgPool,
+) {
+    let store = PgEventStore::new(pool.clone());
+    // Two in a row fail: the later one was not applied, so the first may go.
+    let (latest, stream, parked) = latest_with_parked(
+        &pool,
+        &store,
+        vec![
+            json!({"v": 1}),
+            json!({"v": 2, "poison": true}),
+            json!({"v": 3, "poison": true}),
+        ],
+    )
+    .await;
+    assert_eq!(parked.len(), 2);
+    assert_eq!(latest_value(&pool, &stream).await, 1);
+    for (id, value) in [(parked[0], 2), (parked[1], 3)] {
+        status::replay_parked_into(&pool, &store, latest.as_ref(), id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(latest_value(&pool, &stream).await, value);
+    }
+    let still: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_dead_letters")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(still, 0);
 }

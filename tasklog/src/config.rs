@@ -49,6 +49,17 @@ pub struct Settings {
     )]
     pub clickhouse_url: String,
 
+    /// Connections each API serves at once (lowered to fit the open-files
+    /// limit). Past it, a new client closes the connection idle the longest,
+    /// or gets 503 at once when every one is busy.
+    #[arg(long, env = "TASKLOG_HTTP_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub http_max_connections: usize,
+
+    /// Seconds after which a connection without a request in flight is
+    /// closed; a request's head and its body must each arrive within it.
+    #[arg(long, env = "TASKLOG_HTTP_IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    pub http_idle_timeout_secs: u64,
+
     /// HS256 secret that signs bearer tokens (ignored when a public key is given).
     #[arg(long, env = "TASKLOG_JWT_SECRET", default_value = DEV_JWT_SECRET, hide_default_value = true, hide_env_values = true)]
     pub jwt_secret: SecretString,
@@ -59,6 +70,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// How each API treats its connections.
+    pub fn http_limits(&self) -> crate::http::Limits {
+        crate::http::Limits {
+            max_connections: crate::http::connection_budget(self.http_max_connections.max(1)),
+            idle_timeout: std::time::Duration::from_secs(self.http_idle_timeout_secs.max(1)),
+        }
+    }
+
     /// How bearer tokens are verified.
     pub fn auth(&self) -> anyhow::Result<AuthConfig> {
         Ok(match &self.jwt_public_key_file {
@@ -81,6 +100,8 @@ impl Settings {
             command_addr: "127.0.0.1:0".parse().expect("a valid address"),
             query_addr: "127.0.0.1:0".parse().expect("a valid address"),
             clickhouse_url: "http://127.0.0.1:8123".into(),
+            http_max_connections: 10_000,
+            http_idle_timeout_secs: 30,
             jwt_secret: SecretString::from(DEV_JWT_SECRET),
             jwt_public_key_file: None,
         }

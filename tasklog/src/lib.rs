@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod generate;
+pub mod http;
 mod projections;
 pub mod startup;
 

@@ -99,7 +99,7 @@ pub async fn projections_cli(pool: PgPool, command: ProjectionsCommand) -> anyho
         ProjectionsCommand::Replay { id } => {
             match status::replay_parked(&pool, store.as_ref(), id).await? {
                 Ok(()) => println!("parked event {id} applied and removed"),
-                Err(error) => anyhow::bail!("parked event {id} still fails: {error}"),
+                Err(error) => anyhow::bail!("parked event {id} not applied: {error}"),
             }
         }
     }

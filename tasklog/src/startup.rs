@@ -11,23 +11,46 @@ use tasklog_event_store::{EventStore, PgEventStore};
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
+use crate::http::Limits;
 
 /// The migrations of the PostgreSQL schema.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
+/// A pooled connection idle for longer than this is pinged before it is
+/// handed out. A connection that was idle while PostgreSQL restarted is dead,
+/// and it has been idle at least as long as the outage; one in use then
+/// failed its statement and was dropped (sqlx pings every connection it takes
+/// back). Busy connections (reused within this window) skip the round trip,
+/// as HikariCP's `aliveBypassWindowMs` does.
+pub const IDLE_PING_AFTER: Duration = Duration::from_millis(100);
+
 /// A pool to `url`.
 pub async fn connect(url: &str, size: u32) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url.parse()?;
-    let pool = PgPoolOptions::new()
-        .max_connections(size)
-        .acquire_timeout(Duration::from_secs(5))
-        // A broken connection shows on first use; a ping before every query
-        // would cost a round trip per statement.
-        .test_before_acquire(false)
+    let pool = pool_options(size)
         .connect_with(options.application_name("tasklog"))
         .await
         .map_err(|e| anyhow::anyhow!("connecting to PostgreSQL: {e}"))?;
     Ok(pool)
+}
+
+/// How every pool of the application is set up.
+pub fn pool_options(size: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(5))
+        // Not a ping before every statement (a round trip each): only
+        // connections that sat idle, see IDLE_PING_AFTER.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < IDLE_PING_AFTER {
+                    return Ok(true);
+                }
+                // A dead connection is dropped and the pool takes or opens another.
+                Ok(sqlx::Connection::ping(conn).await.is_ok())
+            })
+        })
 }
 
 /// Applies every pending migration as the schema owner.
@@ -42,6 +65,7 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 pub struct CommandApi {
     listener: TcpListener,
     router: axum::Router,
+    limits: Limits,
 }
 
 impl CommandApi {
@@ -50,7 +74,11 @@ impl CommandApi {
         let auth = Authenticator::new(&settings.auth()?)?;
         let router = tasklog_command_api::router(tasklog_command_api::state(pool, store, auth));
         let listener = TcpListener::bind(settings.command_addr).await?;
-        Ok(Self { listener, router })
+        Ok(Self {
+            listener,
+            router,
+            limits: settings.http_limits(),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -65,9 +93,7 @@ impl CommandApi {
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr(), "command API listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        crate::http::serve(self.listener, self.router, self.limits, shutdown_signal()).await?;
         Ok(())
     }
 }
@@ -76,6 +102,7 @@ impl CommandApi {
 pub struct QueryApi {
     listener: TcpListener,
     router: axum::Router,
+    limits: Limits,
 }
 
 impl QueryApi {
@@ -83,7 +110,11 @@ impl QueryApi {
         let auth = Arc::new(Authenticator::new(&settings.auth()?)?);
         let router = tasklog_query_api::router(tasklog_query_api::QueryState::new(pool, auth));
         let listener = TcpListener::bind(settings.query_addr).await?;
-        Ok(Self { listener, router })
+        Ok(Self {
+            listener,
+            router,
+            limits: settings.http_limits(),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -94,9 +125,7 @@ impl QueryApi {
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr(), "query API listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        crate::http::serve(self.listener, self.router, self.limits, shutdown_signal()).await?;
         Ok(())
     }
 }

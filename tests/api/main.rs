@@ -6,6 +6,7 @@ mod auth;
 mod concurrency;
 mod errors;
 mod idempotency;
+mod readiness;
 mod system;
 mod tasks;
 mod tenancy;
