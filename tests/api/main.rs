@@ -6,6 +6,7 @@ mod auth;
 mod concurrency;
 mod errors;
 mod idempotency;
+mod idempotency_crash;
 mod system;
 mod tasks;
 mod tenancy;
