@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Schemathesis against both OpenAPI documents a real `tasklog serve` serves.
+#
+#   scripts/schemathesis.sh        (scripts/dev.sh test runs it last)
+#
+# Installs a pinned schemathesis into a venv under .data/, starts `tasklog
+# serve` on free ports against a fresh database, populates an organization
+# through the command API (members, projects, tasks, tags, comments, a
+# notification), then runs schemathesis with every check, valid and invalid
+# data, the owner's token and the populated ids in the paths: first the query
+# API (read only), then the command API. Seeded and bounded: the same failures
+# on every run, a few minutes in all. Exits non-zero on any failure not listed
+# in SCHEMATHESIS_KNOWN_FAILURES below.
+#
+# Environment knobs (all optional):
+#   SCHEMATHESIS_SEED          hypothesis seed                      (default 1010)
+#   SCHEMATHESIS_MAX_EXAMPLES  examples per operation and phase     (default 25)
+#   SCHEMATHESIS_TIME_LIMIT    seconds per document before stopping (default 300)
+#   TASKLOG_BIN                the tasklog binary                   (default: cargo build -p tasklog)
+#   TASKLOG_ADMIN_DATABASE_URL / TASKLOG_DATABASE_URL, as scripts/dev.sh sets them
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# Failures known when this script was written (issue #10), each
+# "METHOD PATH: check", reported but not failing the run. Remove each line once
+# the fix for it is merged; a listed failure that no longer occurs is reported.
+SCHEMATHESIS_KNOWN_FAILURES=(
+)
+
+ST_VERSION=3.39.16
+SEED="${SCHEMATHESIS_SEED:-1010}"
+MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-25}"
+TIME_LIMIT="${SCHEMATHESIS_TIME_LIMIT:-300}"
+VENV="$ROOT/.data/schemathesis-venv"
+OUT="$ROOT/.data/schemathesis"
+
+die() { echo "schemathesis.sh: ERROR: $*" >&2; exit 1; }
+step() { echo "schemathesis.sh: $*" >&2; }
+
+if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "$ST_VERSION"; then
+    step "installing schemathesis $ST_VERSION into $VENV"
+    python3 -m venv "$VENV" || die "python3 -m venv failed"
+    "$VENV/bin/pip" install --quiet "schemathesis==$ST_VERSION" || die "pip install schemathesis failed"
+fi
+export SCHEMATHESIS_TELEMETRY=false
+
+if [[ -z "${TASKLOG_BIN:-}" ]]; then
+    step "cargo build -p tasklog"
+    cargo build --quiet -p tasklog || die "cargo build -p tasklog failed"
+    TASKLOG_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/tasklog"
+fi
+[[ -x "$TASKLOG_BIN" ]] || die "no tasklog binary at $TASKLOG_BIN"
+
+pg_port="${TASKLOG_PG_PORT:-5432}"
+admin_url="${TASKLOG_ADMIN_DATABASE_URL:-postgres://postgres@127.0.0.1:${pg_port}/tasklog}"
+app_url="${TASKLOG_DATABASE_URL:-postgres://tasklog_app@127.0.0.1:${pg_port}/tasklog}"
+db="tasklog_schemathesis_$(date +%s)_$$"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+command_port="$(free_port)"
+query_port="$(free_port)"
+command_url="http://127.0.0.1:$command_port"
+query_url="http://127.0.0.1:$query_port"
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+serve_pid=""
+cleanup() {
+    if [[ -n "$serve_pid" ]]; then
+        kill "$serve_pid" 2>/dev/null || true
+        wait "$serve_pid" 2>/dev/null || true
+    fi
+    psql -q "$admin_url" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+step "fresh database $db; tasklog migrate; tasklog serve on :$command_port (commands) and :$query_port (queries)"
+psql -q "$admin_url" -c "CREATE DATABASE $db" >/dev/null || die "cannot create database $db"
+export TASKLOG_ADMIN_DATABASE_URL="${admin_url%/*}/$db"
+export TASKLOG_DATABASE_URL="${app_url%/*}/$db"
+export TASKLOG_COMMAND_ADDR="127.0.0.1:$command_port"
+export TASKLOG_QUERY_ADDR="127.0.0.1:$query_port"
+"$TASKLOG_BIN" migrate >/dev/null || die "tasklog migrate failed"
+RUST_LOG="${RUST_LOG:-warn}" "$TASKLOG_BIN" serve >"$OUT/serve.log" 2>&1 &
+serve_pid=$!
+for url in "$command_url" "$query_url"; do
+    for _ in $(seq 600); do
+        curl -fsS "$url/readyz" >/dev/null 2>&1 && break
+        kill -0 "$serve_pid" 2>/dev/null || die "tasklog serve exited; see $OUT/serve.log"
+        sleep 0.2
+    done
+    curl -fsS "$url/readyz" >/dev/null || die "$url/readyz never answered 200"
+done
+
+step "populating an organization through the command API"
+ids="$("$VENV/bin/python" "$ROOT/scripts/schemathesis_populate.py" "$command_url" "$query_url" "$TASKLOG_BIN")" ||
+    die "populating failed"
+eval "$ids"
+
+# One document: every check, valid and invalid data, seeded and bounded.
+run_schemathesis() {
+    local name="$1" url="$2"
+    step "schemathesis run $url/openapi.json (seed $SEED, $MAX_EXAMPLES examples, at most ${TIME_LIMIT}s)"
+    local status=0
+    timeout --signal=INT --kill-after=30 "$TIME_LIMIT" \
+        "$VENV/bin/schemathesis" run "$url/openapi.json" \
+        --base-url "$url" \
+        --checks all \
+        --data-generation-method all \
+        --experimental-no-failfast \
+        --header "Authorization: Bearer $ST_TOKEN" \
+        --set-path "org=$ST_ORG" \
+        --set-path "project=$ST_PROJECT" \
+        --set-path "task=$ST_TASK" \
+        --set-path "tag=$ST_TAG" \
+        --set-path "comment=$ST_COMMENT" \
+        --set-path "user=$ST_USER" \
+        --set-path "notification=$ST_NOTIFICATION" \
+        --hypothesis-seed "$SEED" \
+        --hypothesis-max-examples "$MAX_EXAMPLES" \
+        --hypothesis-deadline 60000 \
+        --hypothesis-suppress-health-check all \
+        --request-timeout 30000 \
+        --code-sample-style curl \
+        --junit-xml "$OUT/$name.xml" \
+        >"$OUT/$name.txt" 2>&1 || status=$?
+    # 124: the time limit stopped it; what it found so far is in the report.
+    if [[ $status -ne 0 && ! -s "$OUT/$name.xml" ]]; then
+        tail -n 40 "$OUT/$name.txt" >&2
+        die "schemathesis did not run against $url (exit $status); see $OUT/$name.txt"
+    fi
+}
+run_schemathesis query "$query_url"
+run_schemathesis command "$command_url"
+
+# Every distinct failure (operation and check), then the verdict.
+printf '%s\n' "${SCHEMATHESIS_KNOWN_FAILURES[@]}" >"$OUT/known.txt"
+"$VENV/bin/python" - "$OUT" <<'EOF'
+import re, sys, xml.etree.ElementTree as ET
+out = sys.argv[1]
+known = {l.strip() for l in open(f"{out}/known.txt") if l.strip()}
+found = {}
+for name in ("query", "command"):
+    for case in ET.parse(f"{out}/{name}.xml").iter("testcase"):
+        for bad in list(case.iter("failure")) + list(case.iter("error")):
+            text = (bad.get("message") or "") + "\n" + (bad.text or "")
+            # Each failing check's title is a line "- <title>"; an error, its first line.
+            titles = re.findall(r"^- (.+?)\s*$", text, re.M) or [(text.strip() or bad.tag).splitlines()[0]]
+            for title in titles:
+                found.setdefault(f"{case.get('name')}: {title}", text.strip())
+new = sorted(set(found) - known)
+for f in sorted(found):
+    print(("KNOWN  " if f in known else "FAILED ") + f)
+for f in sorted(known - set(found)):
+    print("FIXED  " + f + "   (remove it from SCHEMATHESIS_KNOWN_FAILURES)")
+print(f"schemathesis: {len(found)} distinct failures, {len(new)} not known; details in {out}/*.txt")
+sys.exit(1 if new else 0)
+EOF
