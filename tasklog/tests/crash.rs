@@ -21,7 +21,7 @@ use tokio::process::{Child, Command};
 use uuid::Uuid;
 
 /// How many times the process is killed.
-const KILLS: usize = 12;
+const KILLS: usize = 20;
 
 fn admin_url() -> String {
     std::env::var("DATABASE_URL")
