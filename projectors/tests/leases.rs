@@ -149,12 +149,10 @@ async fn progress(pool: &PgPool, n: i64) {
 
 /// Which runners applied events, in the order they first did.
 async fn writers(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT runner FROM read.applied GROUP BY runner ORDER BY min(seq)",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap()
+    sqlx::query_scalar("SELECT runner FROM read.applied GROUP BY runner ORDER BY min(seq)")
+        .fetch_all(pool)
+        .await
+        .unwrap()
 }
 
 fn event(org: Uuid, e: TaskEvent) -> NewEvent {
@@ -200,7 +198,11 @@ impl Load {
             created_by: org,
         });
         store
-            .append(&stream, ExpectedVersion::NoStream, vec![event(org, created)])
+            .append(
+                &stream,
+                ExpectedVersion::NoStream,
+                vec![event(org, created)],
+            )
             .await
             .unwrap();
         let running = Arc::new(AtomicBool::new(true));
@@ -281,12 +283,10 @@ async fn assert_each_event_applied_once(pool: &PgPool) {
 /// The `activity` rows equal those a rebuild from the log produces.
 async fn assert_equal_to_a_rebuild(pool: &PgPool, store: &PgEventStore) {
     let rows = || async {
-        sqlx::query_scalar::<_, String>(
-            "SELECT to_jsonb(a)::text FROM read.activity a ORDER BY 1",
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap()
+        sqlx::query_scalar::<_, String>("SELECT to_jsonb(a)::text FROM read.activity a ORDER BY 1")
+            .fetch_all(pool)
+            .await
+            .unwrap()
     };
     let live = rows().await;
     status::rebuild(

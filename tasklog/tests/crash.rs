@@ -59,8 +59,14 @@ impl Serve {
             .env("TASKLOG_DATABASE_URL", &self.app_url)
             .env("TASKLOG_ADMIN_DATABASE_URL", &self.owner_url)
             .env("TASKLOG_DATABASE_POOL_SIZE", "8")
-            .env("TASKLOG_COMMAND_ADDR", format!("127.0.0.1:{}", self.command_port))
-            .env("TASKLOG_QUERY_ADDR", format!("127.0.0.1:{}", self.query_port))
+            .env(
+                "TASKLOG_COMMAND_ADDR",
+                format!("127.0.0.1:{}", self.command_port),
+            )
+            .env(
+                "TASKLOG_QUERY_ADDR",
+                format!("127.0.0.1:{}", self.query_port),
+            )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -452,7 +458,10 @@ async fn tasklog_serve_killed_under_load_answers_no_5xx_and_neither_loses_nor_re
             Sent::Create => {
                 let reserved = count_events(&pool, "TaskNumberReserved", "task_id", *task).await;
                 assert_eq!(reserved, 1, "the number of task {task}, reserved once");
-                ("TaskCreated", count_in_stream(&pool, "TaskCreated", *task).await)
+                (
+                    "TaskCreated",
+                    count_in_stream(&pool, "TaskCreated", *task).await,
+                )
             }
             Sent::Assign => (
                 "TaskAssigned",

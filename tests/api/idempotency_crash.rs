@@ -163,7 +163,18 @@ async fn a_project_create_that_died_after_registering_its_key_is_finished_by_its
     let count = app.event_count(org).await;
     let other = send(&app, &path, &owner, &body, None).await;
     assert_eq!(other.status(), 409);
-    assert_eq!(app.event_count(org).await, count, "a refused create appends nothing");
-    let next = send(&app, &path, &owner, &json!({"name": "App", "key": "APP"}), None).await;
+    assert_eq!(
+        app.event_count(org).await,
+        count,
+        "a refused create appends nothing"
+    );
+    let next = send(
+        &app,
+        &path,
+        &owner,
+        &json!({"name": "App", "key": "APP"}),
+        None,
+    )
+    .await;
     assert_eq!(next.status(), 201);
 }
