@@ -764,7 +764,7 @@ impl<'a> BatchTx<'a> {
     }
 
     fn conn(&mut self) -> &mut PgConnection {
-        &mut *self.conn
+        &mut self.conn
     }
 
     /// Moves the checkpoint and commits; nothing is kept when it fails.
