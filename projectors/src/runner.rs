@@ -714,9 +714,10 @@ impl std::ops::DerefMut for BatchConn<'_> {
 
 /// A batch's transaction, opened and closed with one round trip each
 /// (`projection_batch_begin` and `projection_batch_advance`, see their
-/// migration). Dropped while open, a pooled connection is closed rather than
-/// handed back inside a transaction; the lease's fails the next batch's
-/// `BEGIN`, and its runner starts over with a new one.
+/// migration). Dropped while open (its `ROLLBACK` failed: the connection is
+/// broken), a pooled connection is closed rather than handed back; a broken
+/// lease fails the runner's next statement, and the runner starts over with a
+/// new lease.
 struct BatchTx<'a> {
     conn: BatchConn<'a>,
     open: bool,
