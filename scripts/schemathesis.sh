@@ -16,7 +16,7 @@
 # Environment knobs (all optional):
 #   SCHEMATHESIS_SEED          hypothesis seed                      (default 1010)
 #   SCHEMATHESIS_MAX_EXAMPLES  examples per operation               (default 25)
-#   SCHEMATHESIS_TIME_LIMIT    seconds per document before stopping (default 300)
+#   SCHEMATHESIS_TIME_LIMIT    seconds per document before stopping (default 600)
 #   TASKLOG_BIN                the tasklog binary                   (default: cargo build -p tasklog)
 #   TASKLOG_ADMIN_DATABASE_URL / TASKLOG_DATABASE_URL, as scripts/dev.sh sets them
 set -euo pipefail
@@ -59,7 +59,7 @@ SCHEMATHESIS_ACCEPTED=(
 ST_VERSION=4.32.5
 SEED="${SCHEMATHESIS_SEED:-1010}"
 MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-25}"
-TIME_LIMIT="${SCHEMATHESIS_TIME_LIMIT:-300}"
+TIME_LIMIT="${SCHEMATHESIS_TIME_LIMIT:-600}"
 VENV="$ROOT/.data/schemathesis-venv"
 OUT="$ROOT/.data/schemathesis"
 
