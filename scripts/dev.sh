@@ -2,7 +2,8 @@
 # Tasklog developer entry point. Works from any directory.
 #
 #   scripts/dev.sh run     start local services, `tasklog migrate`, then `tasklog serve`
-#   scripts/dev.sh test    start local services, fmt check, clippy -D warnings, all tests
+#   scripts/dev.sh test    start local services, fmt check, clippy -D warnings, all tests,
+#                          then schemathesis against both APIs (scripts/schemathesis.sh)
 #   scripts/dev.sh bench   start local services, `cargo bench -p tasklog --bench throughput`
 #
 # Services (PostgreSQL, ClickHouse) come from scripts/services.sh; see its header
@@ -20,8 +21,8 @@ commands:
   run     start PostgreSQL + ClickHouse (scripts/services.sh), run
           `tasklog migrate`, then exec `tasklog serve` (release build)
   test    start services, `cargo fmt --check`, `cargo clippy -D warnings`,
-          then `cargo nextest run --workspace` (or `cargo test --workspace`);
-          extra args go to the test runner
+          then `cargo nextest run --workspace` (or `cargo test --workspace`),
+          then scripts/schemathesis.sh; extra args go to the test runner
   bench   start services, then `cargo bench -p tasklog --bench throughput`;
           extra args go to cargo bench
 
@@ -87,6 +88,9 @@ cmd_test() {
         step "cargo test --workspace $* (cargo-nextest not installed)"
         cargo test --workspace --no-fail-fast "$@"
     fi
+
+    step "scripts/schemathesis.sh: both served OpenAPI documents, every check, on a populated organization"
+    "$ROOT/scripts/schemathesis.sh" || die "schemathesis found failures: see the list above and .data/schemathesis/"
 }
 
 cmd_bench() {

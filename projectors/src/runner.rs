@@ -168,7 +168,8 @@ impl Projector {
         live: bool,
     ) -> Result<BatchOutcome, ProjectorError> {
         let from = self.checkpoint(generation).await?;
-        self.step_from(generation, live, from, None).await
+        self.step_from(&mut Writer::Pool, generation, live, from, None)
+            .await
     }
 
     /// [`Self::project_next_batch`] from a checkpoint the caller already
@@ -177,6 +178,7 @@ impl Projector {
     /// shared read must be younger).
     async fn step_from(
         &self,
+        writer: &mut Writer<'_>,
         generation: i32,
         live: bool,
         from: LogPosition,
@@ -196,7 +198,7 @@ impl Projector {
                 ..BatchOutcome::default()
             });
         }
-        let mut outcome = self.apply(generation, live, from, events).await?;
+        let mut outcome = self.apply(writer, generation, live, from, events).await?;
         outcome.caught_up = events.len() < self.config.batch_size;
         outcome.held_back = page.held_back;
         Ok(outcome)
@@ -237,7 +239,9 @@ impl Projector {
             let events = next.recv().await.ok_or_else(|| {
                 ProjectorError::Unknown("the log reader stopped before the target".into())
             })??;
-            let outcome = self.apply(generation, false, at, &events).await?;
+            let outcome = self
+                .apply(&mut Writer::Pool, generation, false, at, &events)
+                .await?;
             at = outcome.position;
             on_batch(&outcome);
         }
@@ -250,6 +254,7 @@ impl Projector {
     /// retried, then parked.
     async fn apply(
         &self,
+        writer: &mut Writer<'_>,
         generation: i32,
         live: bool,
         from: LogPosition,
@@ -257,7 +262,7 @@ impl Projector {
     ) -> Result<BatchOutcome, ProjectorError> {
         let mut backoff = self.config.first_backoff;
         loop {
-            match self.try_batch(generation, live, from, events).await {
+            match self.try_batch(writer, generation, live, from, events).await {
                 Ok(()) => {
                     return Ok(BatchOutcome {
                         applied: events.len(),
@@ -269,12 +274,15 @@ impl Projector {
                 }
                 Err(BatchFailure::Transient(e)) => {
                     tracing::warn!(projection = self.name(), error = %e, "transient failure; retrying");
+                    writer.still_leased().await?;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.config.max_backoff);
                 }
                 Err(BatchFailure::Stop(e)) => return Err(e),
                 Err(BatchFailure::Failed { .. }) => {
-                    return self.apply_one_by_one(generation, live, from, events).await
+                    return self
+                        .apply_one_by_one(writer, generation, live, from, events)
+                        .await
                 }
             }
         }
@@ -282,6 +290,7 @@ impl Projector {
 
     async fn apply_one_by_one(
         &self,
+        writer: &mut Writer<'_>,
         generation: i32,
         live: bool,
         mut from: LogPosition,
@@ -293,7 +302,7 @@ impl Projector {
             let mut backoff = self.config.first_backoff;
             loop {
                 match self
-                    .try_batch(generation, live, from, std::slice::from_ref(event))
+                    .try_batch(writer, generation, live, from, std::slice::from_ref(event))
                     .await
                 {
                     Ok(()) => {
@@ -303,6 +312,7 @@ impl Projector {
                     Err(BatchFailure::Stop(e)) => return Err(e),
                     Err(BatchFailure::Transient(e)) => {
                         tracing::warn!(projection = self.name(), error = %e, "transient failure; retrying");
+                        writer.still_leased().await?;
                     }
                     Err(BatchFailure::Failed { error, .. }) => {
                         attempts += 1;
@@ -314,7 +324,8 @@ impl Projector {
                             "event failed"
                         );
                         if attempts >= self.config.max_attempts {
-                            self.park(generation, from, event, &error, attempts).await?;
+                            self.park(writer, generation, from, event, &error, attempts)
+                                .await?;
                             outcome.parked += 1;
                             break;
                         }
@@ -331,6 +342,7 @@ impl Projector {
 
     async fn try_batch(
         &self,
+        writer: &mut Writer<'_>,
         generation: i32,
         live: bool,
         from: LogPosition,
@@ -346,9 +358,10 @@ impl Projector {
             last_event_at: last.recorded_at,
         };
         if !events.iter().any(|e| self.wants(e)) {
-            return BatchTx::advance_only(&self.pool, live, advance).await;
+            return BatchTx::advance_only(writer.conn(&self.pool).await?, live, advance).await;
         }
-        let mut batch = BatchTx::begin(&self.pool, self.name(), generation, live).await?;
+        let conn = writer.conn(&self.pool).await?;
+        let mut batch = BatchTx::begin(conn, self.name(), generation, live).await?;
         match self.projection.apply(batch.conn(), events).await {
             Ok(()) => {}
             Err(e) => {
@@ -377,13 +390,17 @@ impl Projector {
     /// Records the event as parked and moves past it, in one transaction.
     async fn park(
         &self,
+        writer: &mut Writer<'_>,
         generation: i32,
         from: LogPosition,
         event: &RecordedEvent,
         error: &str,
         attempts: u32,
     ) -> Result<(), ProjectorError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = match writer {
+            Writer::Pool => self.pool.begin().await?,
+            Writer::Lease(conn) => conn.begin().await?,
+        };
         sqlx::query(
             "INSERT INTO projection_dead_letters \
                 (projection, event_id, commit_id, event_position, event_type, error, attempts) \
@@ -517,7 +534,13 @@ impl Projector {
                 None => self.checkpoint(generation).await?,
             };
             let step = self
-                .step_from(generation, true, from, Some(awake_since))
+                .step_from(
+                    &mut Writer::Lease(&mut lease),
+                    generation,
+                    true,
+                    from,
+                    Some(awake_since),
+                )
                 .boxed()
                 .await;
             last_step = Some((started, started.elapsed()));
@@ -634,23 +657,79 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// A batch's transaction on a pooled connection, opened and closed with one
-/// round trip each (`projection_batch_begin` and `projection_batch_advance`,
-/// see their migration). Dropped while open, its connection is closed rather
-/// than handed back inside a transaction.
-struct BatchTx {
-    conn: PoolConnection<Postgres>,
+/// Where a step writes. A live runner writes through the connection that
+/// holds its lease: once that connection is gone (killed, cut off), the
+/// runner cannot commit another batch, so a standby that took the lease over
+/// is the only writer (the checkpoint's compare and set alone would keep
+/// events from being applied twice, not the old holder from writing on).
+/// Other steps (tests, rebuilds) write through pooled connections.
+enum Writer<'a> {
+    Pool,
+    Lease(&'a mut PgConnection),
+}
+
+impl Writer<'_> {
+    async fn conn<'w>(&'w mut self, pool: &PgPool) -> Result<BatchConn<'w>, sqlx::Error> {
+        Ok(match self {
+            Writer::Pool => BatchConn::Pooled(pool.acquire().await?),
+            Writer::Lease(conn) => BatchConn::Lease(conn),
+        })
+    }
+
+    /// After a transient failure: an error when the lease's connection is
+    /// gone, so the runner asks for the lease again instead of retrying on a
+    /// dead connection.
+    async fn still_leased(&mut self) -> Result<(), ProjectorError> {
+        if let Writer::Lease(conn) = self {
+            sqlx::query("SELECT 1").execute(&mut **conn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A batch's connection: pooled, or the runner's lease.
+enum BatchConn<'a> {
+    Pooled(PoolConnection<Postgres>),
+    Lease(&'a mut PgConnection),
+}
+
+impl std::ops::Deref for BatchConn<'_> {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        match self {
+            BatchConn::Pooled(conn) => conn,
+            BatchConn::Lease(conn) => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for BatchConn<'_> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            BatchConn::Pooled(conn) => conn,
+            BatchConn::Lease(conn) => conn,
+        }
+    }
+}
+
+/// A batch's transaction, opened and closed with one round trip each
+/// (`projection_batch_begin` and `projection_batch_advance`, see their
+/// migration). Dropped while open (its `ROLLBACK` failed: the connection is
+/// broken), a pooled connection is closed rather than handed back; a broken
+/// lease fails the runner's next statement, and the runner starts over with a
+/// new lease.
+struct BatchTx<'a> {
+    conn: BatchConn<'a>,
     open: bool,
 }
 
-impl BatchTx {
+impl<'a> BatchTx<'a> {
     async fn begin(
-        pool: &PgPool,
+        conn: BatchConn<'a>,
         projection: &str,
         generation: i32,
         live: bool,
     ) -> Result<Self, BatchFailure> {
-        let conn = pool.acquire().await?;
         let mut batch = BatchTx { conn, open: true };
         let begin = format!(
             "BEGIN; SELECT projection_batch_begin({}, {generation}, {live})",
@@ -669,11 +748,10 @@ impl BatchTx {
     /// batch's checks and the move in one simple query, which runs as one
     /// transaction.
     async fn advance_only(
-        pool: &PgPool,
+        mut conn: BatchConn<'_>,
         live: bool,
         advance: Advance<'_>,
     ) -> Result<(), BatchFailure> {
-        let mut conn = pool.acquire().await?;
         let statements = format!(
             "SELECT projection_batch_begin({}, {}, {live}); {}",
             quote(advance.projection),
@@ -714,10 +792,10 @@ impl BatchTx {
     }
 }
 
-impl Drop for BatchTx {
+impl Drop for BatchTx<'_> {
     fn drop(&mut self) {
-        if self.open {
-            self.conn.close_on_drop();
+        if let (true, BatchConn::Pooled(conn)) = (self.open, &mut self.conn) {
+            conn.close_on_drop();
         }
     }
 }

@@ -6,6 +6,7 @@ mod auth;
 mod concurrency;
 mod errors;
 mod idempotency;
+mod idempotency_crash;
 mod readiness;
 mod system;
 mod tasks;
