@@ -178,14 +178,19 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandMeta {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let correlation_id = parts
-            .headers
-            .get("x-correlation-id")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| Uuid::parse_str(v).ok())
-            .unwrap_or_else(Uuid::now_v7);
+        // A correlation id the caller sent is kept, so it must be one.
+        let correlation_id = match parts.headers.get("x-correlation-id") {
+            None => Uuid::now_v7(),
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|v| Uuid::parse_str(v.trim()).ok())
+                .ok_or_else(|| ApiError::BadRequest("X-Correlation-Id must be a UUID".into()))?,
+        };
         let if_match = match parts.headers.get(header::IF_MATCH) {
             None => None,
+            // `*`: any current version (the handlers require the object to exist).
+            Some(v) if v.as_bytes().trim_ascii() == b"*" => None,
             Some(v) => Some(parse_if_match(v.to_str().unwrap_or_default())?),
         };
         Ok(Self {

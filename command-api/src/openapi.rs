@@ -755,7 +755,7 @@ fn operation(route: &Route, components: &mut Components) -> Value {
                  (the query API's `\"3-<digest>\"` names the same version); \
                  412 when it has moved on. Without it, a concurrent change is decided again."
             ),
-            "schema": { "type": "string", "pattern": "^(W/)?\"?[0-9]{1,19}(-[0-9a-fA-F]+)?\"?$" },
+            "schema": { "type": "string", "pattern": "^(\\*|(W/)?\"?[0-9]{1,19}(-[0-9a-fA-F]+)?\"?)$" },
             "example": "\"3\""
         }));
     }

@@ -480,7 +480,7 @@ fn build() -> Value {
             "required": false,
             "description": "The `consistency_token` a command returned (`<commit>.<event>`): the \
                             answer includes that write, or is 503 `not_yet_consistent`.",
-            "schema": { "type": "string", "pattern": "^[0-9]+\\.[0-9]+$" },
+            "schema": { "type": "string", "pattern": "^[0-9]{1,19}\\.[0-9]{1,19}$" },
             "example": "1042.0"
         }
     });

@@ -328,3 +328,36 @@ async fn an_unknown_notification_cannot_be_marked_read() {
         assert!(app.stream(&format!("inbox-{}", user.id)).await.is_empty());
     }
 }
+
+/// A correlation id the caller sends is kept in every event's envelope, so it
+/// must be a UUID; `If-Match: *` asks only that the object exists.
+#[tokio::test]
+async fn a_correlation_id_must_be_a_uuid_and_if_match_star_asks_only_for_existence() {
+    let app = spawn_app().await;
+    let (org, owner) = app.org().await;
+    let project = app.project(org, &owner, "HDR").await;
+    let task = app.task(org, project, &owner, "A task").await;
+    let path = format!("/v1/orgs/{org}/tasks/{task}/archive");
+
+    let r = app
+        .request(
+            Method::POST,
+            &path,
+            &owner,
+            None,
+            &[("x-correlation-id", "{}")],
+        )
+        .await;
+    assert_problem(r, 400, "bad_request").await;
+    assert_eq!(app.stream(&format!("task-{task}")).await.len(), 1);
+
+    let r = app
+        .request(Method::POST, &path, &owner, None, &[("if-match", "*")])
+        .await;
+    assert_eq!(r.status(), 200);
+    let missing = format!("/v1/orgs/{org}/tasks/{}/archive", Uuid::now_v7());
+    let r = app
+        .request(Method::POST, &missing, &owner, None, &[("if-match", "*")])
+        .await;
+    assert_problem(r, 404, "not_found").await;
+}
