@@ -164,6 +164,42 @@ impl IdSource {
     }
 }
 
+/// The header naming the request's correlation id (a UUID), kept in the
+/// envelope of every event the command appends.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// The correlation id a request names, if any; 400 when it is not a UUID.
+pub fn correlation_id(headers: &axum::http::HeaderMap) -> Result<Option<Uuid>, ApiError> {
+    let Some(value) = headers.get(CORRELATION_HEADER) else {
+        return Ok(None);
+    };
+    // The hyphenated form only, as the document's `format: uuid` says.
+    value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|v| v.len() == 36)
+        .and_then(|v| Uuid::parse_str(v).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "X-Correlation-Id must be a UUID, e.g. 0192f4c1-7a8e-7b3c-9d2e-5f6a7b8c9d0e".into(),
+            )
+        })
+}
+
+/// The version `If-Match` names, if any (`*`, empty or absent: none); 400
+/// when it is not an ETag of ours.
+pub fn if_match(headers: &axum::http::HeaderMap) -> Result<Option<u64>, ApiError> {
+    match headers
+        .get(header::IF_MATCH)
+        .map(|v| v.as_bytes().trim_ascii())
+    {
+        None | Some(b"") | Some(b"*") => Ok(None),
+        Some(v) => parse_if_match(std::str::from_utf8(v).unwrap_or_default()).map(Some),
+    }
+}
+
 /// What every command carries besides its body.
 #[derive(Clone, Debug)]
 pub struct CommandMeta {
@@ -178,21 +214,8 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandMeta {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        // A correlation id the caller sent is kept, so it must be one.
-        let correlation_id = match parts.headers.get("x-correlation-id") {
-            None => Uuid::now_v7(),
-            Some(v) => v
-                .to_str()
-                .ok()
-                .and_then(|v| Uuid::parse_str(v.trim()).ok())
-                .ok_or_else(|| ApiError::BadRequest("X-Correlation-Id must be a UUID".into()))?,
-        };
-        let if_match = match parts.headers.get(header::IF_MATCH) {
-            None => None,
-            // `*`: any current version (the handlers require the object to exist).
-            Some(v) if v.as_bytes().trim_ascii() == b"*" => None,
-            Some(v) => Some(parse_if_match(v.to_str().unwrap_or_default())?),
-        };
+        let correlation_id = correlation_id(&parts.headers)?.unwrap_or_else(Uuid::now_v7);
+        let if_match = if_match(&parts.headers)?;
         Ok(Self {
             correlation_id,
             now: Utc::now(),

@@ -151,6 +151,10 @@ async fn run(keys: Keys, key: HeaderValue, req: Request, next: Next) -> Result<R
         return Ok(next.run(Request::from_parts(parts, body)).await);
     };
     let caller = keys.app.auth.caller(&parts)?;
+    // Headers the command would refuse are refused before a stored answer
+    // could be replayed for them.
+    crate::extract::correlation_id(&parts.headers)?;
+    crate::extract::if_match(&parts.headers)?;
     let bytes = to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;

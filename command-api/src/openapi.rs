@@ -755,7 +755,9 @@ fn operation(route: &Route, components: &mut Components) -> Value {
                  (the query API's `\"3-<digest>\"` names the same version); \
                  412 when it has moved on. Without it, a concurrent change is decided again."
             ),
-            "schema": { "type": "string", "pattern": "^(\\*|(W/)?\"?[0-9]{1,19}(-[0-9a-fA-F]+)?\"?)$" },
+            // `(?!\n)`: Python's `$` also matches before a final newline,
+            // which no header value can carry; ECMA's does not.
+            "schema": { "type": "string", "pattern": "^(\\*|(W/)?\"?[0-9]{1,19}(-[0-9a-fA-F]+)?\"?)(?!\\n)$" },
             "example": "\"3\""
         }));
     }

@@ -250,7 +250,10 @@ impl AppState {
             let decided = loaded.state.decide(command(&loaded.state)?);
             if let Some(expected) = if_match {
                 if expected != loaded.version {
-                    if let Err(e @ DomainError::NotFound(_)) = decided {
+                    // So is a request that is invalid whatever the version.
+                    if let Err(e @ (DomainError::NotFound(_) | DomainError::Validation(_))) =
+                        decided
+                    {
                         return Err(e.into());
                     }
                     return Err(ApiError::PreconditionFailed {

@@ -480,7 +480,9 @@ fn build() -> Value {
             "required": false,
             "description": "The `consistency_token` a command returned (`<commit>.<event>`): the \
                             answer includes that write, or is 503 `not_yet_consistent`.",
-            "schema": { "type": "string", "pattern": "^[0-9]{1,19}\\.[0-9]{1,19}$" },
+            // `(?!\n)`: Python's `$` also matches before a final newline,
+            // which no header value can carry; ECMA's does not.
+            "schema": { "type": "string", "pattern": "^[0-9]{1,19}\\.[0-9]{1,19}(?!\\n)$" },
             "example": "1042.0"
         }
     });

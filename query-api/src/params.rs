@@ -163,9 +163,19 @@ impl Params {
         Ok(first.filter(|v| !v.is_empty()))
     }
 
+    /// The value of a typed parameter given at most once: blank is an error
+    /// (it is no UUID, date, number or boolean), not an absence.
+    fn typed(&self, name: &str) -> Result<Option<&str>, QueryError> {
+        let given = self.0.iter().any(|(n, _)| n == name);
+        match self.one(name)? {
+            None if given => Err(bad_param(name, "must not be empty")),
+            value => Ok(value),
+        }
+    }
+
     /// `true` or `false`; `default` when absent.
     pub fn bool(&self, name: &str, default: bool) -> Result<bool, QueryError> {
-        match self.one(name)? {
+        match self.typed(name)? {
             None => Ok(default),
             Some("true") => Ok(true),
             Some("false") => Ok(false),
@@ -175,14 +185,20 @@ impl Params {
 
     /// A UUID, if given.
     pub fn uuid(&self, name: &str) -> Result<Option<Uuid>, QueryError> {
-        self.one(name)?
-            .map(|v| Uuid::parse_str(v).map_err(|_| bad_param(name, "must be a UUID")))
+        // The hyphenated form only, as the document's `format: uuid` says.
+        self.typed(name)?
+            .map(|v| {
+                Some(v)
+                    .filter(|v| v.len() == 36)
+                    .and_then(|v| Uuid::parse_str(v).ok())
+                    .ok_or_else(|| bad_param(name, "must be a UUID"))
+            })
             .transpose()
     }
 
     /// A `YYYY-MM-DD` date (years 0001 to 9999), if given.
     pub fn date(&self, name: &str) -> Result<Option<NaiveDate>, QueryError> {
-        self.one(name)?
+        self.typed(name)?
             .map(|v| {
                 parse_date(v).ok_or_else(|| {
                     bad_param(
@@ -196,7 +212,7 @@ impl Params {
 
     /// `limit`: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
     pub fn limit(&self) -> Result<u32, QueryError> {
-        match self.one("limit")? {
+        match self.typed("limit")? {
             None => Ok(DEFAULT_LIMIT),
             Some(v) => match v.parse::<u32>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),

@@ -188,6 +188,19 @@ async fn a_mention_notifies_the_member_who_can_mark_it_read() {
     assert_eq!(inbox["items"][0]["task_key"], "WEB-1");
     let notification = inbox["items"][0]["id"].as_str().unwrap().to_owned();
 
+    // It is Bob's: the owner cannot mark it read, and her inbox gets nothing.
+    let r = app
+        .request(
+            Method::POST,
+            &format!("/v1/orgs/{org}/me/notifications/{notification}/read"),
+            &owner,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    assert!(app.stream(&format!("inbox-{}", owner.id)).await.is_empty());
+
     let r = app
         .request(
             Method::POST,
