@@ -188,14 +188,14 @@ pub fn correlation_id(headers: &axum::http::HeaderMap) -> Result<Option<Uuid>, A
         })
 }
 
-/// The version `If-Match` names, if any (`*`, empty or absent: none); 400
+/// The version `If-Match` names, if any (`*` or absent: none); 400
 /// when it is not an ETag of ours.
 pub fn if_match(headers: &axum::http::HeaderMap) -> Result<Option<u64>, ApiError> {
     match headers
         .get(header::IF_MATCH)
         .map(|v| v.as_bytes().trim_ascii())
     {
-        None | Some(b"") | Some(b"*") => Ok(None),
+        None | Some(b"*") => Ok(None),
         Some(v) => parse_if_match(std::str::from_utf8(v).unwrap_or_default()).map(Some),
     }
 }
