@@ -210,6 +210,9 @@ for f in sorted(found):
 for k in known:
     if not any(matches(f, [k]) for f in found):
         print("UNSEEN " + k + "   (not met in this run: fixed? remove it once its fix is merged)")
-print(f"schemathesis: {len(found)} distinct failures, {len(new)} not known; examples in {out}/*.txt")
+n_known = sum(1 for f in found if f not in new and matches(f, known))
+n_accepted = len(found) - len(new) - n_known
+print(f"schemathesis: {len(found)} distinct findings: {len(new)} unexpected, {n_known} known bugs, "
+      f"{n_accepted} accepted (what it cannot know); examples in {out}/*.txt")
 sys.exit(1 if new else 0)
 EOF
