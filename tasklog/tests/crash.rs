@@ -14,29 +14,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tasklog_event_store::{EventStore, LogPosition, PgEventStore};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
+use support::{admin_url, free_port};
+
 /// How many times the process is killed.
 const KILLS: usize = 20;
-
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A port nothing listens on now (the OS picks it; the process binds it again
-/// after every restart).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Where `tasklog serve` runs, and how to start it again.
 struct Serve {
@@ -306,20 +295,10 @@ async fn count_in_stream(pool: &PgPool, event_type: &str, task: Uuid) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasklog_serve_killed_under_load_answers_no_5xx_and_neither_loses_nor_repeats_an_event() {
-    let admin = admin_url();
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
-    let server = PgPool::connect(&admin).await.unwrap();
-    let name = format!("tasklog_crash_{}", Uuid::now_v7().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&server)
-        .await
-        .unwrap();
-    let owner_url = format!("{base}/{name}");
+    let db = support::fresh_database("tasklog_crash").await;
+    let (name, owner_url) = (db.name, db.owner_url);
     let serve = Serve {
-        app_url: format!(
-            "{}/{name}",
-            base.replacen("postgres://postgres@", "postgres://tasklog_app@", 1)
-        ),
+        app_url: db.app_url,
         owner_url: owner_url.clone(),
         command_port: free_port(),
         query_port: free_port(),
@@ -528,6 +507,7 @@ async fn tasklog_serve_killed_under_load_answers_no_5xx_and_neither_loses_nor_re
     );
 
     pool.close().await;
+    let server = PgPool::connect(&admin_url()).await.unwrap();
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&server)
         .await;

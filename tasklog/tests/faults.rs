@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod support;
+
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tasklog::{CommandApi, Settings};
@@ -18,18 +20,7 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{admin_url, free_port};
 
 fn token(user: Uuid) -> String {
     tasklog_command_api::auth::mint_hs256(tasklog::config::DEV_JWT_SECRET, user, Some("ann"), 3600)
@@ -381,22 +372,10 @@ async fn a_postgres_restart_answers_503_with_retry_after_and_the_first_request_a
 
 /// A fresh, migrated database on the shared server: (owner pool, app url, name).
 async fn database() -> (PgPool, String, String) {
-    let admin = admin_url();
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
-    let server = PgPool::connect(&admin).await.unwrap();
-    let name = format!("tasklog_faults_{}", Uuid::now_v7().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&server)
-        .await
-        .unwrap();
-    server.close().await;
-    let owner = PgPool::connect(&format!("{base}/{name}")).await.unwrap();
+    let db = support::fresh_database("tasklog_faults").await;
+    let owner = PgPool::connect(&db.owner_url).await.unwrap();
     tasklog::MIGRATOR.run(&owner).await.unwrap();
-    let app_url = format!(
-        "{}/{name}",
-        base.replacen("postgres://postgres@", "postgres://tasklog_app@", 1)
-    );
-    (owner, app_url, name)
+    (owner, db.app_url, db.name)
 }
 
 async fn drop_database(owner: PgPool, name: &str) {
