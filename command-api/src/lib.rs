@@ -93,5 +93,6 @@ pub fn state(
         pool,
         auth: Arc::new(auth),
         cache: Arc::new(service::AggregateCache::new(100_000)),
+        writers: Arc::new(service::StreamWriters::new(1024)),
     }
 }

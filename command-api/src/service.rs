@@ -33,6 +33,36 @@ pub struct AppState {
     pub pool: PgPool,
     pub auth: Arc<Authenticator>,
     pub cache: Arc<AggregateCache>,
+    pub writers: Arc<StreamWriters>,
+}
+
+/// Writers to one stream within this process take turns: two requests on
+/// the same project or task would otherwise load the same version, and all
+/// but one would lose the append and decide again, over and over under a
+/// burst (a reconnecting pool lets them all in at once). Conflicts remain
+/// only between processes. Streams share a fixed set of locks by hash, so
+/// memory stays bounded; an unlucky pair of streams merely takes turns too.
+pub struct StreamWriters {
+    stripes: Box<[tokio::sync::Mutex<()>]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl StreamWriters {
+    pub fn new(stripes: usize) -> Self {
+        Self {
+            stripes: (0..stripes.max(1))
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            hasher: Default::default(),
+        }
+    }
+
+    /// This process's turn to write `stream`, held until the guard drops.
+    pub async fn turn(&self, stream: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::BuildHasher;
+        let stripe = self.hasher.hash_one(stream) as usize % self.stripes.len();
+        self.stripes[stripe].lock().await
+    }
 }
 
 /// Aggregates as of their last read. A load reads only the events after the
@@ -233,6 +263,7 @@ impl AppState {
     ) -> Result<Executed<A>, ApiError> {
         let stream = stream_name::<A>(id);
         let event_id = |i: usize| ctx.event_id(&stream, i);
+        let _turn = self.writers.turn(&stream).await;
         for attempt in 0..MAX_ATTEMPTS {
             // A retried idempotent request whose events were stored already.
             if ctx.meta.ids.is_seeded() {
@@ -318,6 +349,8 @@ impl AppState {
     ) -> Result<Executed<C>, ApiError> {
         let (parent_stream, child_stream) =
             (stream_name::<P>(parent_id), stream_name::<C>(child_id));
+        // The child is new: only the parent is contended.
+        let _turn = self.writers.turn(&parent_stream).await;
         for attempt in 0..MAX_ATTEMPTS {
             if ctx.meta.ids.is_seeded() {
                 let first = ctx.event_id(&child_stream, 0);
