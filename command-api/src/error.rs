@@ -231,10 +231,11 @@ impl From<StoreError> for ApiError {
             StoreError::DuplicateEventId(id) => Self::Internal(anyhow::anyhow!(
                 "event id {id} collides with a stored event"
             )),
-            StoreError::Backend(source) => match source.downcast::<sqlx::Error>() {
-                Ok(sqlx_error) => Self::from(*sqlx_error),
-                Err(other) => Self::Internal(anyhow::anyhow!(other)),
-            },
+            StoreError::Unavailable(source) => {
+                tracing::warn!(error = ?source, "database unavailable");
+                Self::Unavailable("the database is unavailable; retry shortly".into())
+            }
+            StoreError::Backend(source) => Self::Internal(anyhow::anyhow!(source)),
             other => Self::Internal(other.into()),
         }
     }
@@ -243,7 +244,7 @@ impl From<StoreError> for ApiError {
 impl From<sqlx::Error> for ApiError {
     /// An unreachable database is worth a retry (503); anything else is a bug.
     fn from(e: sqlx::Error) -> Self {
-        if tasklog_event_store::is_unavailable(&e) {
+        if tasklog_event_store_postgres::is_unavailable(&e) {
             tracing::warn!(error = ?e, "database unavailable");
             Self::Unavailable("the database is unavailable; retry shortly".into())
         } else {

@@ -1,6 +1,6 @@
 //! The contract every [`EventStore`] backend passes. Each check uses streams of
-//! its own, so it can run against a shared server. A backend's test file calls
-//! every function here (see `tests/postgres.rs`).
+//! its own, so it can run against a shared server. A backend's tests run all
+//! of it with one [`contract_tests!`](crate::contract_tests) line.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -388,4 +388,72 @@ async fn next_event(
         .expect("the subscription delivers within 10 s")
         .expect("the subscription does not end")
         .unwrap()
+}
+
+pub async fn an_append_wakes_every_appends_handle(store: Arc<dyn EventStore>) {
+    let (mut first, mut second) = (store.appends(), store.appends());
+    store
+        .append(&new_stream(), ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+    for handle in [&mut first, &mut second] {
+        tokio::time::timeout(Duration::from_secs(10), handle.next())
+            .await
+            .expect("an append is announced to every handle within 10 s");
+    }
+}
+
+/// Runs the whole [contract](crate::contract) against a backend: one test per
+/// check, each with a store made by the closure (its argument, if any, is what
+/// the test attribute hands a test):
+///
+/// ```ignore
+/// tasklog_event_store::contract_tests!(
+///     #[sqlx::test(migrations = "../migrations/postgres")]
+///     |pool: sqlx::PgPool| PgEventStore::open(pool)
+/// );
+/// ```
+///
+/// The closure's body runs inside the async test, so it may `.await`; it
+/// yields an `Arc<dyn EventStore>`.
+#[macro_export]
+macro_rules! contract_tests {
+    (#[$test:meta] || $store:expr) => {
+        $crate::contract_tests!(@all #[$test] () $store);
+    };
+    (#[$test:meta] |$arg:ident : $ty:ty| $store:expr) => {
+        $crate::contract_tests!(@all #[$test] ($arg: $ty) $store);
+    };
+    (@all #[$test:meta] $params:tt $store:expr) => {
+        $crate::contract_tests!(@each #[$test] $params $store; by_ref:
+            appending_to_a_new_stream_starts_at_version_one,
+            a_stale_expected_version_is_a_conflict_and_stores_nothing,
+            an_append_to_several_streams_stores_all_or_nothing,
+            reappending_stored_event_ids_returns_the_original_result_and_stores_nothing,
+            an_event_id_stored_in_another_stream_is_rejected,
+            several_streams_read_at_once_come_back_in_the_order_asked,
+            a_stream_reads_back_in_order_from_a_version_with_its_envelope,
+            every_stream_carries_an_intact_hash_chain,
+            the_global_log_reads_in_position_order_after_a_checkpoint,
+        );
+        $crate::contract_tests!(@each #[$test] $params $store; shared:
+            concurrent_writers_to_one_stream_never_lose_an_update,
+            a_subscription_catches_up_then_follows_live_appends,
+            an_append_wakes_every_appends_handle,
+        );
+    };
+    (@each #[$test:meta] $params:tt $store:expr; by_ref: $($name:ident),* $(,)?) => {$(
+        #[$test]
+        async fn $name $params {
+            let store: ::std::sync::Arc<dyn $crate::EventStore> = $store;
+            $crate::contract::$name(store.as_ref()).await;
+        }
+    )*};
+    (@each #[$test:meta] $params:tt $store:expr; shared: $($name:ident),* $(,)?) => {$(
+        #[$test]
+        async fn $name $params {
+            let store: ::std::sync::Arc<dyn $crate::EventStore> = $store;
+            $crate::contract::$name(store).await;
+        }
+    )*};
 }

@@ -1,5 +1,7 @@
-//! The event store: the trait every backend implements, the envelope it stores,
-//! the per-stream hash chain, and the PostgreSQL backend.
+//! The event store, backend-neutral: the trait every backend implements, the
+//! envelope it stores, positions, errors, the signal that appends happened,
+//! the per-stream hash chain, and the contract suite every backend passes.
+//! Backends live in crates of their own (`tasklog-event-store-postgres`).
 //!
 //! Promises every backend keeps (checked by the [`contract`] suite):
 //! - an append states its expected stream version; a mismatch is
@@ -23,9 +25,9 @@ use uuid::Uuid;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
 pub mod hash;
-pub mod postgres;
+mod signal;
 
-pub use postgres::PgEventStore;
+pub use signal::{AppendSignal, Appends};
 
 /// What the writer believes the stream's current version is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,9 +180,10 @@ pub struct StreamAppend {
 /// An open transaction that holds global-log readers back.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OpenTransaction {
-    pub pid: i32,
+    /// Who holds it, in the backend's words (PostgreSQL: its server process
+    /// and state), for an operator to find it.
+    pub holder: String,
     pub age_seconds: f64,
-    pub state: Option<String>,
 }
 
 /// How far readers can safely read, and what holds them back.
@@ -191,7 +194,7 @@ pub struct HighWaterMark {
     /// The last committed event (it may not be safe to read yet).
     pub head: Option<LogPosition>,
     /// Committed events readers must wait for (the "lag" behind head),
-    /// counted up to 10,000 (`postgres::HELD_BACK_COUNTED`).
+    /// counted up to a bound of the backend's (PostgreSQL: 10,000).
     pub held_back_events: u64,
     /// The oldest open transaction, which readers wait for while it runs.
     pub oldest_open_transaction: Option<OpenTransaction>,
@@ -206,7 +209,18 @@ pub struct LogPage {
     pub held_back: bool,
 }
 
-/// Errors of every backend.
+/// The events of the log after a position, for operators' lag figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    /// Committed events after the position (held back ones too).
+    pub events: u64,
+    /// When the oldest of them was recorded.
+    pub oldest_recorded_at: Option<DateTime<Utc>>,
+}
+
+/// Errors of every backend. Callers decide on the kind, never on the
+/// backend's own error type: `Unavailable` is worth a retry (HTTP 503),
+/// `Backend` is a bug or a refusal (500).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The stream is not at the expected version: somebody else appended first.
@@ -222,34 +236,13 @@ pub enum StoreError {
     /// A stored event could not be read back.
     #[error("stored event is corrupt: {0}")]
     Corrupt(String),
-    /// The backend failed (connection, timeout, ...).
+    /// The backend is out of reach (a lost or refused connection, an
+    /// exhausted pool, a server restarting or full): retry shortly.
+    #[error("event store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend failed otherwise (a refused statement, a bug).
     #[error("event store backend failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError::Backend(Box::new(e))
-    }
-}
-
-/// True when `e` says the database is out of reach rather than that the
-/// statement is wrong: a lost or refused connection, an exhausted or closed
-/// pool, or a server that is shutting down, starting up or full (SQLSTATE
-/// class 08, 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect
-/// now, 53300 too many connections). A routine restart shows all of these.
-pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
-        }),
-        _ => false,
-    }
 }
 
 /// The event store. Stream ids are `"{category}-{uuid}"`.
@@ -314,8 +307,21 @@ pub trait EventStore: Send + Sync + 'static {
         after: LogPosition,
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>>;
 
+    /// Wakes its holder after appends commit, from any process (see
+    /// [`Appends`]). A live reader reads until it is caught up, then waits on
+    /// it, with a fallback look of its own for what announces nothing.
+    fn appends(&self) -> Appends;
+
     /// Where readers stand against the head of the log.
     async fn high_water_mark(&self) -> Result<HighWaterMark, StoreError>;
+
+    /// How many committed events follow `after`, and since when the oldest
+    /// has waited (a projection's lag, for operators).
+    async fn backlog(&self, after: LogPosition) -> Result<Backlog, StoreError>;
+
+    /// Roughly how many events the log holds, cheaply (an upper bound is
+    /// fine: it sizes progress bars).
+    async fn estimated_len(&self) -> Result<u64, StoreError>;
 
     /// One event by id.
     async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError>;

@@ -13,7 +13,12 @@
 //! - Tables live in a schema per generation, exposed as views in `read`; a
 //!   rebuild fills a new generation while the old one serves, then re-points
 //!   the views in one transaction.
+//! - Projectors learn of appends through the store's signal
+//!   ([`EventStore::appends`](tasklog_event_store::EventStore::appends)) and
+//!   read the log through the store; their own tables (checkpoints, dead
+//!   letters, read models) are PostgreSQL.
 
+mod checkpoint;
 mod error;
 pub mod generation;
 pub mod projections;
@@ -23,7 +28,7 @@ pub mod status;
 
 pub use error::{ApplyError, ProjectorError};
 pub use runner::{run_all, BatchOutcome, Projector, ProjectorConfig, STEP_PACE};
-pub use shared_log::{Announcements, SharedLog};
+pub use shared_log::SharedLog;
 
 use async_trait::async_trait;
 use sqlx::PgConnection;

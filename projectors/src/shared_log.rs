@@ -5,11 +5,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use sqlx::postgres::PgListener;
-use sqlx::PgPool;
-use tasklog_event_store::postgres::CHANNEL;
 use tasklog_event_store::{EventStore, LogPage, LogPosition, StoreError};
-use tokio::sync::{watch, OnceCell};
+use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 /// Reads kept for sharing: a few pages per projector is plenty.
@@ -74,72 +71,5 @@ impl SharedLog {
             .get_or_try_init(|| async { self.store.read_page(after, limit).await.map(Arc::new) })
             .await
             .cloned()
-    }
-}
-
-/// Appends announced on the log's channel, heard by one `LISTEN` connection
-/// for every projector of a process (each listening connection is woken by
-/// every announcement) and passed on as a counter.
-#[derive(Clone)]
-pub struct Announcements {
-    heard: watch::Receiver<u64>,
-}
-
-impl Announcements {
-    /// Starts listening on `pool`'s database; stops when every clone is dropped.
-    pub fn start(pool: &PgPool) -> Self {
-        let (sender, heard) = watch::channel(0);
-        tokio::spawn(listen(pool.clone(), sender));
-        Self { heard }
-    }
-
-    /// Waits for an announcement not yet taken in (at once if one came
-    /// meanwhile), then takes in every one so far.
-    pub async fn next(&mut self) {
-        if self.heard.changed().await.is_err() {
-            // The listener stopped: only the fallback looks remain.
-            std::future::pending::<()>().await;
-        }
-        self.heard.borrow_and_update();
-    }
-}
-
-/// Counts announcements, and reconnections (which may have lost some).
-async fn listen(pool: PgPool, heard: watch::Sender<u64>) {
-    while !heard.is_closed() {
-        let connected = async {
-            let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(CHANNEL).await?;
-            Ok::<_, sqlx::Error>(listener)
-        };
-        let mut listener = match connected.await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for appends; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        // Whatever came while not listening: look.
-        heard.send_modify(|n| *n += 1);
-        loop {
-            tokio::select! {
-                got = listener.try_recv() => match got {
-                    Ok(Some(_)) => {
-                        while listener.next_buffered().is_some() {}
-                        heard.send_modify(|n| *n += 1);
-                    }
-                    Ok(None) => {
-                        // Reconnected by itself: announcements may be lost.
-                        heard.send_modify(|n| *n += 1);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "lost the append listener; reconnecting");
-                        break;
-                    }
-                },
-                _ = heard.closed() => return,
-            }
-        }
     }
 }

@@ -21,11 +21,12 @@ use tasklog_domain::{
     encode_event, CommentAdded, Priority, StatusCategory, TaskCreated, TaskEvent,
 };
 use tasklog_event_store::{
-    EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, PgEventStore, RecordedEvent,
+    EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, RecordedEvent,
 };
 use tasklog_projectors::{status, ApplyError, Projection, Projector, ProjectorConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tasklog_event_store_postgres::PgEventStore;
 use uuid::Uuid;
 
 /// `activity`, recording in `applied` which runner applied each event. No
@@ -80,7 +81,7 @@ fn pool_named(pool: &PgPool, name: &str) -> PgPool {
 
 /// A runner of the recorder. Caught up, it waits long for an announcement
 /// before it looks again (as in production): under load it is never idle.
-fn runner(pool: &PgPool, store: &PgEventStore, name: &'static str) -> Projector {
+fn runner(pool: &PgPool, store: &Arc<dyn EventStore>, name: &'static str) -> Projector {
     let config = ProjectorConfig {
         first_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(50),
@@ -90,7 +91,7 @@ fn runner(pool: &PgPool, store: &PgEventStore, name: &'static str) -> Projector 
     };
     Projector::new(
         pool_named(pool, &format!("lease-{name}")),
-        Arc::new(store.clone()),
+        store.clone(),
         Arc::new(Recorder { runner: name }),
         config,
     )
@@ -180,7 +181,7 @@ struct Load {
 }
 
 impl Load {
-    async fn start(store: &PgEventStore) -> Self {
+    async fn start(store: &Arc<dyn EventStore>) -> Self {
         let (org, task) = (Uuid::now_v7(), Uuid::now_v7());
         let stream = format!("task-{task}");
         let created = TaskEvent::from(TaskCreated {
@@ -281,7 +282,7 @@ async fn assert_each_event_applied_once(pool: &PgPool) {
 }
 
 /// The `activity` rows equal those a rebuild from the log produces.
-async fn assert_equal_to_a_rebuild(pool: &PgPool, store: &PgEventStore) {
+async fn assert_equal_to_a_rebuild(pool: &PgPool, store: &Arc<dyn EventStore>) {
     let rows = || async {
         sqlx::query_scalar::<_, String>("SELECT to_jsonb(a)::text FROM read.activity a ORDER BY 1")
             .fetch_all(pool)
@@ -291,7 +292,7 @@ async fn assert_equal_to_a_rebuild(pool: &PgPool, store: &PgEventStore) {
     let live = rows().await;
     status::rebuild(
         pool,
-        Arc::new(store.clone()),
+        store.clone(),
         Arc::new(Recorder { runner: "rebuild" }),
         100,
         |_| {},
@@ -323,7 +324,7 @@ async fn assert_clean_hand_over(pool: &PgPool, earlier: &str, later: &str) {
 
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn only_one_runner_holds_the_lease_and_a_standby_takes_over_when_it_dies(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let (stop, stopped) = watch::channel(false);
     let load = Load::start(&store).await;
     let first = tokio::spawn(runner(&pool, &store, "a").run(stopped.clone()));
@@ -361,7 +362,7 @@ async fn only_one_runner_holds_the_lease_and_a_standby_takes_over_when_it_dies(p
 async fn a_runner_whose_lease_connection_is_killed_stops_writing_and_the_standby_takes_over(
     pool: PgPool,
 ) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let (stop, stopped) = watch::channel(false);
     let load = Load::start(&store).await;
     let first = tokio::spawn(runner(&pool, &store, "a").run(stopped.clone()));

@@ -18,12 +18,13 @@ use tasklog_domain::{
     TaskTagRemoved, TaskUnassigned, Workflow,
 };
 use tasklog_event_store::{
-    EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, PgEventStore, RecordedEvent,
+    EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, RecordedEvent,
 };
 use tasklog_projectors::projections::notification_id;
 use tasklog_projectors::{
     generation, status, ApplyError, Projection, Projector, ProjectorConfig, ProjectorError,
 };
+use tasklog_event_store_postgres::PgEventStore;
 use uuid::Uuid;
 
 fn fast() -> ProjectorConfig {
@@ -38,7 +39,7 @@ fn fast() -> ProjectorConfig {
 }
 
 async fn emit<E: DomainEvent>(
-    store: &PgEventStore,
+    store: &Arc<dyn EventStore>,
     stream: &str,
     org: Uuid,
     actor: Uuid,
@@ -81,7 +82,7 @@ struct World {
 }
 
 /// An organization with two members, a task assigned to Bob with a comment mentioning him.
-async fn world(store: &PgEventStore) -> World {
+async fn world(store: &Arc<dyn EventStore>) -> World {
     let (org, owner, bob, task, project) = (
         Uuid::now_v7(),
         Uuid::now_v7(),
@@ -154,7 +155,7 @@ async fn world(store: &PgEventStore) -> World {
 
 impl World {
     /// Moves the task from Bob to its owner.
-    async fn reassign_to_owner(&self, store: &PgEventStore) {
+    async fn reassign_to_owner(&self, store: &Arc<dyn EventStore>) {
         emit(
             store,
             &format!("task-{}", self.task),
@@ -195,13 +196,13 @@ async fn catch_up(projector: &Projector, generation: i32, target: LogPosition) {
     panic!("did not catch up");
 }
 
-fn projector(pool: &PgPool, store: &PgEventStore, p: Arc<dyn Projection>) -> Projector {
-    Projector::new(pool.clone(), Arc::new(store.clone()), p, fast())
+fn projector(pool: &PgPool, store: &Arc<dyn EventStore>, p: Arc<dyn Projection>) -> Projector {
+    Projector::new(pool.clone(), store.clone(), p, fast())
 }
 
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn every_projection_applies_each_event_once_and_moves_its_checkpoint_with_it(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let w = world(&store).await;
     for p in tasklog_projectors::all() {
         let g = generation::ensure_active(&pool, p.as_ref()).await.unwrap();
@@ -256,7 +257,7 @@ async fn every_projection_applies_each_event_once_and_moves_its_checkpoint_with_
 
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn every_checkpoint_move_is_announced_when_its_batch_commits(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let w = world(&store).await;
     wait_readable(&store, w.last).await;
     let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
@@ -287,7 +288,7 @@ async fn every_checkpoint_move_is_announced_when_its_batch_commits(pool: PgPool)
 
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_batch_without_events_the_projection_applies_only_moves_its_checkpoint(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let w = world(&store).await;
     let directory = tasklog_projectors::by_name("directory").unwrap();
     let g = generation::ensure_active(&pool, directory.as_ref())
@@ -313,7 +314,7 @@ async fn a_batch_without_events_the_projection_applies_only_moves_its_checkpoint
 
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn two_writers_from_the_same_checkpoint_apply_a_batch_only_once(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let w = world(&store).await;
     let activity = tasklog_projectors::by_name("activity").unwrap();
     let g = generation::ensure_active(&pool, activity.as_ref())
@@ -340,7 +341,7 @@ async fn two_writers_from_the_same_checkpoint_apply_a_batch_only_once(pool: PgPo
 async fn a_live_projector_looks_again_when_a_transaction_that_announces_nothing_held_events_back(
     pool: PgPool,
 ) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let activity = tasklog_projectors::by_name("activity").unwrap();
     let w = world(&store).await;
     // Without another look, only the idle wait would bring the events in.
@@ -350,7 +351,7 @@ async fn a_live_projector_looks_again_when_a_transaction_that_announces_nothing_
     };
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     let runner = tokio::spawn(
-        Projector::new(pool.clone(), Arc::new(store.clone()), activity, config).run(stopped),
+        Projector::new(pool.clone(), store.clone(), activity, config).run(stopped),
     );
     wait_for_rows(&pool, w.task, 3).await;
 
@@ -427,7 +428,7 @@ impl Projection for Flaky {
     }
 }
 
-async fn raw(store: &PgEventStore, payloads: Vec<Value>) -> LogPosition {
+async fn raw(store: &Arc<dyn EventStore>, payloads: Vec<Value>) -> LogPosition {
     let stream = format!("raw-{}", Uuid::now_v7());
     let events = payloads
         .into_iter()
@@ -456,7 +457,7 @@ async fn raw(store: &PgEventStore, payloads: Vec<Value>) -> LogPosition {
 
 /// Waits until safe readers reach `target`: another test's open transaction
 /// anywhere on the server holds them back for a moment.
-async fn wait_readable(store: &PgEventStore, target: LogPosition) {
+async fn wait_readable(store: &Arc<dyn EventStore>, target: LogPosition) {
     for _ in 0..500 {
         if store.high_water_mark().await.unwrap().safe >= Some(target) {
             return;
@@ -475,7 +476,7 @@ async fn seen(pool: &PgPool) -> i64 {
 
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_failing_event_is_retried_then_parked_and_the_projection_moves_on(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     // Each in a stream of its own: a replay after later events of the same
     // stream is refused (see the replay tests below).
     raw(&store, vec![json!({"n": 1})]).await;
@@ -503,13 +504,13 @@ async fn a_failing_event_is_retried_then_parked_and_the_projection_moves_on(pool
 
     // Replaying before the fix keeps it parked; after the fix it lands and leaves the table.
     assert!(
-        status::replay_parked_into(&pool, &store, flaky.as_ref(), id)
+        status::replay_parked_into(&pool, store.as_ref(), flaky.as_ref(), id)
             .await
             .unwrap()
             .is_err()
     );
     flaky.fixed.store(true, Ordering::SeqCst);
-    status::replay_parked_into(&pool, &store, flaky.as_ref(), id)
+    status::replay_parked_into(&pool, store.as_ref(), flaky.as_ref(), id)
         .await
         .unwrap()
         .unwrap();
@@ -523,7 +524,7 @@ async fn a_failing_event_is_retried_then_parked_and_the_projection_moves_on(pool
 
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn transient_errors_are_retried_and_never_park(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     raw(&store, vec![json!({"n": 1}), json!({"poison": true})]).await;
     // More transient failures than max_attempts: still never parked.
     let flaky = Arc::new(Flaky {
@@ -542,8 +543,8 @@ async fn transient_errors_are_retried_and_never_park(pool: PgPool) {
 }
 
 /// A world projected live into the active `tasks` generation.
-async fn tasks_caught_up(pool: &PgPool) -> (PgEventStore, World, Arc<dyn Projection>, i32) {
-    let store = PgEventStore::new(pool.clone());
+async fn tasks_caught_up(pool: &PgPool) -> (Arc<dyn EventStore>, World, Arc<dyn Projection>, i32) {
+    let store = PgEventStore::open(pool.clone());
     let w = world(&store).await;
     let tasks = tasklog_projectors::by_name("tasks").unwrap();
     let g = generation::ensure_active(pool, tasks.as_ref())
@@ -564,7 +565,7 @@ async fn a_rebuild_fills_a_new_generation_and_switches_reads_in_one_step(pool: P
             .unwrap();
 
     let progress = std::sync::Mutex::new(Vec::new());
-    let g2 = status::rebuild(&pool, Arc::new(store.clone()), tasks.clone(), 2, |p| {
+    let g2 = status::rebuild(&pool, store.clone(), tasks.clone(), 2, |p| {
         progress.lock().unwrap().push(p.applied)
     })
     .await
@@ -612,7 +613,7 @@ async fn a_rebuild_drops_the_old_generation_only_after_live_batches_on_it_commit
     .unwrap();
     let rebuild = tokio::spawn({
         let (pool, store, tasks) = (pool.clone(), store.clone(), tasks.clone());
-        async move { status::rebuild(&pool, Arc::new(store), tasks, 100, |_| {}).await }
+        async move { status::rebuild(&pool, store, tasks, 100, |_| {}).await }
     });
     let old_schema_exists = || async {
         sqlx::query_scalar::<_, bool>(
@@ -640,7 +641,7 @@ async fn a_rebuild_drops_the_old_generation_only_after_live_batches_on_it_commit
 
 /// A log with every kind of event the projections read, the events of each
 /// aggregate spread over several appends and interleaved with the others'.
-async fn busy_world(store: &PgEventStore) -> LogPosition {
+async fn busy_world(store: &Arc<dyn EventStore>) -> LogPosition {
     let id = Uuid::now_v7;
     let (org, owner, bob, carol, project) = (id(), id(), id(), id(), id());
     let (a, b) = (id(), id());
@@ -938,7 +939,7 @@ async fn rows_of(pool: &PgPool, projection: &dyn Projection, generation: i32) ->
 
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_batch_yields_the_same_rows_as_its_events_applied_one_at_a_time(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let last = busy_world(&store).await;
     for p in tasklog_projectors::all() {
         let mut results = Vec::new();
@@ -953,7 +954,7 @@ async fn a_batch_yields_the_same_rows_as_its_events_applied_one_at_a_time(pool: 
                 ..fast()
             };
             let projector =
-                Projector::new(pool.clone(), Arc::new(store.clone()), p.clone(), config);
+                Projector::new(pool.clone(), store.clone(), p.clone(), config);
             loop {
                 let step = projector
                     .project_next_batch(generation, false)
@@ -1013,7 +1014,7 @@ async fn a_batch_yields_the_same_rows_as_its_events_applied_one_at_a_time(pool: 
 
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_task_created_twice_is_parked_not_overwritten(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let w = world(&store).await;
     let again = emit(
         &store,
@@ -1070,7 +1071,7 @@ fn a_notification_id_is_the_same_for_the_same_cause_and_recipient() {
 
 /// The PostgreSQL store, counting its log page reads.
 struct CountingStore {
-    inner: PgEventStore,
+    inner: Arc<dyn EventStore>,
     page_reads: AtomicU32,
 }
 
@@ -1124,6 +1125,18 @@ impl EventStore for CountingStore {
     ) -> Result<tasklog_event_store::HighWaterMark, tasklog_event_store::StoreError> {
         self.inner.high_water_mark().await
     }
+    fn appends(&self) -> tasklog_event_store::Appends {
+        self.inner.appends()
+    }
+    async fn backlog(
+        &self,
+        after: LogPosition,
+    ) -> Result<tasklog_event_store::Backlog, tasklog_event_store::StoreError> {
+        self.inner.backlog(after).await
+    }
+    async fn estimated_len(&self) -> Result<u64, tasklog_event_store::StoreError> {
+        self.inner.estimated_len().await
+    }
     async fn find_event(
         &self,
         event_id: Uuid,
@@ -1134,7 +1147,7 @@ impl EventStore for CountingStore {
 
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn projectors_awake_since_one_read_share_it_and_a_later_wake_reads_anew(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let w = world(&store).await;
     wait_readable(&store, w.last).await;
     let counting = Arc::new(CountingStore {
@@ -1212,7 +1225,7 @@ impl Projection for Latest {
 /// Applies the log to `latest`, parking what fails; (stream, parked ids).
 async fn latest_with_parked(
     pool: &PgPool,
-    store: &PgEventStore,
+    store: &Arc<dyn EventStore>,
     payloads: Vec<Value>,
 ) -> (Arc<Latest>, String, Vec<i64>) {
     let last = raw(store, payloads).await;
@@ -1250,7 +1263,7 @@ async fn latest_value(pool: &PgPool, stream: &str) -> i64 {
 async fn replaying_a_parked_event_after_later_events_of_its_stream_were_applied_is_refused(
     pool: PgPool,
 ) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let (latest, stream, parked) = latest_with_parked(
         &pool,
         &store,
@@ -1264,7 +1277,7 @@ async fn replaying_a_parked_event_after_later_events_of_its_stream_were_applied_
     assert_eq!(parked.len(), 1);
     assert_eq!(latest_value(&pool, &stream).await, 3);
 
-    let refused = status::replay_parked_into(&pool, &store, latest.as_ref(), parked[0])
+    let refused = status::replay_parked_into(&pool, store.as_ref(), latest.as_ref(), parked[0])
         .await
         .unwrap()
         .unwrap_err();
@@ -1284,7 +1297,7 @@ async fn replaying_a_parked_event_after_later_events_of_its_stream_were_applied_
     assert_eq!(still, 1, "the event stays parked");
 
     // A rebuild applies it in its place, and its dead letter goes.
-    status::rebuild(&pool, Arc::new(store.clone()), latest.clone(), 100, |_| {})
+    status::rebuild(&pool, store.clone(), latest.clone(), 100, |_| {})
         .await
         .unwrap();
     assert_eq!(latest_value(&pool, &stream).await, 3);
@@ -1299,7 +1312,7 @@ async fn replaying_a_parked_event_after_later_events_of_its_stream_were_applied_
 async fn a_parked_event_still_the_newest_applied_of_its_stream_is_replayed_in_its_place(
     pool: PgPool,
 ) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     // Two in a row fail: the later one was not applied, so the first may go.
     let (latest, stream, parked) = latest_with_parked(
         &pool,
@@ -1314,7 +1327,7 @@ async fn a_parked_event_still_the_newest_applied_of_its_stream_is_replayed_in_it
     assert_eq!(parked.len(), 2);
     assert_eq!(latest_value(&pool, &stream).await, 1);
     for (id, value) in [(parked[0], 2), (parked[1], 3)] {
-        status::replay_parked_into(&pool, &store, latest.as_ref(), id)
+        status::replay_parked_into(&pool, store.as_ref(), latest.as_ref(), id)
             .await
             .unwrap()
             .unwrap();

@@ -31,7 +31,8 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgPool};
 use tasklog::generate::{GenerateOptions, GenerateReport};
 use tasklog::Settings;
-use tasklog_event_store::{hash, EventStore, LogPosition, PgEventStore};
+use tasklog_event_store::{hash, LogPosition};
+use tasklog_event_store_postgres::PgEventStore;
 use tasklog_projectors::ProjectorConfig;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -192,7 +193,7 @@ async fn generate(owner: &PgPool, options: GenerateOptions) -> anyhow::Result<Ge
 
 /// Reads a sample of generated streams back through the event store and checks their hash chains.
 async fn verify_sample(pool: &PgPool, report: &GenerateReport) -> anyhow::Result<()> {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let mut streams: Vec<String> = Vec::new();
     for org in report.orgs.iter().take(5) {
         streams.push(format!("org-{}", org.org_id));
@@ -228,7 +229,7 @@ async fn rebuild_all(
     log_events: u64,
     projections: &[Arc<dyn tasklog_projectors::Projection>],
 ) -> anyhow::Result<()> {
-    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+    let store = PgEventStore::open(pool.clone());
     let batch = env_or(
         "BENCH_REBUILD_BATCH",
         tasklog_projectors::status::REBUILD_BATCH,
@@ -331,7 +332,7 @@ async fn lag_under_load(
     let address = format!("http://{}", addr_rx.await?);
 
     // Wait for the projectors to hold their leases and stand at the head.
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let head = store.high_water_mark().await?.head.unwrap_or_default();
     let waited = Instant::now();
     while tasks_checkpoint(pool).await? < head {

@@ -14,7 +14,8 @@ use chrono::Utc;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tasklog::{CommandApi, Settings};
-use tasklog_event_store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, PgEventStore};
+use tasklog_event_store::{EventMetadata, EventStore, ExpectedVersion, NewEvent};
+use tasklog_event_store_postgres::PgEventStore;
 use uuid::Uuid;
 
 const CLIENTS: [usize; 3] = [1, 8, 32];
@@ -55,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     println!("# event store appends (1 event of ~500 bytes per append, expected version checked)");
     let pool = tasklog::connect(&settings.database_url, 40).await?;
-    let store = Arc::new(PgEventStore::new(pool.clone()));
+    let store = PgEventStore::open(pool.clone());
     for clients in CLIENTS
         .into_iter()
         .filter(|_| only.is_empty() || only == "store")
@@ -91,7 +92,7 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
-async fn bench_store(store: Arc<PgEventStore>, clients: usize) -> (u64, Duration, Histogram<u64>) {
+async fn bench_store(store: Arc<dyn EventStore>, clients: usize) -> (u64, Duration, Histogram<u64>) {
     let payload = json!({ "body": "x".repeat(440), "kind": "bench" });
     let deadline = Instant::now() + seconds();
     let start = Instant::now();

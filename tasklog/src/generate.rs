@@ -179,7 +179,7 @@ pub async fn generate_with(
     let mut report = produced?;
     // Wake live subscribers and projectors (they would find it within a poll anyway).
     sqlx::query("SELECT pg_notify($1, '')")
-        .bind(tasklog_event_store::postgres::CHANNEL)
+        .bind(tasklog_event_store_postgres::CHANNEL)
         .execute(&mut *conn)
         .await?;
     report.chunks = chunks;

@@ -1,12 +1,10 @@
 //! Running the projectors and the `projections` operator subcommands.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;
-use tasklog_event_store::postgres::projector_pool;
-use tasklog_event_store::{EventStore, PgEventStore};
+use tasklog_event_store_postgres::{projector_pool, PgEventStore};
 use tasklog_projectors::{status, ProjectorConfig};
 use tokio::sync::watch;
 
@@ -28,7 +26,7 @@ pub async fn run_projectors_with(
     // Projector sessions of their own: no reader waits for their batches,
     // and a busy API pool never starves them.
     let pool = projector_pool(&pool, PROJECTOR_CONNECTIONS);
-    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+    let store = PgEventStore::open(pool.clone());
     let ran = tasklog_projectors::run_all(pool.clone(), store, config, stop).await;
     pool.close().await;
     Ok(ran?)
@@ -45,14 +43,14 @@ pub enum ProjectionsCommand {
 pub async fn projections_cli(pool: PgPool, command: ProjectionsCommand) -> anyhow::Result<()> {
     // A rebuild's long batches must not hold back the live projectors.
     let pool = projector_pool(&pool, 4);
-    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+    let store = PgEventStore::open(pool.clone());
     match command {
         ProjectionsCommand::Status => {
             println!(
                 "{:<14} {:>4} {:>22} {:>12} {:>10} {:>9} {:>7}",
                 "projection", "gen", "checkpoint", "applied", "lag", "lag(s)", "parked"
             );
-            for s in status::status(&pool).await? {
+            for s in status::status(&pool, store.as_ref()).await? {
                 println!(
                     "{:<14} {:>4} {:>22} {:>12} {:>10} {:>9.1} {:>7}",
                     s.name,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tasklog_command_api::Authenticator;
-use tasklog_event_store::{EventStore, PgEventStore};
+use tasklog_event_store_postgres::PgEventStore;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
@@ -70,7 +70,7 @@ pub struct CommandApi {
 
 impl CommandApi {
     pub async fn build(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
-        let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+        let store = PgEventStore::open(pool.clone());
         let auth = Authenticator::new(&settings.auth()?)?;
         let router = tasklog_command_api::router(tasklog_command_api::state(pool, store, auth));
         let listener = TcpListener::bind(settings.command_addr).await?;

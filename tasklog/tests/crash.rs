@@ -18,7 +18,8 @@ mod support;
 
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use tasklog_event_store::{EventStore, LogPosition, PgEventStore};
+use tasklog_event_store::LogPosition;
+use tasklog_event_store_postgres::PgEventStore;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
@@ -406,7 +407,7 @@ async fn tasklog_serve_killed_under_load_answers_no_5xx_and_neither_loses_nor_re
     running.store(false, Ordering::SeqCst);
     let seen = load.await.unwrap();
 
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let head = store.high_water_mark().await.unwrap().head.unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     while !caught_up(&pool, head).await {
@@ -481,7 +482,6 @@ async fn tasklog_serve_killed_under_load_answers_no_5xx_and_neither_loses_nor_re
         .unwrap();
     assert_eq!(parked, 0);
     let survived = snapshot(&pool).await;
-    let store: Arc<dyn EventStore> = Arc::new(store);
     for p in tasklog_projectors::all() {
         tasklog_projectors::status::rebuild(&pool, store.clone(), p, 1000, |_| {})
             .await

@@ -12,9 +12,8 @@ use tasklog_domain::{
     encode_event, CommentAdded, CommentDeleted, CommentEdited, DomainEvent, MemberAdded, OrgEvent,
     OrganizationCreated, Priority, Role, StatusCategory, TaskCreated, TaskEvent,
 };
-use tasklog_event_store::{
-    EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, PgEventStore,
-};
+use tasklog_event_store::{EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent};
+use tasklog_event_store_postgres::PgEventStore;
 use tasklog_projectors::{generation, status, Projector, ProjectorConfig};
 use uuid::Uuid;
 
@@ -27,7 +26,7 @@ const NEVER: Duration = Duration::from_secs(3600);
 const HANG: Duration = Duration::from_secs(30);
 
 pub struct Live {
-    store: PgEventStore,
+    store: Arc<dyn EventStore>,
     org: Uuid,
     alice: User,
     bob: User,
@@ -38,7 +37,7 @@ pub struct Live {
 /// An organization (alice owner, bob member) with one task, projected.
 async fn spawn_live(wait: Duration, poll: Duration) -> TestApp<Live> {
     let (db_name, db) = migrated_database().await;
-    let store = PgEventStore::new(db.clone());
+    let store = PgEventStore::open(db.clone());
     let (org, task) = (Uuid::now_v7(), Uuid::now_v7());
     let (alice, bob) = (User::new("alice"), User::new("bob"));
     let mut projectors = Vec::new();
@@ -46,7 +45,7 @@ async fn spawn_live(wait: Duration, poll: Duration) -> TestApp<Live> {
         let g = generation::ensure_active(&db, p.as_ref()).await.unwrap();
         let projector = Projector::new(
             db.clone(),
-            Arc::new(store.clone()),
+            store.clone(),
             p,
             ProjectorConfig::default(),
         );
@@ -157,7 +156,7 @@ impl Live {
     /// Rebuilds every projection from the log, as `tasklog projections rebuild` does.
     async fn rebuild(&self, db: &sqlx::PgPool) {
         for p in tasklog_projectors::all() {
-            status::rebuild(db, Arc::new(self.store.clone()), p, 1000, |_| {})
+            status::rebuild(db, self.store.clone(), p, 1000, |_| {})
                 .await
                 .unwrap();
         }

@@ -2,53 +2,20 @@
 //! get wrong (late-committing transactions, rollbacks, the app role).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
-use tasklog_event_store::contract::{self, event, new_stream, read_own};
-use tasklog_event_store::postgres::{projector_pool, AppendOutcome};
-use tasklog_event_store::{EventStore, ExpectedVersion, LogPosition, PgEventStore, RecordedEvent};
+use tasklog_event_store::contract::{event, new_stream, read_own};
+use tasklog_event_store::{EventStore, ExpectedVersion, LogPosition, RecordedEvent};
+use tasklog_event_store_postgres::{projector_pool, AppendOutcome, PgEventStore};
 
-macro_rules! contract_tests {
-    ($($name:ident),* $(,)?) => {$(
-        #[sqlx::test(migrations = "../migrations/postgres")]
-        async fn $name(pool: PgPool) {
-            contract::$name(&PgEventStore::new(pool)).await;
-        }
-    )*};
-}
-
-contract_tests!(
-    appending_to_a_new_stream_starts_at_version_one,
-    a_stale_expected_version_is_a_conflict_and_stores_nothing,
-    an_append_to_several_streams_stores_all_or_nothing,
-    reappending_stored_event_ids_returns_the_original_result_and_stores_nothing,
-    an_event_id_stored_in_another_stream_is_rejected,
-    several_streams_read_at_once_come_back_in_the_order_asked,
-    a_stream_reads_back_in_order_from_a_version_with_its_envelope,
-    every_stream_carries_an_intact_hash_chain,
-    the_global_log_reads_in_position_order_after_a_checkpoint,
+tasklog_event_store::contract_tests!(
+    #[sqlx::test(migrations = "../migrations/postgres")]
+    |pool: PgPool| PgEventStore::open(pool)
 );
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn concurrent_writers_to_one_stream_never_lose_an_update(pool: PgPool) {
-    contract::concurrent_writers_to_one_stream_never_lose_an_update(Arc::new(PgEventStore::new(
-        pool,
-    )))
-    .await;
-}
-
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_subscription_catches_up_then_follows_live_appends(pool: PgPool) {
-    contract::a_subscription_catches_up_then_follows_live_appends(Arc::new(PgEventStore::new(
-        pool,
-    )))
-    .await;
-}
-
-async fn read_everything(store: &PgEventStore) -> Vec<RecordedEvent> {
+async fn read_everything(store: &dyn EventStore) -> Vec<RecordedEvent> {
     let mut out = Vec::new();
     let mut pos = LogPosition::START;
     loop {
@@ -75,7 +42,7 @@ async fn open_append(pool: &PgPool, stream: &str) -> PgConnection {
 
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_reader_never_skips_an_append_that_commits_after_a_later_one(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let (slow, fast) = (new_stream(), new_stream());
 
     // The slow append takes the lower position and stays open ...
@@ -90,7 +57,7 @@ async fn a_reader_never_skips_an_append_that_commits_after_a_later_one(pool: PgP
     .unwrap();
 
     // A reader now must not pass the open append by reading the fast one.
-    let seen = read_everything(&store).await;
+    let seen = read_everything(store.as_ref()).await;
     assert!(
         seen.is_empty(),
         "nothing is safe to read while the slow append is open: {seen:?}"
@@ -108,7 +75,7 @@ async fn a_reader_never_skips_an_append_that_commits_after_a_later_one(pool: PgP
 
     sqlx::query("COMMIT").execute(&mut slow_tx).await.unwrap();
     let own: HashSet<String> = [slow.clone(), fast.clone()].into();
-    let seen: Vec<String> = read_own(&store, LogPosition::START, &own, 2)
+    let seen: Vec<String> = read_own(store.as_ref(), LogPosition::START, &own, 2)
         .await
         .into_iter()
         .map(|e| e.stream_id)
@@ -137,7 +104,7 @@ async fn open_silent(pool: &PgPool) -> PgConnection {
 async fn a_projector_session_may_not_append_events(pool: PgPool) {
     let projectors = projector_pool(&pool, 1);
     let stream = new_stream();
-    let refused = PgEventStore::new(projectors.clone())
+    let refused = PgEventStore::open(projectors.clone())
         .append(&stream, ExpectedVersion::NoStream, vec![event(1)])
         .await;
     projectors.close().await;
@@ -146,13 +113,13 @@ async fn a_projector_session_may_not_append_events(pool: PgPool) {
         matches!(&refused, Err(e) if format!("{e:?}").contains("42501")),
         "a projector session appended: {refused:?}"
     );
-    let store = PgEventStore::new(pool);
+    let store = PgEventStore::open(pool);
     assert!(store.read_stream(&stream, 1).await.unwrap().is_empty());
 }
 
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn readers_wait_for_open_transactions_except_projector_sessions(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let projectors = projector_pool(&pool, 1);
 
     // A projector's open batch does not hold readers back ...
@@ -164,7 +131,7 @@ async fn readers_wait_for_open_transactions_except_projector_sessions(pool: PgPo
         .unwrap();
     let own: HashSet<String> = [first.clone()].into();
     assert_eq!(
-        read_own(&store, LogPosition::START, &own, 1).await.len(),
+        read_own(store.as_ref(), LogPosition::START, &own, 1).await.len(),
         1,
         "the append is readable while the projector's transaction is open"
     );
@@ -186,7 +153,7 @@ async fn readers_wait_for_open_transactions_except_projector_sessions(pool: PgPo
 
     sqlx::query("COMMIT").execute(&mut other).await.unwrap();
     let own: HashSet<String> = [second].into();
-    assert_eq!(read_own(&store, LogPosition::START, &own, 1).await.len(), 1);
+    assert_eq!(read_own(store.as_ref(), LogPosition::START, &own, 1).await.len(), 1);
     sqlx::query("COMMIT").execute(&mut batch).await.unwrap();
     projectors.close().await;
 }
@@ -197,7 +164,7 @@ async fn readers_wait_for_open_transactions_except_projector_sessions(pool: PgPo
 /// still holds readers back until it commits, and its event is read then.
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_session_that_appends_then_poses_as_a_projector_still_holds_readers_back(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let (posing, later) = (new_stream(), new_stream());
     let app = (*pool.connect_options()).clone().username("tasklog_app");
     let mut conn = PgConnection::connect_with(&app).await.unwrap();
@@ -230,7 +197,7 @@ async fn a_session_that_appends_then_poses_as_a_projector_still_holds_readers_ba
 
     sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
     let own: HashSet<String> = [posing.clone(), later.clone()].into();
-    let seen: Vec<String> = read_own(&store, LogPosition::START, &own, 2)
+    let seen: Vec<String> = read_own(store.as_ref(), LogPosition::START, &own, 2)
         .await
         .into_iter()
         .map(|e| e.stream_id)
@@ -240,18 +207,18 @@ async fn a_session_that_appends_then_poses_as_a_projector_still_holds_readers_ba
 
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_rolled_back_append_leaves_no_hole_readers_wait_on(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let (rolled_back, kept) = (new_stream(), new_stream());
     let mut tx = open_append(&pool, &rolled_back).await;
     store
         .append(&kept, ExpectedVersion::NoStream, vec![event(1)])
         .await
         .unwrap();
-    assert!(read_everything(&store).await.is_empty());
+    assert!(read_everything(store.as_ref()).await.is_empty());
 
     sqlx::query("ROLLBACK").execute(&mut tx).await.unwrap();
     let own: HashSet<String> = [rolled_back.clone(), kept.clone()].into();
-    let seen: Vec<String> = read_own(&store, LogPosition::START, &own, 1)
+    let seen: Vec<String> = read_own(store.as_ref(), LogPosition::START, &own, 1)
         .await
         .into_iter()
         .map(|e| e.stream_id)
@@ -267,7 +234,7 @@ async fn a_rolled_back_append_leaves_no_hole_readers_wait_on(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_live_subscriber_receives_every_event_of_interleaved_slow_and_fast_appends(pool: PgPool) {
     use futures::StreamExt;
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let mut sub = store.subscribe_all(LogPosition::START);
 
     let mut expected = HashSet::new();
@@ -309,7 +276,7 @@ async fn connect_as_app_role(pool: &PgPool) -> PgConnection {
 
 #[sqlx::test(migrations = "../migrations/postgres")]
 async fn the_application_role_can_append_but_never_change_or_delete_events(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     let stream = new_stream();
     store
         .append(&stream, ExpectedVersion::NoStream, vec![event(1)])
@@ -349,10 +316,10 @@ async fn every_append_is_announced_to_listeners_after_it_commits(pool: PgPool) {
         .await
         .unwrap();
     listener
-        .listen(tasklog_event_store::postgres::CHANNEL)
+        .listen(tasklog_event_store_postgres::CHANNEL)
         .await
         .unwrap();
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::open(pool.clone());
     for round in 0..3 {
         store
             .append(&new_stream(), ExpectedVersion::NoStream, vec![event(round)])

@@ -1,4 +1,5 @@
-//! The PostgreSQL backend.
+//! The PostgreSQL backend of the event store: one `events` table (see
+//! `migrations/postgres`), built by [`PgEventStore::open`].
 //!
 //! Global order is (`transaction_id`, `global_position`). A sequence value is
 //! taken at INSERT but seen only at COMMIT, so a plain `global_position >
@@ -15,23 +16,27 @@
 //! projector's batch holds a transaction id while it writes its read model;
 //! waiting for them would make each projection trail the others' batches,
 //! and no announcement comes when they commit.
+//!
+//! Appends are announced on [`CHANNEL`] after they commit (`NOTIFY`), and
+//! [`EventStore::appends`] hears them through one `LISTEN` connection per
+//! store: both tasks start when first needed, not when the store is built.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
 use sqlx::postgres::{PgListener, PgPool, PgRow};
 use sqlx::{Connection, PgConnection, Row};
+use tasklog_event_store::hash::{content_hash, to_micros, HashInput};
+use tasklog_event_store::{
+    AppendResult, AppendSignal, Appends, Backlog, EventMetadata, EventStore, ExpectedVersion,
+    HighWaterMark, LogPage, LogPosition, NewEvent, OpenTransaction, RecordedEvent, StoreError,
+    StreamAppend,
+};
 use tokio::sync::Notify;
 use uuid::Uuid;
-
-use crate::hash::{content_hash, to_micros, HashInput};
-use crate::{
-    AppendResult, EventMetadata, EventStore, ExpectedVersion, HighWaterMark, LogPage, LogPosition,
-    NewEvent, OpenTransaction, RecordedEvent, StoreError, StreamAppend,
-};
 
 /// The channel appends are announced on (after commit, coalesced).
 pub const CHANNEL: &str = "tasklog_events";
@@ -73,11 +78,16 @@ const SELECT_EVENT: &str = "SELECT event_id, stream_id, stream_version, \
     occurred_at, recorded_at, org_id, actor_id, correlation_id, causation_id, payload, prev_hash, hash \
     FROM events";
 
-/// PostgreSQL event store. Cheap to clone.
+/// PostgreSQL event store. Cheap to clone; clones share their background
+/// tasks.
 #[derive(Clone)]
 pub struct PgEventStore {
     pool: PgPool,
-    appended: Arc<Notify>,
+    /// Wakes the task that announces appends; started at the first append.
+    announcer: Arc<OnceLock<Arc<Notify>>>,
+    /// The first handle of the signal the listener task bumps; started at
+    /// the first [`EventStore::appends`].
+    appends: Arc<OnceLock<Appends>>,
 }
 
 /// Why an append inside a caller's transaction did not happen.
@@ -91,15 +101,29 @@ pub enum AppendOutcome {
 }
 
 impl PgEventStore {
-    /// Wraps a pool and starts the task that announces appends to other processes.
-    pub fn new(pool: PgPool) -> Self {
-        let appended = Arc::new(Notify::new());
-        tokio::spawn(announce_appends(pool.clone(), appended.clone()));
-        Self { pool, appended }
+    /// The event store on `pool`'s database (migrated with
+    /// `migrations/postgres`). Starts nothing: the task that announces
+    /// appends starts at the first append, the one that listens for them at
+    /// the first [`EventStore::appends`] (both need a Tokio runtime then),
+    /// and both end with the pool (the listener also once nobody holds the
+    /// store or a handle of its signal).
+    pub fn open(pool: PgPool) -> Arc<dyn EventStore> {
+        Arc::new(Self {
+            pool,
+            announcer: Arc::default(),
+            appends: Arc::default(),
+        })
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// Tells other processes (and this one's listener) that appends committed.
+    fn announce(&self) {
+        self.announcer
+            .get_or_init(|| {
+                let appended = Arc::new(Notify::new());
+                tokio::spawn(announce_appends(self.pool.clone(), appended.clone()));
+                appended
+            })
+            .notify_one();
     }
 
     /// Appends inside the caller's transaction, without committing. Public so
@@ -126,7 +150,8 @@ impl PgEventStore {
         let rows = sqlx::query(&format!("{SELECT_EVENT} WHERE event_id = ANY($1)"))
             .bind(&ids)
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .map_err(store_error)?;
         if rows.is_empty() {
             return Ok(None);
         }
@@ -162,7 +187,7 @@ impl EventStore for PgEventStore {
             // One statement, so one round trip and no explicit transaction.
             match run_append(&self.pool, stream, expected, &events).await {
                 Ok(AppendOutcome::Appended(result)) => {
-                    self.appended.notify_one();
+                    self.announce();
                     return Ok(result);
                 }
                 Ok(AppendOutcome::WrongVersion { actual }) => {
@@ -178,7 +203,7 @@ impl EventStore for PgEventStore {
                 }
                 Err(e) => {
                     let Some(constraint) = unique_violation(&e) else {
-                        return Err(e.into());
+                        return Err(store_error(e));
                     };
                     if constraint == "events_event_id_unique" {
                         if let Some(original) = self.already_appended(stream, &events).await? {
@@ -220,7 +245,7 @@ impl EventStore for PgEventStore {
         }
         // `Any` may race another writer to the same next version; retry it.
         for _ in 0..5 {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool.begin().await.map_err(store_error)?;
             let mut results = Vec::with_capacity(appends.len());
             let mut failed = None;
             for a in &appends {
@@ -239,16 +264,16 @@ impl EventStore for PgEventStore {
                             failed = Some(Failed::VersionRace(a));
                             break;
                         }
-                        None => return Err(e.into()),
+                        None => return Err(store_error(e)),
                     },
                 }
             }
             let Some(failed) = failed else {
-                tx.commit().await?;
-                self.appended.notify_one();
+                tx.commit().await.map_err(store_error)?;
+                self.announce();
                 return Ok(results);
             };
-            tx.rollback().await?;
+            tx.rollback().await.map_err(store_error)?;
             // A retried append finds its own events stored already.
             if let Some(original) = self.all_already_appended(&appends).await? {
                 return Ok(original);
@@ -290,7 +315,8 @@ impl EventStore for PgEventStore {
         .bind(stream)
         .bind(from_version as i64)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(store_error)?;
         rows.iter().map(decode_row).collect()
     }
 
@@ -308,7 +334,8 @@ impl EventStore for PgEventStore {
         .bind(&names)
         .bind(&froms)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(store_error)?;
         let mut out: Vec<Vec<RecordedEvent>> = vec![Vec::new(); streams.len()];
         for row in &rows {
             let e = decode_row(row)?;
@@ -333,7 +360,8 @@ impl EventStore for PgEventStore {
         .bind(after.event as i64)
         .bind(limit as i64)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(store_error)?;
         rows.iter().map(decode_row).collect()
     }
 
@@ -354,14 +382,16 @@ impl EventStore for PgEventStore {
         .bind(after.event as i64)
         .bind(limit as i64)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(store_error)?;
         let held_back = match rows.first() {
-            Some(row) => row.try_get("held_back")?,
+            Some(row) => row.try_get("held_back").map_err(store_error)?,
             None => false,
         };
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
-            if row.try_get::<Option<Uuid>, _>("event_id")?.is_some() {
+            let event_id: Option<Uuid> = row.try_get("event_id").map_err(store_error)?;
+            if event_id.is_some() {
                 events.push(decode_row(row)?);
             }
         }
@@ -374,13 +404,14 @@ impl EventStore for PgEventStore {
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
         struct State {
             store: PgEventStore,
-            listener: Option<PgListener>,
+            appends: Appends,
             buffer: VecDeque<RecordedEvent>,
             position: LogPosition,
         }
         let state = State {
             store: self.clone(),
-            listener: None,
+            // Taken before the first read, so no announcement falls between.
+            appends: self.appends(),
             buffer: VecDeque::new(),
             position: after,
         };
@@ -390,35 +421,26 @@ impl EventStore for PgEventStore {
                     s.position = e.position;
                     return Some((Ok(e), s));
                 }
-                if s.listener.is_none() {
-                    // Listen before reading, so no announcement falls between.
-                    let listener = async {
-                        let mut l = PgListener::connect_with(&s.store.pool).await?;
-                        l.listen(CHANNEL).await?;
-                        Ok::<_, sqlx::Error>(l)
-                    };
-                    match listener.await {
-                        Ok(l) => s.listener = Some(l),
-                        Err(e) => return Some((Err(e.into()), s)),
-                    }
-                }
                 match s.store.read_all(s.position, SUBSCRIBE_BATCH).await {
                     Ok(batch) if !batch.is_empty() => s.buffer.extend(batch),
                     Ok(_) => {
-                        let listener = s.listener.as_mut().expect("listener is set above");
-                        let woken =
-                            tokio::time::timeout(SUBSCRIBE_FALLBACK_POLL, listener.recv()).await;
-                        // A lost connection is reported once; the next poll listens again.
-                        if let Ok(Err(e)) = woken {
-                            s.listener = None;
-                            return Some((Err(e.into()), s));
-                        }
+                        let _ = tokio::time::timeout(SUBSCRIBE_FALLBACK_POLL, s.appends.next()).await;
                     }
                     Err(e) => return Some((Err(e), s)),
                 }
             }
         })
         .boxed()
+    }
+
+    fn appends(&self) -> Appends {
+        self.appends
+            .get_or_init(|| {
+                let (signal, appends) = AppendSignal::channel();
+                tokio::spawn(listen(self.pool.clone(), signal));
+                appends
+            })
+            .fresh()
     }
 
     async fn high_water_mark(&self) -> Result<HighWaterMark, StoreError> {
@@ -442,7 +464,8 @@ impl EventStore for PgEventStore {
                   ORDER BY transaction_id DESC, global_position DESC LIMIT 1) AS head ON true"
         ))
         .fetch_one(&self.pool)
-        .await?;
+        .await
+        .map_err(store_error)?;
         let pos = |c: Option<i64>, e: Option<i64>| match (c, e) {
             (Some(c), Some(e)) => Some(LogPosition {
                 commit: c as u64,
@@ -458,11 +481,18 @@ impl EventStore for PgEventStore {
              ORDER BY age(backend_xid) DESC LIMIT 1"
         ))
         .fetch_optional(&self.pool)
-        .await?
-        .map(|r| OpenTransaction {
-            pid: r.get("pid"),
-            age_seconds: r.get::<Option<f64>, _>("age").unwrap_or(0.0),
-            state: r.get("state"),
+        .await
+        .map_err(store_error)?
+        .map(|r| {
+            let pid: i32 = r.get("pid");
+            let state: Option<String> = r.get("state");
+            OpenTransaction {
+                holder: match state {
+                    Some(state) => format!("server process {pid} ({state})"),
+                    None => format!("server process {pid}"),
+                },
+                age_seconds: r.get::<Option<f64>, _>("age").unwrap_or(0.0),
+            }
         });
         Ok(HighWaterMark {
             safe: pos(row.get("safe_commit"), row.get("safe_event")),
@@ -472,11 +502,41 @@ impl EventStore for PgEventStore {
         })
     }
 
+    async fn backlog(&self, after: LogPosition) -> Result<Backlog, StoreError> {
+        let (events, oldest_recorded_at): (i64, Option<chrono::DateTime<chrono::Utc>>) =
+            sqlx::query_as(
+                "SELECT count(*), min(recorded_at) FROM events \
+                 WHERE (transaction_id, global_position) > ($1::text::xid8, $2)",
+            )
+            .bind(after.commit.to_string())
+            .bind(after.event as i64)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(Backlog {
+            events: events as u64,
+            oldest_recorded_at,
+        })
+    }
+
+    async fn estimated_len(&self) -> Result<u64, StoreError> {
+        // The span of positions: two index steps instead of counting every
+        // event (a rolled-back append leaves a gap, hence an upper bound).
+        let span: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(global_position) - min(global_position) + 1, 0) FROM events",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(span as u64)
+    }
+
     async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
         let row = sqlx::query(&format!("{SELECT_EVENT} WHERE event_id = $1"))
             .bind(event_id)
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .map_err(store_error)?;
         row.as_ref().map(decode_row).transpose()
     }
 }
@@ -513,7 +573,8 @@ impl PgEventStore {
             sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1")
                 .bind(stream)
                 .fetch_one(&self.pool)
-                .await?;
+                .await
+                .map_err(store_error)?;
         Ok(v.map(|v| v as u64))
     }
 }
@@ -562,6 +623,49 @@ async fn announce_appends(pool: PgPool, appended: Arc<Notify>) {
             tracing::warn!(error = %e, "could not announce appended events; retrying");
             tokio::time::sleep(Duration::from_millis(200)).await;
             appended.notify_one();
+        }
+    }
+}
+
+/// Hears [`CHANNEL`] on one `LISTEN` connection (each listening connection is
+/// woken by every announcement, so a process needs one) and passes it on to
+/// every handle of `signal`; also when it (re)connects, as announcements may
+/// have been lost meanwhile. Ends when the pool closes or nobody hears it.
+async fn listen(pool: PgPool, signal: AppendSignal) {
+    while !signal.is_unheard() && !pool.is_closed() {
+        let connected = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match connected.await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for appends; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        // Whatever came while not listening: look.
+        signal.announce();
+        loop {
+            tokio::select! {
+                got = listener.try_recv() => match got {
+                    Ok(Some(_)) => {
+                        while listener.next_buffered().is_some() {}
+                        signal.announce();
+                    }
+                    Ok(None) => {
+                        // Reconnected by itself: announcements may be lost.
+                        signal.announce();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the append listener; reconnecting");
+                        break;
+                    }
+                },
+                _ = signal.unheard() => return,
+            }
         }
     }
 }
@@ -662,6 +766,35 @@ async fn run_append<'e, E: sqlx::PgExecutor<'e>>(
     }))
 }
 
+/// True when `e` says the database is out of reach rather than that the
+/// statement is wrong: a lost or refused connection, an exhausted or closed
+/// pool, or a server that is shutting down, starting up or full (SQLSTATE
+/// class 08, 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect
+/// now, 53300 too many connections). A routine restart shows all of these.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
+/// The store's error for a database error: [`StoreError::Unavailable`] when
+/// the database is out of reach ([`is_unavailable`]), else `Backend`.
+pub fn store_error(e: sqlx::Error) -> StoreError {
+    if is_unavailable(&e) {
+        StoreError::Unavailable(Box::new(e))
+    } else {
+        StoreError::Backend(Box::new(e))
+    }
+}
+
 fn unique_violation(e: &sqlx::Error) -> Option<String> {
     match e {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
@@ -672,9 +805,15 @@ fn unique_violation(e: &sqlx::Error) -> Option<String> {
 }
 
 fn decode_row(r: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let schema_version: i32 = r.try_get("schema_version").map_err(store_error)?;
+    let schema_version = u16::try_from(schema_version)
+        .map_err(|_| StoreError::Corrupt(format!("schema version {schema_version}")))?;
+    decode_envelope(r, schema_version).map_err(store_error)
+}
+
+fn decode_envelope(r: &PgRow, schema_version: u16) -> Result<RecordedEvent, sqlx::Error> {
     let commit: i64 = r.try_get("commit")?;
     let position: i64 = r.try_get("global_position")?;
-    let schema_version: i32 = r.try_get("schema_version")?;
     Ok(RecordedEvent {
         event_id: r.try_get("event_id")?,
         stream_id: r.try_get("stream_id")?,
@@ -684,8 +823,7 @@ fn decode_row(r: &PgRow) -> Result<RecordedEvent, StoreError> {
             event: position as u64,
         },
         event_type: r.try_get("event_type")?,
-        schema_version: u16::try_from(schema_version)
-            .map_err(|_| StoreError::Corrupt(format!("schema version {schema_version}")))?,
+        schema_version,
         recorded_at: r.try_get("recorded_at")?,
         metadata: EventMetadata {
             org_id: r.try_get("org_id")?,

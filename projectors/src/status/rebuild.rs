@@ -1,0 +1,141 @@
+//! Rebuilds: replay the whole log into a new generation while the active one
+//! serves, then switch the views in one step.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tasklog_event_store::{EventStore, LogPosition};
+
+use crate::generation::{self, schema};
+use crate::{Projection, Projector, ProjectorConfig, ProjectorError};
+
+/// Events per transaction of a rebuild: large, so that most of a task's
+/// events fold in memory into one row write.
+pub const REBUILD_BATCH: usize = 20_000;
+
+/// How a rebuild is going.
+#[derive(Debug, Clone, Copy)]
+pub struct RebuildProgress {
+    pub applied: u64,
+    /// Events in the log when the rebuild started.
+    pub total: u64,
+}
+
+/// Replays the whole log into a new generation while the active one keeps
+/// serving, then points the views at it in one transaction and drops the old.
+pub async fn rebuild(
+    pool: &PgPool,
+    store: Arc<dyn EventStore>,
+    projection: Arc<dyn Projection>,
+    batch_size: usize,
+    progress: impl Fn(RebuildProgress),
+) -> Result<i32, ProjectorError> {
+    let name = projection.name();
+    let old = generation::ensure_active(pool, projection.as_ref()).await?;
+    let started: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(pool)
+        .await?;
+    let newest: i32 = sqlx::query_scalar(
+        "SELECT coalesce(max(generation), 0) FROM projection_checkpoints WHERE projection = $1",
+    )
+    .bind(name)
+    .fetch_one(pool)
+    .await?;
+    let new = newest.max(old) + 1;
+    let mut tx = pool.begin().await?;
+    // Bulk-load without secondary indexes; they are built once, at the end.
+    generation::create_tables_in(&mut tx, projection.as_ref(), new, true).await?;
+    tx.commit().await?;
+
+    // For the progress bar only: a cheap estimate, not a count.
+    let total = store.estimated_len().await?;
+    // The whole log as of now: wait out transactions that hold readers back.
+    let target = store.high_water_mark().await?.head.unwrap_or_default();
+    let config = ProjectorConfig {
+        batch_size,
+        ..ProjectorConfig::default()
+    };
+    let projector = Projector::new(pool.clone(), store.clone(), projection.clone(), config);
+    let mut applied = 0u64;
+    catch_up(&projector, new, target, total, &mut applied, &progress).await?;
+    generation::create_indexes(pool, projection.as_ref(), new).await?;
+    // Events that came while indexing.
+    let head = store.high_water_mark().await?.head.unwrap_or_default();
+    catch_up(&projector, new, head, total, &mut applied, &progress).await?;
+
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT active_generation FROM projections WHERE name = $1 FOR UPDATE")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    generation::point_views(&mut tx, projection.as_ref(), new).await?;
+    sqlx::query("UPDATE projections SET active_generation = $2 WHERE name = $1")
+        .bind(name)
+        .bind(new)
+        .execute(&mut *tx)
+        .await?;
+    // Readers waiting for a consistency token look again at the new generation.
+    sqlx::query(
+        "SELECT pg_notify($3, format('%s %s %s.%s', projection, generation, commit_id, event_position)) \
+         FROM projection_checkpoints WHERE projection = $1 AND generation = $2",
+    )
+    .bind(name)
+    .bind(new)
+    .bind(crate::CHECKPOINT_CHANNEL)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+
+    // A live batch that read the old generation before the switch holds the
+    // lock shared until it commits; batches after this one read the new one.
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('tasklog.projection.switch.' || $1, 0))",
+    )
+    .bind(name)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        "DROP SCHEMA IF EXISTS {} CASCADE",
+        schema(name, old)
+    ))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    sqlx::query("DELETE FROM projection_checkpoints WHERE projection = $1 AND generation <> $2")
+        .bind(name)
+        .bind(new)
+        .execute(pool)
+        .await?;
+    // Events parked before the rebuild that it applied in their place (one
+    // that failed again was parked again, with a new time).
+    sqlx::query("DELETE FROM projection_dead_letters WHERE projection = $1 AND parked_at < $2")
+        .bind(name)
+        .bind(started)
+        .execute(pool)
+        .await?;
+    Ok(new)
+}
+
+
+/// Applies batches to `generation` until its checkpoint reaches `target`.
+async fn catch_up(
+    projector: &Projector,
+    generation: i32,
+    target: LogPosition,
+    total: u64,
+    applied: &mut u64,
+    progress: &impl Fn(RebuildProgress),
+) -> Result<(), ProjectorError> {
+    projector
+        .catch_up_to(generation, target, |outcome| {
+            *applied += (outcome.applied + outcome.parked) as u64;
+            progress(RebuildProgress {
+                applied: *applied,
+                total: total.max(*applied),
+            });
+        })
+        .await?;
+    Ok(())
+}
+
