@@ -424,7 +424,8 @@ impl EventStore for PgEventStore {
                 match s.store.read_all(s.position, SUBSCRIBE_BATCH).await {
                     Ok(batch) if !batch.is_empty() => s.buffer.extend(batch),
                     Ok(_) => {
-                        let _ = tokio::time::timeout(SUBSCRIBE_FALLBACK_POLL, s.appends.next()).await;
+                        let _ =
+                            tokio::time::timeout(SUBSCRIBE_FALLBACK_POLL, s.appends.next()).await;
                     }
                     Err(e) => return Some((Err(e), s)),
                 }

@@ -131,7 +131,9 @@ async fn readers_wait_for_open_transactions_except_projector_sessions(pool: PgPo
         .unwrap();
     let own: HashSet<String> = [first.clone()].into();
     assert_eq!(
-        read_own(store.as_ref(), LogPosition::START, &own, 1).await.len(),
+        read_own(store.as_ref(), LogPosition::START, &own, 1)
+            .await
+            .len(),
         1,
         "the append is readable while the projector's transaction is open"
     );
@@ -153,7 +155,12 @@ async fn readers_wait_for_open_transactions_except_projector_sessions(pool: PgPo
 
     sqlx::query("COMMIT").execute(&mut other).await.unwrap();
     let own: HashSet<String> = [second].into();
-    assert_eq!(read_own(store.as_ref(), LogPosition::START, &own, 1).await.len(), 1);
+    assert_eq!(
+        read_own(store.as_ref(), LogPosition::START, &own, 1)
+            .await
+            .len(),
+        1
+    );
     sqlx::query("COMMIT").execute(&mut batch).await.unwrap();
     projectors.close().await;
 }

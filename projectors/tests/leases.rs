@@ -23,10 +23,10 @@ use tasklog_domain::{
 use tasklog_event_store::{
     EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, RecordedEvent,
 };
+use tasklog_event_store_postgres::PgEventStore;
 use tasklog_projectors::{status, ApplyError, Projection, Projector, ProjectorConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tasklog_event_store_postgres::PgEventStore;
 use uuid::Uuid;
 
 /// `activity`, recording in `applied` which runner applied each event. No

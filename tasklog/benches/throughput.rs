@@ -92,7 +92,10 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
-async fn bench_store(store: Arc<dyn EventStore>, clients: usize) -> (u64, Duration, Histogram<u64>) {
+async fn bench_store(
+    store: Arc<dyn EventStore>,
+    clients: usize,
+) -> (u64, Duration, Histogram<u64>) {
     let payload = json!({ "body": "x".repeat(440), "kind": "bench" });
     let deadline = Instant::now() + seconds();
     let start = Instant::now();

@@ -90,7 +90,10 @@ pub(super) enum Writer<'a> {
 }
 
 impl Writer<'_> {
-    pub(super) async fn conn<'w>(&'w mut self, pool: &PgPool) -> Result<BatchConn<'w>, sqlx::Error> {
+    pub(super) async fn conn<'w>(
+        &'w mut self,
+        pool: &PgPool,
+    ) -> Result<BatchConn<'w>, sqlx::Error> {
         Ok(match self {
             Writer::Pool => BatchConn::Pooled(pool.acquire().await?),
             Writer::Lease(conn) => BatchConn::Lease(conn),

@@ -196,4 +196,3 @@ pub async fn run_all(
     }
     Ok(())
 }
-

@@ -107,10 +107,7 @@ pub async fn replay_parked_into(
              this one (version {}); applied now it would overwrite what they changed. \
              Rebuild the projection (`tasklog projections rebuild {name}`): it applies every \
              event in its place.",
-            event.stream_id,
-            first,
-            last,
-            event.stream_version
+            event.stream_id, first, last, event.stream_version
         )));
     }
     sqlx::query(&format!(
@@ -134,4 +131,3 @@ pub async fn replay_parked_into(
     tx.commit().await?;
     Ok(Ok(()))
 }
-

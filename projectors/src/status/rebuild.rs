@@ -117,7 +117,6 @@ pub async fn rebuild(
     Ok(new)
 }
 
-
 /// Applies batches to `generation` until its checkpoint reaches `target`.
 async fn catch_up(
     projector: &Projector,
@@ -138,4 +137,3 @@ async fn catch_up(
         .await?;
     Ok(())
 }
-

@@ -43,12 +43,7 @@ async fn spawn_live(wait: Duration, poll: Duration) -> TestApp<Live> {
     let mut projectors = Vec::new();
     for p in tasklog_projectors::all() {
         let g = generation::ensure_active(&db, p.as_ref()).await.unwrap();
-        let projector = Projector::new(
-            db.clone(),
-            store.clone(),
-            p,
-            ProjectorConfig::default(),
-        );
+        let projector = Projector::new(db.clone(), store.clone(), p, ProjectorConfig::default());
         projectors.push((projector, g));
     }
     let live = Live {

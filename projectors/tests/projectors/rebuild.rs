@@ -1,0 +1,109 @@
+//! Rebuilds: a new generation filled while the old serves, then switched.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::PgPool;
+use tasklog_event_store::EventStore;
+use tasklog_event_store_postgres::PgEventStore;
+use tasklog_projectors::{generation, status, Projection, ProjectorError};
+
+use crate::{catch_up, projector, world, World};
+
+/// A world projected live into the active `tasks` generation.
+async fn tasks_caught_up(pool: &PgPool) -> (Arc<dyn EventStore>, World, Arc<dyn Projection>, i32) {
+    let store = PgEventStore::open(pool.clone());
+    let w = world(&store).await;
+    let tasks = tasklog_projectors::by_name("tasks").unwrap();
+    let g = generation::ensure_active(pool, tasks.as_ref())
+        .await
+        .unwrap();
+    catch_up(&projector(pool, &store, tasks.clone()), g, w.last).await;
+    (store, w, tasks, g)
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn a_rebuild_fills_a_new_generation_and_switches_reads_in_one_step(pool: PgPool) {
+    let (store, w, tasks, g1) = tasks_caught_up(&pool).await;
+    let before: Value =
+        sqlx::query_scalar("SELECT to_jsonb(t) - 'search' FROM read.tasks t WHERE task_id = $1")
+            .bind(w.task)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+
+    let progress = std::sync::Mutex::new(Vec::new());
+    let g2 = status::rebuild(&pool, store.clone(), tasks.clone(), 2, |p| {
+        progress.lock().unwrap().push(p.applied)
+    })
+    .await
+    .unwrap();
+    assert_eq!(g2, g1 + 1);
+    assert!(
+        progress.lock().unwrap().len() > 1,
+        "progress is reported batch by batch"
+    );
+    let after: Value =
+        sqlx::query_scalar("SELECT to_jsonb(t) - 'search' FROM read.tasks t WHERE task_id = $1")
+            .bind(w.task)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(before, after);
+    let old_schema: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname = $1")
+            .bind(generation::schema("tasks", g1))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(old_schema, 0, "the old generation is gone");
+    // A live projector on the old generation learns of the switch.
+    let live = projector(&pool, &store, tasks.clone())
+        .project_next_batch(g1, true)
+        .await;
+    assert!(
+        matches!(live, Err(ProjectorError::GenerationChanged(_, g)) if g == g2),
+        "{live:?}"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations/postgres")]
+async fn a_rebuild_drops_the_old_generation_only_after_live_batches_on_it_commit(pool: PgPool) {
+    let (store, _, tasks, g1) = tasks_caught_up(&pool).await;
+
+    // A live batch in flight holds the switch lock shared, as the runner's does.
+    let mut batch = pool.begin().await.unwrap();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended('tasklog.projection.switch.tasks', 0))",
+    )
+    .execute(&mut *batch)
+    .await
+    .unwrap();
+    let rebuild = tokio::spawn({
+        let (pool, store, tasks) = (pool.clone(), store.clone(), tasks.clone());
+        async move { status::rebuild(&pool, store, tasks, 100, |_| {}).await }
+    });
+    let old_schema_exists = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+        )
+        .bind(generation::schema("tasks", g1))
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let waited = std::time::Instant::now();
+    while generation::active(&pool, "tasks").await.unwrap() == Some(g1) {
+        assert!(waited.elapsed() < Duration::from_secs(20), "no switch");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(old_schema_exists().await, "dropped under a live batch");
+    assert!(!rebuild.is_finished());
+
+    batch.commit().await.unwrap();
+    let g2 = rebuild.await.unwrap().unwrap();
+    assert_eq!(g2, g1 + 1);
+    assert!(!old_schema_exists().await, "the old generation is gone");
+}
