@@ -50,6 +50,19 @@ pub async fn active(pool: &PgPool, name: &str) -> Result<Option<i32>, sqlx::Erro
         .await
 }
 
+/// Takes `projection`'s switch lock exclusively until the caller's
+/// transaction ends. Live batches hold it shared (`projection_batch_begin`),
+/// so once it is taken none is applying events, and none starts meanwhile.
+pub async fn lock_switch(conn: &mut PgConnection, projection: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('tasklog.projection.switch.' || $1, 0))",
+    )
+    .bind(projection)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Creates a generation's schema, tables and checkpoint (at the start of the log).
 pub async fn create_in(
     conn: &mut PgConnection,

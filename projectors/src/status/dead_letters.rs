@@ -69,12 +69,7 @@ pub async fn replay_parked_into(
     let generation = generation::ensure_active(pool, projection).await?;
     let mut tx = pool.begin().await?;
     // Live batches hold this lock shared: none applies events meanwhile.
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(hashtextextended('tasklog.projection.switch.' || $1, 0))",
-    )
-    .bind(name)
-    .execute(&mut *tx)
-    .await?;
+    generation::lock_switch(&mut tx, name).await?;
     // Later events of its stream the projection applied: up to its
     // checkpoint, and not parked.
     let applied_to = checkpoint::of_generation(&mut *tx, name, generation).await?;

@@ -89,12 +89,7 @@ pub async fn rebuild(
     // A live batch that read the old generation before the switch holds the
     // lock shared until it commits; batches after this one read the new one.
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(hashtextextended('tasklog.projection.switch.' || $1, 0))",
-    )
-    .bind(name)
-    .execute(&mut *tx)
-    .await?;
+    generation::lock_switch(&mut tx, name).await?;
     sqlx::query(&format!(
         "DROP SCHEMA IF EXISTS {} CASCADE",
         schema(name, old)
