@@ -250,6 +250,29 @@ pub async fn every_stream_carries_an_intact_hash_chain(store: &dyn EventStore) {
     assert!(verify_stream(&removed).is_err());
 }
 
+pub async fn the_backlog_after_a_position_counts_the_events_after_it(store: &dyn EventStore) {
+    let stream = new_stream();
+    let first = store
+        .append(&stream, ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+    let rest = store
+        .append(&stream, ExpectedVersion::Exact(1), vec![event(2), event(3)])
+        .await
+        .unwrap();
+    // Each asked after the one before: others' appends meanwhile only add.
+    let after_all = store.backlog(rest.last_position).await.unwrap();
+    let after_first = store.backlog(first.last_position).await.unwrap();
+    let everything = store.backlog(LogPosition::START).await.unwrap();
+    assert!(
+        after_first.events >= after_all.events + 2,
+        "{after_first:?} {after_all:?}"
+    );
+    assert!(after_first.oldest_recorded_at.is_some());
+    assert!(everything.events > after_first.events, "{everything:?}");
+    assert!(store.estimated_len().await.unwrap() >= 3);
+}
+
 /// Reads the global log from `after` until `wanted` events of `streams` are
 /// seen. It polls: an open transaction anywhere on the server (another test's)
 /// holds safe readers back for a moment.
@@ -435,6 +458,7 @@ macro_rules! contract_tests {
             a_stream_reads_back_in_order_from_a_version_with_its_envelope,
             every_stream_carries_an_intact_hash_chain,
             the_global_log_reads_in_position_order_after_a_checkpoint,
+            the_backlog_after_a_position_counts_the_events_after_it,
         );
         $crate::contract_tests!(@each #[$test] $params $store; shared:
             concurrent_writers_to_one_stream_never_lose_an_update,
