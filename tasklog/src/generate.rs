@@ -23,16 +23,18 @@
 //! Generating runs on its own thread while the previous chunk is copied.
 
 use std::fmt::Write as _;
+use std::iter;
 use std::time::Instant;
+
+use anyhow::Context as _;
 
 use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 use tasklog_domain::{
-    encode_event, CommentAdded, DomainEvent, MemberAdded, OrgEvent, OrganizationCreated, Priority,
-    ProjectCreated, ProjectEvent, ProjectKeyRegistered, Role, StatusCategory, TagCreated, TagEvent,
-    TaskAssigned, TaskCreated, TaskDetailsEdited, TaskEvent, TaskNumberReserved, TaskStatusChanged,
-    TaskTagAdded, Workflow,
+    encode_event, mentioned_handles, stream_name, Aggregate, DomainEvent, OrgCommand, Organization,
+    Priority, Project, ProjectCommand, ProjectEvent, Role, StatusCategory, TagCatalog, TagCommand,
+    Task, TaskCommand, TaskEvent, Workflow,
 };
 use tasklog_event_store::hash::{chain_hash, content_hash, to_micros, HashInput};
 use tasklog_event_store::EventMetadata;
@@ -261,21 +263,29 @@ impl Rng {
         uuid::Builder::from_unix_timestamp_millis(at.timestamp_millis().max(0) as u64, &random)
             .into_uuid()
     }
+
+    /// Ids for the events of one command: UUID v7s for `at`, drawn as needed.
+    fn ids(&mut self, at: DateTime<Utc>) -> impl Iterator<Item = Uuid> + '_ {
+        std::iter::repeat_with(move || self.v7(at))
+    }
 }
 
-/// A stream's id, version and last hash.
-struct Stream {
+/// One aggregate's stream: its name, version and last hash, and the state its
+/// events fold into (what `decide` sees next).
+struct Stream<A> {
     id: String,
     version: u64,
     hash: Option<Vec<u8>>,
+    state: A,
 }
 
-impl Stream {
-    fn new(category: &str, id: Uuid) -> Self {
+impl<A: Aggregate> Stream<A> {
+    fn new(id: Uuid) -> Self {
         Self {
-            id: format!("{category}-{id}"),
+            id: stream_name::<A>(id),
             version: 0,
             hash: None,
+            state: A::default(),
         }
     }
 }
@@ -290,12 +300,34 @@ struct Sink {
 }
 
 impl Sink {
-    /// Appends one event to `stream`, chained like `append_events`.
-    fn emit<E: DomainEvent>(
+    /// Runs `command` through the aggregate's `decide` and appends the events
+    /// it yields, each folded into the stream's state with `evolve`: the domain
+    /// alone says what happens. Each event takes the next of `event_ids`.
+    fn execute<A: Aggregate>(
         &mut self,
-        stream: &mut Stream,
+        stream: &mut Stream<A>,
+        command: A::Command,
+        meta: &EventMetadata,
+        mut event_ids: impl Iterator<Item = Uuid>,
+    ) -> anyhow::Result<Vec<A::Event>> {
+        let events = stream
+            .state
+            .decide(command)
+            .with_context(|| format!("the domain refused a generated command on {}", stream.id))?;
+        for event in &events {
+            let event_id = event_ids.next().context("no id left for an event")?;
+            self.emit(stream, event_id, event, meta)?;
+            stream.state = std::mem::take(&mut stream.state).evolve(event);
+        }
+        Ok(events)
+    }
+
+    /// Appends one event to `stream`, chained like `append_events`.
+    fn emit<A: Aggregate>(
+        &mut self,
+        stream: &mut Stream<A>,
         event_id: Uuid,
-        event: &E,
+        event: &A::Event,
         meta: &EventMetadata,
     ) -> anyhow::Result<()> {
         let (event_type, payload) = encode_event(event);
@@ -485,54 +517,41 @@ const COMMENTS: &[&str] = &[
     "Deployed to production, monitoring.",
 ];
 
-const STATUSES: [&str; 6] = [
-    "backlog",
-    "todo",
-    "in_progress",
-    "in_review",
-    "done",
-    "cancelled",
-];
-const DONE: usize = 4;
-const CANCELLED: usize = 5;
-
-struct Member {
-    id: Uuid,
-    handle: String,
-    role: Role,
-}
-
-struct Project {
-    id: Uuid,
-    name: String,
-    key: String,
-    stream: Stream,
-    next_number: u64,
-}
-
-struct ActiveTask {
-    stream: Stream,
-    title: String,
-    description: String,
-    priority: Priority,
-    due_date: Option<NaiveDate>,
-    status: usize,
-    assignee: Option<Uuid>,
-    tags: u32,
-    follow_ups: u32,
-}
-
+/// An organization as generated: its streams, and the order things were
+/// made in (the aggregates keep them by id), which the random picks index.
 struct Org {
-    id: Uuid,
-    name: String,
-    stream: Stream,
-    tags_stream: Stream,
-    members: Vec<Member>,
-    /// Indexes of members who may change tasks.
+    stream: Stream<Organization>,
+    tags_stream: Stream<TagCatalog>,
+    /// Member ids in the order they joined, the owner first.
+    members: Vec<Uuid>,
+    /// Indexes into `members` of those who may change tasks.
     writers: Vec<usize>,
-    projects: Vec<Project>,
+    projects: Vec<Stream<Project>>,
+    /// Tag ids in the order they were created.
     tags: Vec<Uuid>,
-    active: Vec<ActiveTask>,
+}
+
+impl Org {
+    /// The writer `pick` lands on.
+    fn writer(&self, pick: usize) -> Uuid {
+        self.members[self.writers[pick % self.writers.len()]]
+    }
+
+    /// The members `body` mentions, as the command API resolves them.
+    fn mentioned(&self, body: &str) -> Vec<Uuid> {
+        mentioned_handles(body)
+            .iter()
+            .filter_map(|handle| self.stream.state.member_by_handle(handle))
+            .collect()
+    }
+}
+
+/// A task that still gets follow-ups.
+struct ActiveTask {
+    stream: Stream<Task>,
+    /// Its project, an index into `Org::projects`.
+    project: usize,
+    follow_ups: u32,
 }
 
 struct Generator {
@@ -540,7 +559,8 @@ struct Generator {
     rng: Rng,
     sink: Sink,
     orgs: Vec<Org>,
-    categories: [StatusCategory; 6],
+    /// Tasks that still get follow-ups, per organization (indexed like `orgs`).
+    active_tasks: Vec<Vec<ActiveTask>>,
     start: DateTime<Utc>,
     span_micros: f64,
     /// Events the clock spreads over.
@@ -555,12 +575,6 @@ struct Generator {
 
 impl Generator {
     fn new(options: GenerateOptions, tx: tokio::sync::mpsc::Sender<Chunk>) -> Self {
-        let workflow = Workflow::default_workflow();
-        let categories = STATUSES.map(|s| {
-            workflow
-                .category_of(s)
-                .expect("the default workflow has every status")
-        });
         let start = options.end - Duration::days(i64::from(options.days.max(1)));
         let span_micros = (options.end - start).num_microseconds().unwrap_or(0) as f64;
         Self {
@@ -573,7 +587,7 @@ impl Generator {
                 total: 0,
             },
             orgs: Vec::with_capacity(options.orgs),
-            categories,
+            active_tasks: Vec::with_capacity(options.orgs),
             start,
             span_micros,
             // Fixed up front so times never go back.
@@ -631,7 +645,7 @@ impl Generator {
                 break;
             }
             let o = self.rng.below(self.orgs.len());
-            let org_active = self.orgs[o].active.len();
+            let org_active = self.active_tasks[o].len();
             if can_create && (org_active < ACTIVE_TASKS_PER_ORG || self.active == 0) {
                 self.create_task(o, creates_left)?;
             } else if org_active > 0 {
@@ -653,25 +667,28 @@ impl Generator {
                 .orgs
                 .iter()
                 .map(|o| GeneratedOrg {
-                    org_id: o.id,
-                    name: o.name.clone(),
+                    org_id: o.stream.state.id,
+                    name: o.stream.state.name.clone(),
                     members: o
                         .members
                         .iter()
-                        .map(|m| GeneratedMember {
-                            user_id: m.id,
-                            handle: m.handle.clone(),
-                            role: m.role,
+                        .map(|id| {
+                            let member = &o.stream.state.members[id];
+                            GeneratedMember {
+                                user_id: *id,
+                                handle: member.handle.clone(),
+                                role: member.role,
+                            }
                         })
                         .collect(),
                     projects: o
                         .projects
                         .iter()
                         .map(|p| GeneratedProject {
-                            project_id: p.id,
-                            name: p.name.clone(),
-                            key: p.key.clone(),
-                            tasks: p.next_number - 1,
+                            project_id: p.state.id,
+                            name: p.state.name.clone(),
+                            key: p.state.key.clone(),
+                            tasks: p.state.next_task_number - 1,
                         })
                         .collect(),
                     tags: o.tags.clone(),
@@ -707,34 +724,22 @@ impl Generator {
             self.rng.pick(ORG_SUFFIXES)
         );
         let mut org = Org {
-            id: org_id,
-            name: name.clone(),
-            stream: Stream::new("org", org_id),
-            tags_stream: Stream::new("tags", org_id),
-            members: Vec::new(),
+            stream: Stream::new(org_id),
+            tags_stream: Stream::new(org_id),
+            members: vec![owner_id],
             writers: Vec::new(),
             projects: Vec::new(),
             tags: Vec::new(),
-            active: Vec::new(),
         };
         let meta = self.meta(org_id, owner_id, at);
-        let event_id = self.rng.v7(at);
-        self.sink.emit(
-            &mut org.stream,
-            event_id,
-            &OrgEvent::from(OrganizationCreated {
-                org_id,
-                name,
-                owner_id,
-                owner_handle: handles[0].clone(),
-            }),
-            &meta,
-        )?;
-        org.members.push(Member {
-            id: owner_id,
-            handle: handles[0].clone(),
-            role: Role::Owner,
-        });
+        let create = OrgCommand::CreateOrganization {
+            org_id,
+            name,
+            owner_id,
+            owner_handle: handles[0].clone(),
+        };
+        self.sink
+            .execute(&mut org.stream, create, &meta, self.rng.ids(at))?;
 
         for (i, handle) in handles.iter().enumerate().skip(1) {
             let role = match i {
@@ -745,63 +750,44 @@ impl Generator {
             let at = self.now();
             let user_id = self.rng.v7(at);
             let meta = self.meta(org_id, owner_id, at);
-            let event_id = self.rng.v7(at);
-            self.sink.emit(
-                &mut org.stream,
-                event_id,
-                &OrgEvent::from(MemberAdded {
-                    user_id,
-                    handle: handle.clone(),
-                    role,
-                }),
-                &meta,
-            )?;
-            org.members.push(Member {
-                id: user_id,
+            let add = OrgCommand::AddMember {
+                by: owner_id,
+                user_id,
                 handle: handle.clone(),
                 role,
-            });
+            };
+            self.sink
+                .execute(&mut org.stream, add, &meta, self.rng.ids(at))?;
+            org.members.push(user_id);
         }
+        let roles = &org.stream.state;
         org.writers = (0..org.members.len())
-            .filter(|&i| org.members[i].role.can_write())
+            .filter(|&i| roles.role_of(org.members[i]).is_some_and(Role::can_write))
             .collect();
 
         for p in self.distinct(PROJECTS.len(), 3) {
             let (name, key) = PROJECTS[p];
             let at = self.now();
             let project_id = self.rng.v7(at);
-            let admin = org.members[self.rng.below(2)].id;
+            // The owner or the admin.
+            let admin = org.members[self.rng.below(2)];
             let meta = self.meta(org_id, admin, at);
-            let event_id = self.rng.v7(at);
-            self.sink.emit(
-                &mut org.stream,
-                event_id,
-                &OrgEvent::from(ProjectKeyRegistered {
-                    project_id,
-                    key: key.to_owned(),
-                }),
-                &meta,
-            )?;
-            let mut project = Project {
-                id: project_id,
+            // The key is registered with the organization first, then the project created under it.
+            let register = OrgCommand::RegisterProjectKey {
+                project_id,
+                key: key.to_owned(),
+            };
+            self.sink
+                .execute(&mut org.stream, register, &meta, self.rng.ids(at))?;
+            let mut project = Stream::new(project_id);
+            let create = ProjectCommand::CreateProject {
+                project_id,
+                org_id,
                 name: name.to_owned(),
                 key: key.to_owned(),
-                stream: Stream::new("project", project_id),
-                next_number: 1,
             };
-            let event_id = self.rng.v7(at);
-            self.sink.emit(
-                &mut project.stream,
-                event_id,
-                &ProjectEvent::from(ProjectCreated {
-                    project_id,
-                    org_id,
-                    name: name.to_owned(),
-                    key: key.to_owned(),
-                    workflow: Workflow::default_workflow(),
-                }),
-                &meta,
-            )?;
+            self.sink
+                .execute(&mut project, create, &meta, self.rng.ids(at))?;
             org.projects.push(project);
         }
 
@@ -809,22 +795,19 @@ impl Generator {
             let (name, color) = TAGS[t];
             let at = self.now();
             let tag_id = self.rng.v7(at);
-            let actor = org.members[org.writers[self.rng.below(org.writers.len())]].id;
+            let actor = org.writer(self.rng.below(org.writers.len()));
             let meta = self.meta(org_id, actor, at);
-            let event_id = self.rng.v7(at);
-            self.sink.emit(
-                &mut org.tags_stream,
-                event_id,
-                &TagEvent::from(TagCreated {
-                    tag_id,
-                    name: name.to_owned(),
-                    color: color.map(str::to_owned),
-                }),
-                &meta,
-            )?;
+            let create = TagCommand::CreateTag {
+                tag_id,
+                name: name.to_owned(),
+                color: color.map(str::to_owned),
+            };
+            self.sink
+                .execute(&mut org.tags_stream, create, &meta, self.rng.ids(at))?;
             org.tags.push(tag_id);
         }
         self.orgs.push(org);
+        self.active_tasks.push(Vec::new());
         Ok(())
     }
 
@@ -883,61 +866,48 @@ impl Generator {
             5..=7 => 1,
             _ => 2,
         };
-        let org = &mut self.orgs[o];
-        let org_id = org.id;
-        let actor = org.members[org.writers[self.rng.below(org.writers.len())]].id;
+        let org = &self.orgs[o];
+        let org_id = org.stream.state.id;
+        let actor = org.writer(self.rng.below(org.writers.len()));
         let task_id = self.rng.v7(at);
-        let meta = EventMetadata {
-            org_id,
-            actor_id: Some(actor),
-            correlation_id: self.rng.v7(at),
-            causation_id: None,
-            occurred_at: at,
-        };
+        let meta = self.meta(org_id, actor, at);
+        let org = &mut self.orgs[o];
+        // The project hands out the next number, then the task is created under it.
         let project = &mut org.projects[p];
-        let number = project.next_number;
-        project.next_number += 1;
-        let event_id = self.rng.v7(at);
-        self.sink.emit(
-            &mut project.stream,
-            event_id,
-            &ProjectEvent::from(TaskNumberReserved { task_id, number }),
-            &meta,
-        )?;
-        let mut task = ActiveTask {
-            stream: Stream::new("task", task_id),
-            title: title.clone(),
-            description: description.clone(),
+        let reserve = ProjectCommand::ReserveTaskNumber { task_id };
+        let reserved = self
+            .sink
+            .execute(project, reserve, &meta, self.rng.ids(at))?;
+        let number = reserved
+            .iter()
+            .find_map(|event| match event {
+                ProjectEvent::TaskNumberReserved(r) if r.task_id == task_id => Some(r.number),
+                _ => None,
+            })
+            .context("no task number was reserved")?;
+        let mut task = Stream::new(task_id);
+        let create = TaskCommand::CreateTask {
+            task_id,
+            org_id,
+            project_id: project.state.id,
+            number,
+            project_key: project.state.key.clone(),
+            title,
+            description,
             priority,
             due_date,
-            status: 0,
-            assignee: None,
-            tags: 0,
-            follow_ups,
+            workflow: project.state.workflow.clone(),
+            created_by: actor,
         };
-        let event_id = self.rng.v7(at);
-        self.sink.emit(
-            &mut task.stream,
-            event_id,
-            &TaskEvent::from(TaskCreated {
-                task_id,
-                org_id,
-                project_id: project.id,
-                number,
-                key: format!("{}-{number}", project.key),
-                title,
-                description,
-                priority,
-                due_date,
-                status: STATUSES[0].to_owned(),
-                status_category: self.categories[0],
-                created_by: actor,
-            }),
-            &meta,
-        )?;
+        self.sink
+            .execute(&mut task, create, &meta, self.rng.ids(at))?;
         self.tasks_created += 1;
         if follow_ups > 0 {
-            org.active.push(task);
+            self.active_tasks[o].push(ActiveTask {
+                stream: task,
+                project: p,
+                follow_ups,
+            });
             self.active += 1;
             self.planned_follow_ups += u64::from(follow_ups);
         }
@@ -947,7 +917,7 @@ impl Generator {
     /// One more change to an active task of organization `o`.
     fn follow_up(&mut self, o: usize) -> anyhow::Result<()> {
         let at = self.now();
-        let t = self.rng.below(self.orgs[o].active.len());
+        let t = self.rng.below(self.active_tasks[o].len());
         let roll = self.rng.below(100);
         let title = self.title();
         let new_priority = self.priority();
@@ -955,126 +925,136 @@ impl Generator {
         let comment = *self.rng.pick(COMMENTS);
         let mention = self.rng.chance(0.25);
         let cancel = self.rng.chance(0.04);
-        let back_to_progress = self.rng.chance(0.15);
+        let back = self.rng.chance(0.15);
         let r1 = self.rng.next() as usize;
         let r2 = self.rng.next() as usize;
         let correlation_id = self.rng.v7(at);
         let event_id = self.rng.v7(at);
         let comment_id = self.rng.v7(at);
 
-        let org = &mut self.orgs[o];
+        let org = &self.orgs[o];
         let actor_index = org.writers[r1 % org.writers.len()];
-        let actor = org.members[actor_index].id;
+        let actor = org.members[actor_index];
         let meta = EventMetadata {
-            org_id: org.id,
+            org_id: org.stream.state.id,
             actor_id: Some(actor),
             correlation_id,
             causation_id: None,
             occurred_at: at,
         };
-        let task = &mut org.active[t];
-        let open = task.status < DONE;
-        let all_tagged = task.tags.count_ones() as usize >= org.tags.len();
-        // status 35, comment 30, assign 15, tag 10, edit 10; fall back to a comment.
-        let event: TaskEvent = if roll < 35 && open {
-            let from = task.status;
-            let to = if cancel {
-                CANCELLED
-            } else if from == 3 && back_to_progress {
-                2
-            } else {
-                from + 1
-            };
-            task.status = to;
-            TaskStatusChanged {
-                from: STATUSES[from].to_owned(),
-                to: STATUSES[to].to_owned(),
-                from_category: self.categories[from],
-                to_category: self.categories[to],
-            }
-            .into()
+        let active = &mut self.active_tasks[o];
+        let task = &mut active[t];
+        let state = &task.stream.state;
+        let workflow = &org.projects[task.project].state.workflow;
+        let next_status = (roll < 35 && state.status_category.is_open())
+            .then(|| next_status(workflow, &state.status, cancel, back))
+            .flatten();
+        // status 35, comment 30, assign 15, tag 10, edit 10; else a comment.
+        let change = if let Some(to) = next_status {
+            Some(TaskCommand::ChangeTaskStatus {
+                to: to.to_owned(),
+                workflow: workflow.clone(),
+            })
         } else if (65..80).contains(&roll) {
-            let mut assignee = org.members[org.writers[r2 % org.writers.len()]].id;
-            if Some(assignee) == task.assignee {
-                let next = (r2 + 1) % org.writers.len();
-                assignee = org.members[org.writers[next]].id;
+            let mut assignee = org.writer(r2);
+            if Some(assignee) == state.assignee {
+                assignee = org.writer(r2 + 1);
             }
-            if Some(assignee) == task.assignee {
-                // A one-writer organization: nobody else to assign.
-                comment_event(comment_id, actor, comment, Vec::new())
-            } else {
-                let previous = task.assignee.replace(assignee);
-                TaskAssigned { assignee, previous }.into()
-            }
-        } else if (80..90).contains(&roll) && !all_tagged {
+            Some(TaskCommand::AssignTask {
+                assignee,
+                assignee_is_member: org.stream.state.is_member(assignee),
+            })
+        } else if (80..90).contains(&roll) && state.tags.len() < org.tags.len() {
             let mut i = r2 % org.tags.len();
-            while task.tags & (1 << i) != 0 {
+            while state.tags.contains(&org.tags[i]) {
                 i = (i + 1) % org.tags.len();
             }
-            task.tags |= 1 << i;
-            TaskTagAdded {
+            Some(TaskCommand::AddTag {
                 tag_id: org.tags[i],
-            }
-            .into()
+                tag_exists: org.tags_stream.state.contains(org.tags[i]),
+            })
         } else if roll >= 90 {
-            let mut edited = TaskDetailsEdited {
-                title: task.title.clone(),
-                description: task.description.clone(),
-                priority: task.priority,
-                due_date: task.due_date,
+            let (title, priority, due_date) = match r2 % 3 {
+                0 if title != state.title => (Some(title), None, None),
+                1 if new_priority != state.priority => (None, Some(new_priority), None),
+                _ => match state.due_date {
+                    Some(due) if due == new_due => (None, None, Some(None)),
+                    _ => (None, None, Some(Some(new_due))),
+                },
             };
-            match r2 % 3 {
-                0 if title != task.title => edited.title = title,
-                1 if new_priority != task.priority => edited.priority = new_priority,
-                _ => {
-                    edited.due_date = match task.due_date {
-                        Some(d) if d == new_due => None,
-                        _ => Some(new_due),
-                    }
-                }
-            }
-            task.title = edited.title.clone();
-            task.priority = edited.priority;
-            task.due_date = edited.due_date;
-            edited.into()
+            Some(TaskCommand::EditTaskDetails {
+                title,
+                description: None,
+                priority,
+                due_date,
+            })
         } else {
-            let others: Vec<usize> = (0..org.members.len())
-                .filter(|&i| i != actor_index)
-                .collect();
-            if mention && !others.is_empty() {
-                let m = &org.members[others[r2 % others.len()]];
-                let body = if r2.is_multiple_of(2) {
-                    format!("@{} {comment}", m.handle)
-                } else {
-                    format!("{comment} cc @{}", m.handle)
-                };
-                comment_event(comment_id, actor, &body, vec![m.id])
-            } else {
-                comment_event(comment_id, actor, comment, Vec::new())
-            }
+            None
         };
-        if matches!(event, TaskEvent::CommentAdded(_)) {
-            self.comments += 1;
+        let mut events = match change {
+            Some(command) => {
+                self.sink
+                    .execute(&mut task.stream, command, &meta, iter::once(event_id))?
+            }
+            None => Vec::new(),
+        };
+        if events.is_empty() {
+            // Nothing else applied (or it changed nothing): a comment.
+            let others: Vec<Uuid> = (0..org.members.len())
+                .filter(|&i| i != actor_index)
+                .map(|i| org.members[i])
+                .collect();
+            let body = if mention && !others.is_empty() {
+                let handle = &org.stream.state.members[&others[r2 % others.len()]].handle;
+                if r2.is_multiple_of(2) {
+                    format!("@{handle} {comment}")
+                } else {
+                    format!("{comment} cc @{handle}")
+                }
+            } else {
+                comment.to_owned()
+            };
+            let add = TaskCommand::AddComment {
+                comment_id,
+                author: actor,
+                mentions: org.mentioned(&body),
+                body,
+            };
+            events = self
+                .sink
+                .execute(&mut task.stream, add, &meta, iter::once(event_id))?;
         }
-        self.sink.emit(&mut task.stream, event_id, &event, &meta)?;
+        self.comments += events
+            .iter()
+            .filter(|event| matches!(event, TaskEvent::CommentAdded(_)))
+            .count() as u64;
         task.follow_ups -= 1;
         self.planned_follow_ups -= 1;
         if task.follow_ups == 0 {
-            org.active.swap_remove(t);
+            active.swap_remove(t);
             self.active -= 1;
         }
         Ok(())
     }
 }
 
-fn comment_event(comment_id: Uuid, author: Uuid, body: &str, mentions: Vec<Uuid>) -> TaskEvent {
-    CommentAdded {
-        comment_id,
-        author,
-        body: body.to_owned(),
-        mentions,
+/// Where an open task in `from` moves: the first status the workflow allows
+/// (onward), another it allows when `back`, a cancelled one when `cancel`.
+fn next_status<'w>(workflow: &'w Workflow, from: &str, cancel: bool, back: bool) -> Option<&'w str> {
+    let allowed = workflow
+        .transitions
+        .iter()
+        .filter(|(f, _)| f == from)
+        .map(|(_, to)| to.as_str());
+    let cancels = |to: &&str| workflow.category_of(to) == Some(StatusCategory::Cancelled);
+    if cancel {
+        if let Some(to) = allowed.clone().find(cancels) {
+            return Some(to);
+        }
     }
-    .into()
+    let mut onward = allowed.filter(|to| !cancels(to));
+    let first = onward.next()?;
+    Some(if back { onward.next().unwrap_or(first) } else { first })
 }
 
 #[cfg(test)]
