@@ -2,19 +2,25 @@
 //! `events` table with `COPY`, fast, for benchmarks and load tests.
 //!
 //! Every row is what the command API would have stored for the same
-//! commands: payloads are the domain's event structs (`encode_event`), stream
-//! ids are `org-`, `project-`, `tags-` and `task-<uuid>`, versions count up
-//! from 1 per stream, and `hash` is chained exactly as `append_events` does
+//! commands. The generator only chooses commands (who does what, when, with
+//! which text); each event is what the aggregate's `decide` makes of its
+//! command, and each stream keeps its aggregate's state by `evolve`, so the
+//! domain alone says what is valid: keys are registered before their project,
+//! task numbers reserved from the project before the task (whose key the
+//! domain formats), statuses move only as the project's workflow allows, and
+//! mentions are resolved from the comment's text. Payloads are encoded with
+//! `encode_event`, streams named by `stream_name`, versions count up from 1
+//! per stream, and `hash` is chained exactly as `append_events` does
 //! (`chain_hash(prev, version, content_hash)`). Ids are UUID v7 stamped with
 //! the event's time; times are spread over the last [`GenerateOptions::days`]
 //! days. The same seed and end time give the same log.
 //!
 //! Shape per organization: `OrganizationCreated` and ~10 `MemberAdded`;
-//! 3 projects (`ProjectKeyRegistered` on the org stream, `ProjectCreated`
-//! with the default workflow, one `TaskNumberReserved` per task); ~8
-//! `TagCreated`; then tasks, interleaved over all organizations:
-//! `TaskCreated`, then a few of `TaskStatusChanged` (along the default
-//! workflow), `CommentAdded` (some with an `@mention`), `TaskAssigned`,
+//! 3 projects (`ProjectKeyRegistered` on the org stream, `ProjectCreated`,
+//! one `TaskNumberReserved` per task); ~8 `TagCreated`; then tasks,
+//! interleaved over all organizations: `TaskCreated`, then a few of
+//! `TaskStatusChanged` (onward along the workflow, sometimes back, rarely
+//! cancelled), `CommentAdded` (some with an `@mention`), `TaskAssigned`,
 //! `TaskTagAdded` and `TaskDetailsEdited`.
 //!
 //! Rows are written in chunks, one `COPY` (one transaction) each, in order,
@@ -1040,7 +1046,12 @@ impl Generator {
 
 /// Where an open task in `from` moves: the first status the workflow allows
 /// (onward), another it allows when `back`, a cancelled one when `cancel`.
-fn next_status<'w>(workflow: &'w Workflow, from: &str, cancel: bool, back: bool) -> Option<&'w str> {
+fn next_status<'w>(
+    workflow: &'w Workflow,
+    from: &str,
+    cancel: bool,
+    back: bool,
+) -> Option<&'w str> {
     let allowed = workflow
         .transitions
         .iter()
@@ -1054,11 +1065,19 @@ fn next_status<'w>(workflow: &'w Workflow, from: &str, cancel: bool, back: bool)
     }
     let mut onward = allowed.filter(|to| !cancels(to));
     let first = onward.next()?;
-    Some(if back { onward.next().unwrap_or(first) } else { first })
+    Some(if back {
+        onward.next().unwrap_or(first)
+    } else {
+        first
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use tasklog_domain::{decode_event, OrgEvent, TagEvent};
+
     use super::*;
 
     fn generate_in_memory(options: GenerateOptions) -> (GenerateReport, Vec<String>) {
@@ -1115,5 +1134,261 @@ mod tests {
             .map(|p| p.tasks)
             .sum();
         assert_eq!(projects, 2000);
+    }
+
+    /// A COPY row read back: its envelope, and its payload with COPY's
+    /// escaping undone.
+    struct Row<'a> {
+        event_id: Uuid,
+        stream_id: &'a str,
+        version: u64,
+        event_type: &'a str,
+        schema_version: u16,
+        meta: EventMetadata,
+        payload: serde_json::Value,
+        prev_hash: &'a str,
+        hash: &'a str,
+    }
+
+    fn parse(line: &str) -> Row<'_> {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f.len(), 13, "{line}");
+        let uuid = |s: &str| s.parse::<Uuid>().expect("a uuid");
+        let maybe = |s: &str| (s != "\\N").then(|| uuid(s));
+        Row {
+            event_id: uuid(f[0]),
+            stream_id: f[1],
+            version: f[2].parse().expect("a version"),
+            event_type: f[3],
+            schema_version: f[4].parse().expect("a schema version"),
+            meta: EventMetadata {
+                occurred_at: f[5].parse().expect("a time"),
+                org_id: uuid(f[6]),
+                actor_id: maybe(f[7]),
+                correlation_id: uuid(f[8]),
+                causation_id: maybe(f[9]),
+            },
+            payload: serde_json::from_str(&f[10].replace("\\\\", "\\")).expect("JSON"),
+            prev_hash: f[11],
+            hash: f[12],
+        }
+    }
+
+    /// The event in `row`, decoded as its stream's aggregate's, after checking
+    /// that encoding it again gives the stored type and payload.
+    fn decode<A: Aggregate>(row: &Row<'_>) -> A::Event {
+        let event: A::Event = decode_event(row.event_type, row.payload.clone())
+            .unwrap_or_else(|e| panic!("{} {}: {e}", row.stream_id, row.event_type));
+        assert_eq!(encode_event(&event), (row.event_type, row.payload.clone()));
+        assert_eq!(event.schema_version(), row.schema_version);
+        event
+    }
+
+    /// Asks `state` to decide `command` and checks it makes exactly `event`,
+    /// then folds the event in.
+    fn redecide<A: Aggregate>(state: &mut A, command: A::Command, event: A::Event)
+    where
+        A::Event: PartialEq,
+    {
+        assert_eq!(state.decide(command), Ok(vec![event.clone()]));
+        *state = std::mem::take(state).evolve(&event);
+    }
+
+    #[test]
+    fn every_row_decodes_and_its_hash_chain_recomputes() {
+        let (_, rows) = generate_in_memory(options(2, 3000));
+        let mut chains: HashMap<&str, (u64, Option<Vec<u8>>)> = HashMap::new();
+        for line in &rows {
+            let row = parse(line);
+            match row.stream_id.split_once('-').expect("a category").0 {
+                "org" => drop(decode::<Organization>(&row)),
+                "project" => drop(decode::<Project>(&row)),
+                "tags" => drop(decode::<TagCatalog>(&row)),
+                "task" => drop(decode::<Task>(&row)),
+                other => panic!("unexpected category {other}"),
+            }
+            let (version, prev) = chains.entry(row.stream_id).or_default();
+            *version += 1;
+            assert_eq!(row.version, *version, "{line}");
+            let content = content_hash(&HashInput {
+                event_id: row.event_id,
+                stream_id: row.stream_id,
+                event_type: row.event_type,
+                schema_version: row.schema_version,
+                metadata: &row.meta,
+                payload: &row.payload,
+            });
+            let hash = chain_hash(prev.as_deref(), row.version, &content);
+            let mut expected = (String::new(), String::new());
+            match prev {
+                Some(prev) => push_bytea(&mut expected.0, prev),
+                None => expected.0.push_str("\\N"),
+            }
+            push_bytea(&mut expected.1, &hash);
+            assert_eq!((row.prev_hash, row.hash), (&*expected.0, &*expected.1));
+            *prev = Some(hash);
+        }
+    }
+
+    /// Replays the log in order, asking each aggregate to decide the command
+    /// each event records (with what the command API would have looked up
+    /// then: membership, the project's key and workflow, the tag catalog).
+    #[test]
+    fn replaying_the_log_through_decide_reproduces_every_event() {
+        let (report, rows) = generate_in_memory(options(2, 3000));
+        let mut orgs: HashMap<Uuid, Organization> = HashMap::new();
+        let mut projects: HashMap<Uuid, Project> = HashMap::new();
+        let mut catalogs: HashMap<Uuid, TagCatalog> = HashMap::new();
+        let mut tasks: HashMap<Uuid, Task> = HashMap::new();
+        let mut reserved: HashMap<Uuid, u64> = HashMap::new();
+        for line in &rows {
+            let row = parse(line);
+            let (category, id) = row.stream_id.split_once('-').expect("a category");
+            let id: Uuid = id.parse().expect("a stream uuid");
+            let actor = row.meta.actor_id.expect("an actor");
+            let org = orgs.get(&row.meta.org_id);
+            let role = org.and_then(|org| org.role_of(actor));
+            match category {
+                "org" => {
+                    let state = orgs.entry(id).or_default();
+                    let event = decode::<Organization>(&row);
+                    let command = match &event {
+                        OrgEvent::OrganizationCreated(e) => OrgCommand::CreateOrganization {
+                            org_id: e.org_id,
+                            name: e.name.clone(),
+                            owner_id: e.owner_id,
+                            owner_handle: e.owner_handle.clone(),
+                        },
+                        OrgEvent::MemberAdded(e) => OrgCommand::AddMember {
+                            by: actor,
+                            user_id: e.user_id,
+                            handle: e.handle.clone(),
+                            role: e.role,
+                        },
+                        OrgEvent::ProjectKeyRegistered(e) => {
+                            assert!(role.is_some_and(Role::is_admin), "{line}");
+                            OrgCommand::RegisterProjectKey {
+                                project_id: e.project_id,
+                                key: e.key.clone(),
+                            }
+                        }
+                        other => panic!("not generated: {other:?}"),
+                    };
+                    redecide(state, command, event);
+                }
+                "project" => {
+                    let state = projects.entry(id).or_default();
+                    let event = decode::<Project>(&row);
+                    let command = match &event {
+                        ProjectEvent::ProjectCreated(e) => {
+                            assert!(role.is_some_and(Role::is_admin), "{line}");
+                            let org = org.expect("the project's organization");
+                            assert_eq!(org.project_keys.get(&e.key), Some(&e.project_id));
+                            ProjectCommand::CreateProject {
+                                project_id: e.project_id,
+                                org_id: e.org_id,
+                                name: e.name.clone(),
+                                key: e.key.clone(),
+                            }
+                        }
+                        ProjectEvent::TaskNumberReserved(e) => {
+                            reserved.insert(e.task_id, e.number);
+                            ProjectCommand::ReserveTaskNumber { task_id: e.task_id }
+                        }
+                        other => panic!("not generated: {other:?}"),
+                    };
+                    redecide(state, command, event);
+                }
+                "tags" => {
+                    assert!(role.is_some_and(Role::can_write), "{line}");
+                    let TagEvent::TagCreated(e) = decode::<TagCatalog>(&row) else {
+                        panic!("not generated: {line}");
+                    };
+                    let command = TagCommand::CreateTag {
+                        tag_id: e.tag_id,
+                        name: e.name.clone(),
+                        color: e.color.clone(),
+                    };
+                    redecide(catalogs.entry(id).or_default(), command, e.into());
+                }
+                "task" => {
+                    assert!(role.is_some_and(Role::can_write), "{line}");
+                    let org = org.expect("the task's organization");
+                    let state = tasks.entry(id).or_default();
+                    let event = decode::<Task>(&row);
+                    let project_id = match &event {
+                        TaskEvent::TaskCreated(e) => e.project_id,
+                        _ => state.project_id,
+                    };
+                    let project = &projects[&project_id];
+                    let command = match &event {
+                        TaskEvent::TaskCreated(e) => {
+                            assert_eq!(reserved.get(&e.task_id), Some(&e.number), "{line}");
+                            TaskCommand::CreateTask {
+                                task_id: e.task_id,
+                                org_id: e.org_id,
+                                project_id: e.project_id,
+                                number: e.number,
+                                project_key: project.key.clone(),
+                                title: e.title.clone(),
+                                description: e.description.clone(),
+                                priority: e.priority,
+                                due_date: e.due_date,
+                                workflow: project.workflow.clone(),
+                                created_by: e.created_by,
+                            }
+                        }
+                        TaskEvent::TaskDetailsEdited(e) => TaskCommand::EditTaskDetails {
+                            title: Some(e.title.clone()),
+                            description: Some(e.description.clone()),
+                            priority: Some(e.priority),
+                            due_date: Some(e.due_date),
+                        },
+                        TaskEvent::TaskAssigned(e) => TaskCommand::AssignTask {
+                            assignee: e.assignee,
+                            assignee_is_member: org.is_member(e.assignee),
+                        },
+                        TaskEvent::TaskStatusChanged(e) => TaskCommand::ChangeTaskStatus {
+                            to: e.to.clone(),
+                            workflow: project.workflow.clone(),
+                        },
+                        TaskEvent::TaskTagAdded(e) => TaskCommand::AddTag {
+                            tag_id: e.tag_id,
+                            tag_exists: catalogs[&row.meta.org_id].contains(e.tag_id),
+                        },
+                        TaskEvent::CommentAdded(e) => {
+                            assert_eq!(e.author, actor);
+                            TaskCommand::AddComment {
+                                comment_id: e.comment_id,
+                                author: e.author,
+                                body: e.body.clone(),
+                                mentions: mentioned_handles(&e.body)
+                                    .iter()
+                                    .filter_map(|handle| org.member_by_handle(handle))
+                                    .collect(),
+                            }
+                        }
+                        other => panic!("not generated: {other:?}"),
+                    };
+                    redecide(state, command, event);
+                }
+                other => panic!("unexpected category {other}"),
+            }
+        }
+        // The report is what the aggregates hold.
+        for generated in &report.orgs {
+            let org = &orgs[&generated.org_id];
+            assert_eq!(org.name, generated.name);
+            assert_eq!(org.members.len(), generated.members.len());
+            for member in &generated.members {
+                assert_eq!(org.role_of(member.user_id), Some(member.role));
+            }
+            for p in &generated.projects {
+                assert_eq!(projects[&p.project_id].next_task_number, p.tasks + 1);
+            }
+        }
+        let comments = tasks.values().map(|t| t.comments.len()).sum::<usize>();
+        assert_eq!(comments as u64, report.comments);
+        assert_eq!(reserved.len() as u64, report.tasks);
     }
 }
