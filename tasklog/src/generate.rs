@@ -877,9 +877,8 @@ impl Generator {
         let actor = org.writer(self.rng.below(org.writers.len()));
         let task_id = self.rng.v7(at);
         let meta = self.meta(org_id, actor, at);
-        let org = &mut self.orgs[o];
         // The project hands out the next number, then the task is created under it.
-        let project = &mut org.projects[p];
+        let project = &mut self.orgs[o].projects[p];
         let reserve = ProjectCommand::ReserveTaskNumber { task_id };
         let reserved = self
             .sink
