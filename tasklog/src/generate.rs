@@ -2,19 +2,25 @@
 //! `events` table with `COPY`, fast, for benchmarks and load tests.
 //!
 //! Every row is what the command API would have stored for the same
-//! commands: payloads are the domain's event structs (`encode_event`), stream
-//! ids are `org-`, `project-`, `tags-` and `task-<uuid>`, versions count up
-//! from 1 per stream, and `hash` is chained exactly as `append_events` does
+//! commands. The generator only chooses commands (who does what, when, with
+//! which text); each event is what the aggregate's `decide` makes of its
+//! command, and each stream keeps its aggregate's state by `evolve`, so the
+//! domain alone says what is valid: keys are registered before their project,
+//! task numbers reserved from the project before the task (whose key the
+//! domain formats), statuses move only as the project's workflow allows, and
+//! mentions are resolved from the comment's text. Payloads are encoded with
+//! `encode_event`, streams named by `stream_name`, versions count up from 1
+//! per stream, and `hash` is chained exactly as `append_events` does
 //! (`chain_hash(prev, version, content_hash)`). Ids are UUID v7 stamped with
 //! the event's time; times are spread over the last [`GenerateOptions::days`]
 //! days. The same seed and end time give the same log.
 //!
 //! Shape per organization: `OrganizationCreated` and ~10 `MemberAdded`;
-//! 3 projects (`ProjectKeyRegistered` on the org stream, `ProjectCreated`
-//! with the default workflow, one `TaskNumberReserved` per task); ~8
-//! `TagCreated`; then tasks, interleaved over all organizations:
-//! `TaskCreated`, then a few of `TaskStatusChanged` (along the default
-//! workflow), `CommentAdded` (some with an `@mention`), `TaskAssigned`,
+//! 3 projects (`ProjectKeyRegistered` on the org stream, `ProjectCreated`,
+//! one `TaskNumberReserved` per task); ~8 `TagCreated`; then tasks,
+//! interleaved over all organizations: `TaskCreated`, then a few of
+//! `TaskStatusChanged` (onward along the workflow, sometimes back, rarely
+//! cancelled), `CommentAdded` (some with an `@mention`), `TaskAssigned`,
 //! `TaskTagAdded` and `TaskDetailsEdited`.
 //!
 //! Rows are written in chunks, one `COPY` (one transaction) each, in order,
@@ -23,16 +29,18 @@
 //! Generating runs on its own thread while the previous chunk is copied.
 
 use std::fmt::Write as _;
+use std::iter;
 use std::time::Instant;
+
+use anyhow::Context as _;
 
 use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 use tasklog_domain::{
-    encode_event, CommentAdded, DomainEvent, MemberAdded, OrgEvent, OrganizationCreated, Priority,
-    ProjectCreated, ProjectEvent, ProjectKeyRegistered, Role, StatusCategory, TagCreated, TagEvent,
-    TaskAssigned, TaskCreated, TaskDetailsEdited, TaskEvent, TaskNumberReserved, TaskStatusChanged,
-    TaskTagAdded, Workflow,
+    encode_event, mentioned_handles, stream_name, Aggregate, DomainEvent, OrgCommand, Organization,
+    Priority, Project, ProjectCommand, ProjectEvent, Role, StatusCategory, TagCatalog, TagCommand,
+    Task, TaskCommand, TaskEvent, Workflow,
 };
 use tasklog_event_store::hash::{chain_hash, content_hash, to_micros, HashInput};
 use tasklog_event_store::EventMetadata;
@@ -261,21 +269,29 @@ impl Rng {
         uuid::Builder::from_unix_timestamp_millis(at.timestamp_millis().max(0) as u64, &random)
             .into_uuid()
     }
+
+    /// Ids for the events of one command: UUID v7s for `at`, drawn as needed.
+    fn ids(&mut self, at: DateTime<Utc>) -> impl Iterator<Item = Uuid> + '_ {
+        std::iter::repeat_with(move || self.v7(at))
+    }
 }
 
-/// A stream's id, version and last hash.
-struct Stream {
+/// One aggregate's stream: its name, version and last hash, and the state its
+/// events fold into (what `decide` sees next).
+struct Stream<A> {
     id: String,
     version: u64,
     hash: Option<Vec<u8>>,
+    state: A,
 }
 
-impl Stream {
-    fn new(category: &str, id: Uuid) -> Self {
+impl<A: Aggregate> Stream<A> {
+    fn new(id: Uuid) -> Self {
         Self {
-            id: format!("{category}-{id}"),
+            id: stream_name::<A>(id),
             version: 0,
             hash: None,
+            state: A::default(),
         }
     }
 }
@@ -290,12 +306,34 @@ struct Sink {
 }
 
 impl Sink {
-    /// Appends one event to `stream`, chained like `append_events`.
-    fn emit<E: DomainEvent>(
+    /// Runs `command` through the aggregate's `decide` and appends the events
+    /// it yields, each folded into the stream's state with `evolve`: the domain
+    /// alone says what happens. Each event takes the next of `event_ids`.
+    fn execute<A: Aggregate>(
         &mut self,
-        stream: &mut Stream,
+        stream: &mut Stream<A>,
+        command: A::Command,
+        meta: &EventMetadata,
+        mut event_ids: impl Iterator<Item = Uuid>,
+    ) -> anyhow::Result<Vec<A::Event>> {
+        let events = stream
+            .state
+            .decide(command)
+            .with_context(|| format!("the domain refused a generated command on {}", stream.id))?;
+        for event in &events {
+            let event_id = event_ids.next().context("no id left for an event")?;
+            self.emit(stream, event_id, event, meta)?;
+            stream.state = std::mem::take(&mut stream.state).evolve(event);
+        }
+        Ok(events)
+    }
+
+    /// Appends one event to `stream`, chained like `append_events`.
+    fn emit<A: Aggregate>(
+        &mut self,
+        stream: &mut Stream<A>,
         event_id: Uuid,
-        event: &E,
+        event: &A::Event,
         meta: &EventMetadata,
     ) -> anyhow::Result<()> {
         let (event_type, payload) = encode_event(event);
@@ -485,54 +523,41 @@ const COMMENTS: &[&str] = &[
     "Deployed to production, monitoring.",
 ];
 
-const STATUSES: [&str; 6] = [
-    "backlog",
-    "todo",
-    "in_progress",
-    "in_review",
-    "done",
-    "cancelled",
-];
-const DONE: usize = 4;
-const CANCELLED: usize = 5;
-
-struct Member {
-    id: Uuid,
-    handle: String,
-    role: Role,
-}
-
-struct Project {
-    id: Uuid,
-    name: String,
-    key: String,
-    stream: Stream,
-    next_number: u64,
-}
-
-struct ActiveTask {
-    stream: Stream,
-    title: String,
-    description: String,
-    priority: Priority,
-    due_date: Option<NaiveDate>,
-    status: usize,
-    assignee: Option<Uuid>,
-    tags: u32,
-    follow_ups: u32,
-}
-
+/// An organization as generated: its streams, and the order things were
+/// made in (the aggregates keep them by id), which the random picks index.
 struct Org {
-    id: Uuid,
-    name: String,
-    stream: Stream,
-    tags_stream: Stream,
-    members: Vec<Member>,
-    /// Indexes of members who may change tasks.
+    stream: Stream<Organization>,
+    tags_stream: Stream<TagCatalog>,
+    /// Member ids in the order they joined, the owner first.
+    members: Vec<Uuid>,
+    /// Indexes into `members` of those who may change tasks.
     writers: Vec<usize>,
-    projects: Vec<Project>,
+    projects: Vec<Stream<Project>>,
+    /// Tag ids in the order they were created.
     tags: Vec<Uuid>,
-    active: Vec<ActiveTask>,
+}
+
+impl Org {
+    /// The writer `pick` lands on.
+    fn writer(&self, pick: usize) -> Uuid {
+        self.members[self.writers[pick % self.writers.len()]]
+    }
+
+    /// The members `body` mentions, as the command API resolves them.
+    fn mentioned(&self, body: &str) -> Vec<Uuid> {
+        mentioned_handles(body)
+            .iter()
+            .filter_map(|handle| self.stream.state.member_by_handle(handle))
+            .collect()
+    }
+}
+
+/// A task that still gets follow-ups.
+struct ActiveTask {
+    stream: Stream<Task>,
+    /// Its project, an index into `Org::projects`.
+    project: usize,
+    follow_ups: u32,
 }
 
 struct Generator {
@@ -540,7 +565,8 @@ struct Generator {
     rng: Rng,
     sink: Sink,
     orgs: Vec<Org>,
-    categories: [StatusCategory; 6],
+    /// Tasks that still get follow-ups, per organization (indexed like `orgs`).
+    active_tasks: Vec<Vec<ActiveTask>>,
     start: DateTime<Utc>,
     span_micros: f64,
     /// Events the clock spreads over.
@@ -555,12 +581,6 @@ struct Generator {
 
 impl Generator {
     fn new(options: GenerateOptions, tx: tokio::sync::mpsc::Sender<Chunk>) -> Self {
-        let workflow = Workflow::default_workflow();
-        let categories = STATUSES.map(|s| {
-            workflow
-                .category_of(s)
-                .expect("the default workflow has every status")
-        });
         let start = options.end - Duration::days(i64::from(options.days.max(1)));
         let span_micros = (options.end - start).num_microseconds().unwrap_or(0) as f64;
         Self {
@@ -573,7 +593,7 @@ impl Generator {
                 total: 0,
             },
             orgs: Vec::with_capacity(options.orgs),
-            categories,
+            active_tasks: Vec::with_capacity(options.orgs),
             start,
             span_micros,
             // Fixed up front so times never go back.
@@ -631,7 +651,7 @@ impl Generator {
                 break;
             }
             let o = self.rng.below(self.orgs.len());
-            let org_active = self.orgs[o].active.len();
+            let org_active = self.active_tasks[o].len();
             if can_create && (org_active < ACTIVE_TASKS_PER_ORG || self.active == 0) {
                 self.create_task(o, creates_left)?;
             } else if org_active > 0 {
@@ -653,25 +673,28 @@ impl Generator {
                 .orgs
                 .iter()
                 .map(|o| GeneratedOrg {
-                    org_id: o.id,
-                    name: o.name.clone(),
+                    org_id: o.stream.state.id,
+                    name: o.stream.state.name.clone(),
                     members: o
                         .members
                         .iter()
-                        .map(|m| GeneratedMember {
-                            user_id: m.id,
-                            handle: m.handle.clone(),
-                            role: m.role,
+                        .map(|id| {
+                            let member = &o.stream.state.members[id];
+                            GeneratedMember {
+                                user_id: *id,
+                                handle: member.handle.clone(),
+                                role: member.role,
+                            }
                         })
                         .collect(),
                     projects: o
                         .projects
                         .iter()
                         .map(|p| GeneratedProject {
-                            project_id: p.id,
-                            name: p.name.clone(),
-                            key: p.key.clone(),
-                            tasks: p.next_number - 1,
+                            project_id: p.state.id,
+                            name: p.state.name.clone(),
+                            key: p.state.key.clone(),
+                            tasks: p.state.next_task_number - 1,
                         })
                         .collect(),
                     tags: o.tags.clone(),
@@ -707,34 +730,22 @@ impl Generator {
             self.rng.pick(ORG_SUFFIXES)
         );
         let mut org = Org {
-            id: org_id,
-            name: name.clone(),
-            stream: Stream::new("org", org_id),
-            tags_stream: Stream::new("tags", org_id),
-            members: Vec::new(),
+            stream: Stream::new(org_id),
+            tags_stream: Stream::new(org_id),
+            members: vec![owner_id],
             writers: Vec::new(),
             projects: Vec::new(),
             tags: Vec::new(),
-            active: Vec::new(),
         };
         let meta = self.meta(org_id, owner_id, at);
-        let event_id = self.rng.v7(at);
-        self.sink.emit(
-            &mut org.stream,
-            event_id,
-            &OrgEvent::from(OrganizationCreated {
-                org_id,
-                name,
-                owner_id,
-                owner_handle: handles[0].clone(),
-            }),
-            &meta,
-        )?;
-        org.members.push(Member {
-            id: owner_id,
-            handle: handles[0].clone(),
-            role: Role::Owner,
-        });
+        let create = OrgCommand::CreateOrganization {
+            org_id,
+            name,
+            owner_id,
+            owner_handle: handles[0].clone(),
+        };
+        self.sink
+            .execute(&mut org.stream, create, &meta, self.rng.ids(at))?;
 
         for (i, handle) in handles.iter().enumerate().skip(1) {
             let role = match i {
@@ -745,63 +756,44 @@ impl Generator {
             let at = self.now();
             let user_id = self.rng.v7(at);
             let meta = self.meta(org_id, owner_id, at);
-            let event_id = self.rng.v7(at);
-            self.sink.emit(
-                &mut org.stream,
-                event_id,
-                &OrgEvent::from(MemberAdded {
-                    user_id,
-                    handle: handle.clone(),
-                    role,
-                }),
-                &meta,
-            )?;
-            org.members.push(Member {
-                id: user_id,
+            let add = OrgCommand::AddMember {
+                by: owner_id,
+                user_id,
                 handle: handle.clone(),
                 role,
-            });
+            };
+            self.sink
+                .execute(&mut org.stream, add, &meta, self.rng.ids(at))?;
+            org.members.push(user_id);
         }
+        let roles = &org.stream.state;
         org.writers = (0..org.members.len())
-            .filter(|&i| org.members[i].role.can_write())
+            .filter(|&i| roles.role_of(org.members[i]).is_some_and(Role::can_write))
             .collect();
 
         for p in self.distinct(PROJECTS.len(), 3) {
             let (name, key) = PROJECTS[p];
             let at = self.now();
             let project_id = self.rng.v7(at);
-            let admin = org.members[self.rng.below(2)].id;
+            // The owner or the admin.
+            let admin = org.members[self.rng.below(2)];
             let meta = self.meta(org_id, admin, at);
-            let event_id = self.rng.v7(at);
-            self.sink.emit(
-                &mut org.stream,
-                event_id,
-                &OrgEvent::from(ProjectKeyRegistered {
-                    project_id,
-                    key: key.to_owned(),
-                }),
-                &meta,
-            )?;
-            let mut project = Project {
-                id: project_id,
+            // The key is registered with the organization first, then the project created under it.
+            let register = OrgCommand::RegisterProjectKey {
+                project_id,
+                key: key.to_owned(),
+            };
+            self.sink
+                .execute(&mut org.stream, register, &meta, self.rng.ids(at))?;
+            let mut project = Stream::new(project_id);
+            let create = ProjectCommand::CreateProject {
+                project_id,
+                org_id,
                 name: name.to_owned(),
                 key: key.to_owned(),
-                stream: Stream::new("project", project_id),
-                next_number: 1,
             };
-            let event_id = self.rng.v7(at);
-            self.sink.emit(
-                &mut project.stream,
-                event_id,
-                &ProjectEvent::from(ProjectCreated {
-                    project_id,
-                    org_id,
-                    name: name.to_owned(),
-                    key: key.to_owned(),
-                    workflow: Workflow::default_workflow(),
-                }),
-                &meta,
-            )?;
+            self.sink
+                .execute(&mut project, create, &meta, self.rng.ids(at))?;
             org.projects.push(project);
         }
 
@@ -809,22 +801,19 @@ impl Generator {
             let (name, color) = TAGS[t];
             let at = self.now();
             let tag_id = self.rng.v7(at);
-            let actor = org.members[org.writers[self.rng.below(org.writers.len())]].id;
+            let actor = org.writer(self.rng.below(org.writers.len()));
             let meta = self.meta(org_id, actor, at);
-            let event_id = self.rng.v7(at);
-            self.sink.emit(
-                &mut org.tags_stream,
-                event_id,
-                &TagEvent::from(TagCreated {
-                    tag_id,
-                    name: name.to_owned(),
-                    color: color.map(str::to_owned),
-                }),
-                &meta,
-            )?;
+            let create = TagCommand::CreateTag {
+                tag_id,
+                name: name.to_owned(),
+                color: color.map(str::to_owned),
+            };
+            self.sink
+                .execute(&mut org.tags_stream, create, &meta, self.rng.ids(at))?;
             org.tags.push(tag_id);
         }
         self.orgs.push(org);
+        self.active_tasks.push(Vec::new());
         Ok(())
     }
 
@@ -883,61 +872,47 @@ impl Generator {
             5..=7 => 1,
             _ => 2,
         };
-        let org = &mut self.orgs[o];
-        let org_id = org.id;
-        let actor = org.members[org.writers[self.rng.below(org.writers.len())]].id;
+        let org = &self.orgs[o];
+        let org_id = org.stream.state.id;
+        let actor = org.writer(self.rng.below(org.writers.len()));
         let task_id = self.rng.v7(at);
-        let meta = EventMetadata {
+        let meta = self.meta(org_id, actor, at);
+        // The project hands out the next number, then the task is created under it.
+        let project = &mut self.orgs[o].projects[p];
+        let reserve = ProjectCommand::ReserveTaskNumber { task_id };
+        let reserved = self
+            .sink
+            .execute(project, reserve, &meta, self.rng.ids(at))?;
+        let number = reserved
+            .iter()
+            .find_map(|event| match event {
+                ProjectEvent::TaskNumberReserved(r) if r.task_id == task_id => Some(r.number),
+                _ => None,
+            })
+            .context("no task number was reserved")?;
+        let mut task = Stream::new(task_id);
+        let create = TaskCommand::CreateTask {
+            task_id,
             org_id,
-            actor_id: Some(actor),
-            correlation_id: self.rng.v7(at),
-            causation_id: None,
-            occurred_at: at,
-        };
-        let project = &mut org.projects[p];
-        let number = project.next_number;
-        project.next_number += 1;
-        let event_id = self.rng.v7(at);
-        self.sink.emit(
-            &mut project.stream,
-            event_id,
-            &ProjectEvent::from(TaskNumberReserved { task_id, number }),
-            &meta,
-        )?;
-        let mut task = ActiveTask {
-            stream: Stream::new("task", task_id),
-            title: title.clone(),
-            description: description.clone(),
+            project_id: project.state.id,
+            number,
+            project_key: project.state.key.clone(),
+            title,
+            description,
             priority,
             due_date,
-            status: 0,
-            assignee: None,
-            tags: 0,
-            follow_ups,
+            workflow: project.state.workflow.clone(),
+            created_by: actor,
         };
-        let event_id = self.rng.v7(at);
-        self.sink.emit(
-            &mut task.stream,
-            event_id,
-            &TaskEvent::from(TaskCreated {
-                task_id,
-                org_id,
-                project_id: project.id,
-                number,
-                key: format!("{}-{number}", project.key),
-                title,
-                description,
-                priority,
-                due_date,
-                status: STATUSES[0].to_owned(),
-                status_category: self.categories[0],
-                created_by: actor,
-            }),
-            &meta,
-        )?;
+        self.sink
+            .execute(&mut task, create, &meta, self.rng.ids(at))?;
         self.tasks_created += 1;
         if follow_ups > 0 {
-            org.active.push(task);
+            self.active_tasks[o].push(ActiveTask {
+                stream: task,
+                project: p,
+                follow_ups,
+            });
             self.active += 1;
             self.planned_follow_ups += u64::from(follow_ups);
         }
@@ -947,7 +922,7 @@ impl Generator {
     /// One more change to an active task of organization `o`.
     fn follow_up(&mut self, o: usize) -> anyhow::Result<()> {
         let at = self.now();
-        let t = self.rng.below(self.orgs[o].active.len());
+        let t = self.rng.below(self.active_tasks[o].len());
         let roll = self.rng.below(100);
         let title = self.title();
         let new_priority = self.priority();
@@ -955,130 +930,153 @@ impl Generator {
         let comment = *self.rng.pick(COMMENTS);
         let mention = self.rng.chance(0.25);
         let cancel = self.rng.chance(0.04);
-        let back_to_progress = self.rng.chance(0.15);
+        let back = self.rng.chance(0.15);
         let r1 = self.rng.next() as usize;
         let r2 = self.rng.next() as usize;
         let correlation_id = self.rng.v7(at);
         let event_id = self.rng.v7(at);
         let comment_id = self.rng.v7(at);
 
-        let org = &mut self.orgs[o];
+        let org = &self.orgs[o];
         let actor_index = org.writers[r1 % org.writers.len()];
-        let actor = org.members[actor_index].id;
+        let actor = org.members[actor_index];
         let meta = EventMetadata {
-            org_id: org.id,
+            org_id: org.stream.state.id,
             actor_id: Some(actor),
             correlation_id,
             causation_id: None,
             occurred_at: at,
         };
-        let task = &mut org.active[t];
-        let open = task.status < DONE;
-        let all_tagged = task.tags.count_ones() as usize >= org.tags.len();
-        // status 35, comment 30, assign 15, tag 10, edit 10; fall back to a comment.
-        let event: TaskEvent = if roll < 35 && open {
-            let from = task.status;
-            let to = if cancel {
-                CANCELLED
-            } else if from == 3 && back_to_progress {
-                2
-            } else {
-                from + 1
-            };
-            task.status = to;
-            TaskStatusChanged {
-                from: STATUSES[from].to_owned(),
-                to: STATUSES[to].to_owned(),
-                from_category: self.categories[from],
-                to_category: self.categories[to],
-            }
-            .into()
+        let active = &mut self.active_tasks[o];
+        let task = &mut active[t];
+        let state = &task.stream.state;
+        let workflow = &org.projects[task.project].state.workflow;
+        let next_status = (roll < 35 && state.status_category.is_open())
+            .then(|| next_status(workflow, &state.status, cancel, back))
+            .flatten();
+        // status 35, comment 30, assign 15, tag 10, edit 10; else a comment.
+        let change = if let Some(to) = next_status {
+            Some(TaskCommand::ChangeTaskStatus {
+                to: to.to_owned(),
+                workflow: workflow.clone(),
+            })
         } else if (65..80).contains(&roll) {
-            let mut assignee = org.members[org.writers[r2 % org.writers.len()]].id;
-            if Some(assignee) == task.assignee {
-                let next = (r2 + 1) % org.writers.len();
-                assignee = org.members[org.writers[next]].id;
+            let mut assignee = org.writer(r2);
+            if Some(assignee) == state.assignee {
+                assignee = org.writer(r2 + 1);
             }
-            if Some(assignee) == task.assignee {
-                // A one-writer organization: nobody else to assign.
-                comment_event(comment_id, actor, comment, Vec::new())
-            } else {
-                let previous = task.assignee.replace(assignee);
-                TaskAssigned { assignee, previous }.into()
-            }
-        } else if (80..90).contains(&roll) && !all_tagged {
+            Some(TaskCommand::AssignTask {
+                assignee,
+                assignee_is_member: org.stream.state.is_member(assignee),
+            })
+        } else if (80..90).contains(&roll) && state.tags.len() < org.tags.len() {
             let mut i = r2 % org.tags.len();
-            while task.tags & (1 << i) != 0 {
+            while state.tags.contains(&org.tags[i]) {
                 i = (i + 1) % org.tags.len();
             }
-            task.tags |= 1 << i;
-            TaskTagAdded {
+            Some(TaskCommand::AddTag {
                 tag_id: org.tags[i],
-            }
-            .into()
+                tag_exists: org.tags_stream.state.contains(org.tags[i]),
+            })
         } else if roll >= 90 {
-            let mut edited = TaskDetailsEdited {
-                title: task.title.clone(),
-                description: task.description.clone(),
-                priority: task.priority,
-                due_date: task.due_date,
+            let (title, priority, due_date) = match r2 % 3 {
+                0 if title != state.title => (Some(title), None, None),
+                1 if new_priority != state.priority => (None, Some(new_priority), None),
+                _ => match state.due_date {
+                    Some(due) if due == new_due => (None, None, Some(None)),
+                    _ => (None, None, Some(Some(new_due))),
+                },
             };
-            match r2 % 3 {
-                0 if title != task.title => edited.title = title,
-                1 if new_priority != task.priority => edited.priority = new_priority,
-                _ => {
-                    edited.due_date = match task.due_date {
-                        Some(d) if d == new_due => None,
-                        _ => Some(new_due),
-                    }
-                }
-            }
-            task.title = edited.title.clone();
-            task.priority = edited.priority;
-            task.due_date = edited.due_date;
-            edited.into()
+            Some(TaskCommand::EditTaskDetails {
+                title,
+                description: None,
+                priority,
+                due_date,
+            })
         } else {
-            let others: Vec<usize> = (0..org.members.len())
-                .filter(|&i| i != actor_index)
-                .collect();
-            if mention && !others.is_empty() {
-                let m = &org.members[others[r2 % others.len()]];
-                let body = if r2.is_multiple_of(2) {
-                    format!("@{} {comment}", m.handle)
-                } else {
-                    format!("{comment} cc @{}", m.handle)
-                };
-                comment_event(comment_id, actor, &body, vec![m.id])
-            } else {
-                comment_event(comment_id, actor, comment, Vec::new())
-            }
+            None
         };
-        if matches!(event, TaskEvent::CommentAdded(_)) {
-            self.comments += 1;
+        let mut events = match change {
+            Some(command) => {
+                self.sink
+                    .execute(&mut task.stream, command, &meta, iter::once(event_id))?
+            }
+            None => Vec::new(),
+        };
+        if events.is_empty() {
+            // Nothing else applied (or it changed nothing): a comment.
+            let others: Vec<Uuid> = (0..org.members.len())
+                .filter(|&i| i != actor_index)
+                .map(|i| org.members[i])
+                .collect();
+            let body = if mention && !others.is_empty() {
+                let handle = &org.stream.state.members[&others[r2 % others.len()]].handle;
+                if r2.is_multiple_of(2) {
+                    format!("@{handle} {comment}")
+                } else {
+                    format!("{comment} cc @{handle}")
+                }
+            } else {
+                comment.to_owned()
+            };
+            let add = TaskCommand::AddComment {
+                comment_id,
+                author: actor,
+                mentions: org.mentioned(&body),
+                body,
+            };
+            events = self
+                .sink
+                .execute(&mut task.stream, add, &meta, iter::once(event_id))?;
         }
-        self.sink.emit(&mut task.stream, event_id, &event, &meta)?;
+        self.comments += events
+            .iter()
+            .filter(|event| matches!(event, TaskEvent::CommentAdded(_)))
+            .count() as u64;
         task.follow_ups -= 1;
         self.planned_follow_ups -= 1;
         if task.follow_ups == 0 {
-            org.active.swap_remove(t);
+            active.swap_remove(t);
             self.active -= 1;
         }
         Ok(())
     }
 }
 
-fn comment_event(comment_id: Uuid, author: Uuid, body: &str, mentions: Vec<Uuid>) -> TaskEvent {
-    CommentAdded {
-        comment_id,
-        author,
-        body: body.to_owned(),
-        mentions,
+/// Where an open task in `from` moves: the first status the workflow allows
+/// (onward), another it allows when `back`, a cancelled one when `cancel`.
+fn next_status<'w>(
+    workflow: &'w Workflow,
+    from: &str,
+    cancel: bool,
+    back: bool,
+) -> Option<&'w str> {
+    let allowed = workflow
+        .transitions
+        .iter()
+        .filter(|(f, _)| f == from)
+        .map(|(_, to)| to.as_str());
+    let cancels = |to: &&str| workflow.category_of(to) == Some(StatusCategory::Cancelled);
+    if cancel {
+        if let Some(to) = allowed.clone().find(cancels) {
+            return Some(to);
+        }
     }
-    .into()
+    let mut onward = allowed.filter(|to| !cancels(to));
+    let first = onward.next()?;
+    Some(if back {
+        onward.next().unwrap_or(first)
+    } else {
+        first
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use tasklog_domain::{decode_event, OrgEvent, TagEvent};
+
     use super::*;
 
     fn generate_in_memory(options: GenerateOptions) -> (GenerateReport, Vec<String>) {
@@ -1135,5 +1133,261 @@ mod tests {
             .map(|p| p.tasks)
             .sum();
         assert_eq!(projects, 2000);
+    }
+
+    /// A COPY row read back: its envelope, and its payload with COPY's
+    /// escaping undone.
+    struct Row<'a> {
+        event_id: Uuid,
+        stream_id: &'a str,
+        version: u64,
+        event_type: &'a str,
+        schema_version: u16,
+        meta: EventMetadata,
+        payload: serde_json::Value,
+        prev_hash: &'a str,
+        hash: &'a str,
+    }
+
+    fn parse(line: &str) -> Row<'_> {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f.len(), 13, "{line}");
+        let uuid = |s: &str| s.parse::<Uuid>().expect("a uuid");
+        let maybe = |s: &str| (s != "\\N").then(|| uuid(s));
+        Row {
+            event_id: uuid(f[0]),
+            stream_id: f[1],
+            version: f[2].parse().expect("a version"),
+            event_type: f[3],
+            schema_version: f[4].parse().expect("a schema version"),
+            meta: EventMetadata {
+                occurred_at: f[5].parse().expect("a time"),
+                org_id: uuid(f[6]),
+                actor_id: maybe(f[7]),
+                correlation_id: uuid(f[8]),
+                causation_id: maybe(f[9]),
+            },
+            payload: serde_json::from_str(&f[10].replace("\\\\", "\\")).expect("JSON"),
+            prev_hash: f[11],
+            hash: f[12],
+        }
+    }
+
+    /// The event in `row`, decoded as its stream's aggregate's, after checking
+    /// that encoding it again gives the stored type and payload.
+    fn decode<A: Aggregate>(row: &Row<'_>) -> A::Event {
+        let event: A::Event = decode_event(row.event_type, row.payload.clone())
+            .unwrap_or_else(|e| panic!("{} {}: {e}", row.stream_id, row.event_type));
+        assert_eq!(encode_event(&event), (row.event_type, row.payload.clone()));
+        assert_eq!(event.schema_version(), row.schema_version);
+        event
+    }
+
+    /// Asks `state` to decide `command` and checks it makes exactly `event`,
+    /// then folds the event in.
+    fn redecide<A: Aggregate>(state: &mut A, command: A::Command, event: A::Event)
+    where
+        A::Event: PartialEq,
+    {
+        assert_eq!(state.decide(command), Ok(vec![event.clone()]));
+        *state = std::mem::take(state).evolve(&event);
+    }
+
+    #[test]
+    fn every_row_decodes_and_its_hash_chain_recomputes() {
+        let (_, rows) = generate_in_memory(options(2, 3000));
+        let mut chains: HashMap<&str, (u64, Option<Vec<u8>>)> = HashMap::new();
+        for line in &rows {
+            let row = parse(line);
+            match row.stream_id.split_once('-').expect("a category").0 {
+                "org" => drop(decode::<Organization>(&row)),
+                "project" => drop(decode::<Project>(&row)),
+                "tags" => drop(decode::<TagCatalog>(&row)),
+                "task" => drop(decode::<Task>(&row)),
+                other => panic!("unexpected category {other}"),
+            }
+            let (version, prev) = chains.entry(row.stream_id).or_default();
+            *version += 1;
+            assert_eq!(row.version, *version, "{line}");
+            let content = content_hash(&HashInput {
+                event_id: row.event_id,
+                stream_id: row.stream_id,
+                event_type: row.event_type,
+                schema_version: row.schema_version,
+                metadata: &row.meta,
+                payload: &row.payload,
+            });
+            let hash = chain_hash(prev.as_deref(), row.version, &content);
+            let mut expected = (String::new(), String::new());
+            match prev {
+                Some(prev) => push_bytea(&mut expected.0, prev),
+                None => expected.0.push_str("\\N"),
+            }
+            push_bytea(&mut expected.1, &hash);
+            assert_eq!((row.prev_hash, row.hash), (&*expected.0, &*expected.1));
+            *prev = Some(hash);
+        }
+    }
+
+    /// Replays the log in order, asking each aggregate to decide the command
+    /// each event records (with what the command API would have looked up
+    /// then: membership, the project's key and workflow, the tag catalog).
+    #[test]
+    fn replaying_the_log_through_decide_reproduces_every_event() {
+        let (report, rows) = generate_in_memory(options(2, 3000));
+        let mut orgs: HashMap<Uuid, Organization> = HashMap::new();
+        let mut projects: HashMap<Uuid, Project> = HashMap::new();
+        let mut catalogs: HashMap<Uuid, TagCatalog> = HashMap::new();
+        let mut tasks: HashMap<Uuid, Task> = HashMap::new();
+        let mut reserved: HashMap<Uuid, u64> = HashMap::new();
+        for line in &rows {
+            let row = parse(line);
+            let (category, id) = row.stream_id.split_once('-').expect("a category");
+            let id: Uuid = id.parse().expect("a stream uuid");
+            let actor = row.meta.actor_id.expect("an actor");
+            let org = orgs.get(&row.meta.org_id);
+            let role = org.and_then(|org| org.role_of(actor));
+            match category {
+                "org" => {
+                    let state = orgs.entry(id).or_default();
+                    let event = decode::<Organization>(&row);
+                    let command = match &event {
+                        OrgEvent::OrganizationCreated(e) => OrgCommand::CreateOrganization {
+                            org_id: e.org_id,
+                            name: e.name.clone(),
+                            owner_id: e.owner_id,
+                            owner_handle: e.owner_handle.clone(),
+                        },
+                        OrgEvent::MemberAdded(e) => OrgCommand::AddMember {
+                            by: actor,
+                            user_id: e.user_id,
+                            handle: e.handle.clone(),
+                            role: e.role,
+                        },
+                        OrgEvent::ProjectKeyRegistered(e) => {
+                            assert!(role.is_some_and(Role::is_admin), "{line}");
+                            OrgCommand::RegisterProjectKey {
+                                project_id: e.project_id,
+                                key: e.key.clone(),
+                            }
+                        }
+                        other => panic!("not generated: {other:?}"),
+                    };
+                    redecide(state, command, event);
+                }
+                "project" => {
+                    let state = projects.entry(id).or_default();
+                    let event = decode::<Project>(&row);
+                    let command = match &event {
+                        ProjectEvent::ProjectCreated(e) => {
+                            assert!(role.is_some_and(Role::is_admin), "{line}");
+                            let org = org.expect("the project's organization");
+                            assert_eq!(org.project_keys.get(&e.key), Some(&e.project_id));
+                            ProjectCommand::CreateProject {
+                                project_id: e.project_id,
+                                org_id: e.org_id,
+                                name: e.name.clone(),
+                                key: e.key.clone(),
+                            }
+                        }
+                        ProjectEvent::TaskNumberReserved(e) => {
+                            reserved.insert(e.task_id, e.number);
+                            ProjectCommand::ReserveTaskNumber { task_id: e.task_id }
+                        }
+                        other => panic!("not generated: {other:?}"),
+                    };
+                    redecide(state, command, event);
+                }
+                "tags" => {
+                    assert!(role.is_some_and(Role::can_write), "{line}");
+                    let TagEvent::TagCreated(e) = decode::<TagCatalog>(&row) else {
+                        panic!("not generated: {line}");
+                    };
+                    let command = TagCommand::CreateTag {
+                        tag_id: e.tag_id,
+                        name: e.name.clone(),
+                        color: e.color.clone(),
+                    };
+                    redecide(catalogs.entry(id).or_default(), command, e.into());
+                }
+                "task" => {
+                    assert!(role.is_some_and(Role::can_write), "{line}");
+                    let org = org.expect("the task's organization");
+                    let state = tasks.entry(id).or_default();
+                    let event = decode::<Task>(&row);
+                    let project_id = match &event {
+                        TaskEvent::TaskCreated(e) => e.project_id,
+                        _ => state.project_id,
+                    };
+                    let project = &projects[&project_id];
+                    let command = match &event {
+                        TaskEvent::TaskCreated(e) => {
+                            assert_eq!(reserved.get(&e.task_id), Some(&e.number), "{line}");
+                            TaskCommand::CreateTask {
+                                task_id: e.task_id,
+                                org_id: e.org_id,
+                                project_id: e.project_id,
+                                number: e.number,
+                                project_key: project.key.clone(),
+                                title: e.title.clone(),
+                                description: e.description.clone(),
+                                priority: e.priority,
+                                due_date: e.due_date,
+                                workflow: project.workflow.clone(),
+                                created_by: e.created_by,
+                            }
+                        }
+                        TaskEvent::TaskDetailsEdited(e) => TaskCommand::EditTaskDetails {
+                            title: Some(e.title.clone()),
+                            description: Some(e.description.clone()),
+                            priority: Some(e.priority),
+                            due_date: Some(e.due_date),
+                        },
+                        TaskEvent::TaskAssigned(e) => TaskCommand::AssignTask {
+                            assignee: e.assignee,
+                            assignee_is_member: org.is_member(e.assignee),
+                        },
+                        TaskEvent::TaskStatusChanged(e) => TaskCommand::ChangeTaskStatus {
+                            to: e.to.clone(),
+                            workflow: project.workflow.clone(),
+                        },
+                        TaskEvent::TaskTagAdded(e) => TaskCommand::AddTag {
+                            tag_id: e.tag_id,
+                            tag_exists: catalogs[&row.meta.org_id].contains(e.tag_id),
+                        },
+                        TaskEvent::CommentAdded(e) => {
+                            assert_eq!(e.author, actor);
+                            TaskCommand::AddComment {
+                                comment_id: e.comment_id,
+                                author: e.author,
+                                body: e.body.clone(),
+                                mentions: mentioned_handles(&e.body)
+                                    .iter()
+                                    .filter_map(|handle| org.member_by_handle(handle))
+                                    .collect(),
+                            }
+                        }
+                        other => panic!("not generated: {other:?}"),
+                    };
+                    redecide(state, command, event);
+                }
+                other => panic!("unexpected category {other}"),
+            }
+        }
+        // The report is what the aggregates hold.
+        for generated in &report.orgs {
+            let org = &orgs[&generated.org_id];
+            assert_eq!(org.name, generated.name);
+            assert_eq!(org.members.len(), generated.members.len());
+            for member in &generated.members {
+                assert_eq!(org.role_of(member.user_id), Some(member.role));
+            }
+            for p in &generated.projects {
+                assert_eq!(projects[&p.project_id].next_task_number, p.tasks + 1);
+            }
+        }
+        let comments = tasks.values().map(|t| t.comments.len()).sum::<usize>();
+        assert_eq!(comments as u64, report.comments);
+        assert_eq!(reserved.len() as u64, report.tasks);
     }
 }
