@@ -21,6 +21,8 @@
 //! [`EventStore::appends`] hears them through one `LISTEN` connection per
 //! store: both tasks start when first needed, not when the store is built.
 
+pub mod bulk;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

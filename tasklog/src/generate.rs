@@ -28,13 +28,12 @@
 //! commands were generated in: every event comes after the ones it needs.
 //! Generating runs on its own thread while the previous chunk is copied.
 
-use std::fmt::Write as _;
 use std::iter;
 use std::time::Instant;
 
 use anyhow::Context as _;
 
-use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 use tasklog_domain::{
@@ -44,12 +43,8 @@ use tasklog_domain::{
 };
 use tasklog_event_store::hash::{chain_hash, content_hash, to_micros, HashInput};
 use tasklog_event_store::EventMetadata;
+use tasklog_event_store_postgres::bulk::{self, BulkRow, CopyChunk};
 use uuid::Uuid;
-
-/// The statement each chunk is written with (text format).
-pub const COPY_STATEMENT: &str = "COPY events (event_id, stream_id, stream_version, event_type, \
-    schema_version, occurred_at, org_id, actor_id, correlation_id, causation_id, payload, \
-    prev_hash, hash) FROM STDIN";
 
 /// Active (still changing) tasks kept per organization; new tasks are
 /// created while an organization has fewer.
@@ -162,34 +157,15 @@ pub async fn generate_with(
     anyhow::ensure!(options.orgs > 0, "at least one organization");
     anyhow::ensure!(options.chunk_rows > 0, "chunks need at least one row");
     let started = Instant::now();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(2);
+    let (tx, rx) = tokio::sync::mpsc::channel::<CopyChunk>(2);
     let generator = Generator::new(options.clone(), tx);
     let producer = tokio::task::spawn_blocking(move || generator.run());
-    let mut conn = pool.acquire().await?;
-    let mut written = 0u64;
-    let mut chunks = 0u64;
-    let copied = async {
-        while let Some(chunk) = rx.recv().await {
-            let mut copy = conn.copy_in_raw(COPY_STATEMENT).await?;
-            copy.send(chunk.data).await?;
-            copy.finish().await?;
-            written += chunk.rows;
-            chunks += 1;
-            progress(written);
-        }
-        Ok::<_, anyhow::Error>(())
-    }
-    .await;
     // A failed COPY drops the receiver, which stops the producer.
-    drop(rx);
+    let copied = bulk::copy_chunks(pool, rx, progress).await;
     let produced = producer.await?;
-    copied?;
+    let copied = copied?;
     let mut report = produced?;
-    // Wake live subscribers and projectors (they would find it within a poll anyway).
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(tasklog_event_store_postgres::CHANNEL)
-        .execute(&mut *conn)
-        .await?;
+    let (written, chunks) = (copied.rows, copied.chunks);
     report.chunks = chunks;
     report.seconds = started.elapsed().as_secs_f64();
     anyhow::ensure!(
@@ -228,12 +204,6 @@ pub async fn cli(admin_database_url: &str, options: GenerateOptions) -> anyhow::
         report.chunks
     );
     Ok(())
-}
-
-/// Rows of one COPY, in its text format.
-struct Chunk {
-    data: Vec<u8>,
-    rows: u64,
 }
 
 /// splitmix64: small, fast, good enough to shape test data.
@@ -298,10 +268,9 @@ impl<A: Aggregate> Stream<A> {
 
 /// Builds COPY rows and hands full chunks to the writer.
 struct Sink {
-    tx: tokio::sync::mpsc::Sender<Chunk>,
+    tx: tokio::sync::mpsc::Sender<CopyChunk>,
     chunk_rows: usize,
-    buf: String,
-    rows: u64,
+    chunk: CopyChunk,
     total: u64,
 }
 
@@ -348,70 +317,32 @@ impl Sink {
         stream.version += 1;
         let hash = chain_hash(stream.hash.as_deref(), stream.version, &content);
 
-        let b = &mut self.buf;
-        let opt = |v: Option<Uuid>| v.map_or_else(|| "\\N".to_owned(), |u| u.to_string());
-        let _ = write!(
-            b,
-            "{event_id}\t{}\t{}\t{event_type}\t{}\t{}\t{}\t{}\t{}\t{}\t",
-            stream.id,
-            stream.version,
-            event.schema_version(),
-            meta.occurred_at
-                .to_rfc3339_opts(SecondsFormat::Micros, true),
-            meta.org_id,
-            opt(meta.actor_id),
-            meta.correlation_id,
-            opt(meta.causation_id),
-        );
-        // Text format: a backslash escapes, so JSON's own backslashes double.
-        // (serde_json escapes tabs and newlines inside strings.)
-        let json = serde_json::to_string(&payload)?;
-        if json.contains('\\') {
-            b.push_str(&json.replace('\\', "\\\\"));
-        } else {
-            b.push_str(&json);
-        }
-        b.push('\t');
-        match &stream.hash {
-            Some(prev) => push_bytea(b, prev),
-            None => b.push_str("\\N"),
-        }
-        b.push('\t');
-        push_bytea(b, &hash);
-        b.push('\n');
+        self.chunk.push(&BulkRow {
+            event_id,
+            stream_id: &stream.id,
+            stream_version: stream.version,
+            event_type,
+            schema_version: event.schema_version(),
+            metadata: meta,
+            payload: &payload,
+            prev_hash: stream.hash.as_deref(),
+            hash: &hash,
+        })?;
         stream.hash = Some(hash);
-        self.rows += 1;
         self.total += 1;
-        if self.rows as usize >= self.chunk_rows {
+        if self.chunk.rows as usize >= self.chunk_rows {
             self.flush()?;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
-        if self.rows == 0 {
+        if self.chunk.rows == 0 {
             return Ok(());
         }
-        let data = std::mem::take(&mut self.buf).into_bytes();
-        self.buf.reserve(data.len());
-        let chunk = Chunk {
-            data,
-            rows: self.rows,
-        };
-        self.rows = 0;
         self.tx
-            .blocking_send(chunk)
+            .blocking_send(self.chunk.take())
             .map_err(|_| anyhow::anyhow!("the COPY writer stopped"))
-    }
-}
-
-/// `bytea` in COPY text format: `\\x` and hex.
-fn push_bytea(out: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push_str("\\\\x");
-    for b in bytes {
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 0xf) as usize] as char);
     }
 }
 
@@ -580,7 +511,7 @@ struct Generator {
 }
 
 impl Generator {
-    fn new(options: GenerateOptions, tx: tokio::sync::mpsc::Sender<Chunk>) -> Self {
+    fn new(options: GenerateOptions, tx: tokio::sync::mpsc::Sender<CopyChunk>) -> Self {
         let start = options.end - Duration::days(i64::from(options.days.max(1)));
         let span_micros = (options.end - start).num_microseconds().unwrap_or(0) as f64;
         Self {
@@ -588,8 +519,10 @@ impl Generator {
             sink: Sink {
                 tx,
                 chunk_rows: options.chunk_rows,
-                buf: String::with_capacity(options.chunk_rows * 700),
-                rows: 0,
+                chunk: CopyChunk {
+                    data: String::with_capacity(options.chunk_rows * 700),
+                    rows: 0,
+                },
                 total: 0,
             },
             orgs: Vec::with_capacity(options.orgs),
@@ -1087,8 +1020,7 @@ mod tests {
             .expect("generated");
         let mut rows = Vec::new();
         while let Ok(chunk) = rx.try_recv() {
-            let text = String::from_utf8(chunk.data).expect("utf-8");
-            rows.extend(text.lines().map(str::to_owned));
+            rows.extend(chunk.data.lines().map(str::to_owned));
         }
         (report, rows)
     }
@@ -1220,10 +1152,10 @@ mod tests {
             let hash = chain_hash(prev.as_deref(), row.version, &content);
             let mut expected = (String::new(), String::new());
             match prev {
-                Some(prev) => push_bytea(&mut expected.0, prev),
+                Some(prev) => bulk::push_bytea(&mut expected.0, prev),
                 None => expected.0.push_str("\\N"),
             }
-            push_bytea(&mut expected.1, &hash);
+            bulk::push_bytea(&mut expected.1, &hash);
             assert_eq!((row.prev_hash, row.hash), (&*expected.0, &*expected.1));
             *prev = Some(hash);
         }
