@@ -19,9 +19,9 @@ use tasklog_event_store::{
 };
 use uuid::Uuid;
 
-use crate::auth::{Authenticator, Caller, HasAuthenticator};
-use crate::error::ApiError;
 use crate::extract::CommandMeta;
+use tasklog_http::auth::{Authenticator, Caller, HasAuthenticator};
+use tasklog_http::ApiError;
 
 /// How often a command is decided again when another writer got in first.
 const MAX_ATTEMPTS: usize = 16;
