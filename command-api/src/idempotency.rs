@@ -24,13 +24,12 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
+use tasklog_http::{ApiError, MAX_BODY_BYTES};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::error::ApiError;
 use crate::extract::IdSource;
 use crate::service::AppState;
-use crate::MAX_BODY_BYTES;
 
 pub const HEADER: &str = "idempotency-key";
 

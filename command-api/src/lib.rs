@@ -3,9 +3,7 @@
 //! organization, turns the body into one domain command and appends what the
 //! aggregate decides.
 
-pub mod auth;
 pub mod bodies;
-pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod openapi;
@@ -15,50 +13,51 @@ pub mod service;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tasklog_http::{Api, ApiError, Authenticator};
 
-pub use auth::{AuthConfig, Authenticator};
-pub use error::ApiError;
 pub use service::AppState;
-
-/// Bodies above this are refused with 413.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The whole command API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(routes::orgs::router())
-        .merge(routes::projects::router())
-        .merge(routes::tasks::router())
-        .merge(routes::tags::router())
-        .merge(routes::inbox::router())
-        .layer(axum::middleware::from_fn_with_state(
-            idempotency::Keys::new(&state),
+    let keys = idempotency::Keys::new(&state);
+    let mut api = commands();
+    api.map_router(|commands| {
+        commands.layer(axum::middleware::from_fn_with_state(
+            keys,
             idempotency::layer,
         ))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/openapi.json", get(openapi::document))
-        .route("/docs", get(openapi::docs))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
-        }))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+    });
+    operations(&mut api);
+    api.into_router().with_state(state)
 }
 
-/// Liveness: the process answers.
-pub async fn healthz() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
+/// Every route, documented: the commands, then the operational routes.
+pub(crate) fn api() -> Api<AppState> {
+    let mut api = commands();
+    operations(&mut api);
+    api
+}
+
+fn commands() -> Api<AppState> {
+    let mut api = Api::new();
+    routes::orgs::routes(&mut api);
+    routes::projects::routes(&mut api);
+    routes::tasks::routes(&mut api);
+    routes::tags::routes(&mut api);
+    routes::inbox::routes(&mut api);
+    api
+}
+
+fn operations(api: &mut Api<AppState>) {
+    api.operational(
+        "Readiness: the event store answers.",
+        readyz,
+        openapi::openapi,
+    );
 }
 
 /// Readiness: the database answers; the body shows how far readers can read.
@@ -72,14 +71,6 @@ async fn readyz(State(app): State<AppState>) -> axum::response::Response {
         }
         Err(_) => ApiError::Unavailable("the event store timed out".into()).into_response(),
     }
-}
-
-async fn not_found() -> ApiError {
-    ApiError::NotFound("route".into())
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
 }
 
 /// Builds the state from a pool and an authenticator.

@@ -10,13 +10,14 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
-use tasklog_command_api::error::ApiError;
 use tasklog_event_store::LogPosition;
-use tasklog_projectors::CHECKPOINT_CHANNEL;
+use tasklog_http::ApiError;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::error::QueryError;
+/// The PostgreSQL `NOTIFY` channel the projectors announce each checkpoint
+/// move on (the `tasklog` crate checks that both sides name the same one).
+pub const CHECKPOINT_CHANNEL: &str = "tasklog_checkpoints";
 
 /// The header carrying the token.
 pub const HEADER: &str = "x-consistency-token";
@@ -28,9 +29,10 @@ pub const DEFAULT_POLL_EVERY: Duration = Duration::from_millis(100);
 /// How long the listener waits before connecting again after a failure.
 const RECONNECT_AFTER: Duration = Duration::from_millis(100);
 
-/// The projections, by the names their checkpoints are stored under.
+/// The read models a route reads, by the names of the projections (and
+/// their checkpoints) that keep them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Projection {
+pub enum ReadModel {
     /// Organizations, members, projects, tags.
     Directory,
     /// Tasks, comments, tag usage.
@@ -41,7 +43,7 @@ pub enum Projection {
     Notifications,
 }
 
-impl Projection {
+impl ReadModel {
     /// The name in `projections` and `projection_checkpoints`.
     pub fn name(self) -> &'static str {
         match self {
@@ -145,10 +147,10 @@ pub async fn wait_until_applied(
     pool: &PgPool,
     moves: &CheckpointMoves,
     token: LogPosition,
-    projections: &[Projection],
+    projections: &[ReadModel],
     bound: Duration,
     poll: Duration,
-) -> Result<(), QueryError> {
+) -> Result<(), ApiError> {
     let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
     let started = Instant::now();
     // Before the first read, so no move after it goes unseen.
@@ -161,7 +163,7 @@ pub async fn wait_until_applied(
         let waited = started.elapsed();
         if waited >= bound {
             tracing::info!(?behind, ?waited, "read models not yet consistent");
-            return Err(QueryError::NotYetConsistent { token, behind });
+            return Err(ApiError::NotYetConsistent { token, behind });
         }
         tokio::select! {
             _ = moved.changed() => {}
@@ -175,25 +177,39 @@ async fn behind(
     pool: &PgPool,
     token: LogPosition,
     names: &[&str],
-) -> Result<Vec<String>, QueryError> {
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT p.name, c.commit_id, c.event_position
-           FROM projections p
-           JOIN projection_checkpoints c
-             ON c.projection = p.name AND c.generation = p.active_generation
-          WHERE p.name = ANY($1)",
-    )
-    .bind(names)
-    .fetch_all(pool)
-    .await?;
+) -> Result<Vec<String>, ApiError> {
+    let applied = checkpoints(pool).await?;
     Ok(names
         .iter()
         .filter(|name| {
-            !rows
+            !applied
                 .iter()
-                .any(|(n, commit, event)| n == *name && position(*commit, *event) >= token)
+                .any(|(n, at)| n == *name && at.is_some_and(|at| at >= token))
         })
         .map(|name| (*name).to_owned())
+        .collect())
+}
+
+/// Every projection by name with the checkpoint of its active generation
+/// (`None` before it has one).
+pub async fn checkpoints(pool: &PgPool) -> Result<Vec<(String, Option<LogPosition>)>, sqlx::Error> {
+    let rows: Vec<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT p.name, c.commit_id, c.event_position
+           FROM projections p
+           LEFT JOIN projection_checkpoints c
+             ON c.projection = p.name AND c.generation = p.active_generation
+          ORDER BY p.name",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, commit, event)| {
+            let at = commit
+                .zip(event)
+                .map(|(commit, event)| position(commit, event));
+            (name, at)
+        })
         .collect())
 }
 

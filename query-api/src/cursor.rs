@@ -5,7 +5,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::{bad_param, QueryError};
+use tasklog_http::query::bad_param;
+use tasklog_http::ApiError;
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -17,7 +18,7 @@ pub fn encode<T: Serialize>(key: &T) -> String {
 }
 
 /// The key inside `cursor`.
-pub fn decode<T: DeserializeOwned>(cursor: &str) -> Result<T, QueryError> {
+pub fn decode<T: DeserializeOwned>(cursor: &str) -> Result<T, ApiError> {
     let invalid = || {
         bad_param(
             "cursor",

@@ -8,9 +8,7 @@
 
 pub mod consistency;
 pub mod cursor;
-pub mod error;
 pub mod openapi;
-pub mod params;
 mod routes;
 pub mod views;
 
@@ -19,19 +17,16 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use sqlx::PgPool;
-use tasklog_command_api::auth::{Authenticator, Caller, HasAuthenticator};
-use tasklog_command_api::error::ApiError;
 use tasklog_domain::{decode_event, replay, stream_name, OrgEvent, Organization};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tasklog_event_store::EventStore;
+use tasklog_http::auth::{Authenticator, Caller, HasAuthenticator};
+use tasklog_http::{Api, ApiError};
 use uuid::Uuid;
 
-pub use consistency::{Consistency, Projection};
-pub use error::QueryError;
+pub use consistency::{Consistency, ReadModel, CHECKPOINT_CHANNEL};
 
 /// How long a request waits for its consistency token by default.
 pub const DEFAULT_CONSISTENCY_WAIT: Duration = Duration::from_secs(2);
@@ -40,6 +35,9 @@ pub const DEFAULT_CONSISTENCY_WAIT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct QueryState {
     pub pool: PgPool,
+    /// The event log, read for what the read models may not show yet (a
+    /// membership just granted).
+    pub store: Arc<dyn EventStore>,
     pub auth: Arc<Authenticator>,
     /// How long a request waits for the projections to apply its
     /// `X-Consistency-Token` before answering 503 `not_yet_consistent`.
@@ -59,9 +57,10 @@ impl HasAuthenticator for QueryState {
 
 impl QueryState {
     /// A state with the default consistency wait.
-    pub fn new(pool: PgPool, auth: Arc<Authenticator>) -> Self {
+    pub fn new(pool: PgPool, store: Arc<dyn EventStore>, auth: Arc<Authenticator>) -> Self {
         Self {
             pool,
+            store,
             auth,
             consistency_wait: DEFAULT_CONSISTENCY_WAIT,
             consistency_poll: consistency::DEFAULT_POLL_EVERY,
@@ -82,18 +81,14 @@ impl QueryState {
         caller: &Caller,
         org: Uuid,
         consistency: Consistency,
-        reads: &[Projection],
-    ) -> Result<(), QueryError> {
-        let forbidden = || {
-            QueryError::from(ApiError::Forbidden(
-                "you are not a member of this organization".into(),
-            ))
-        };
+        reads: &[ReadModel],
+    ) -> Result<(), ApiError> {
+        let forbidden = || ApiError::Forbidden("you are not a member of this organization".into());
         let Some(token) = consistency.0 else {
             return match self.is_member(caller, org).await? {
                 Some(true) => Ok(()),
                 Some(false) => Err(forbidden()),
-                None => Err(not_built().into()),
+                None => Err(not_built()),
             };
         };
         // Read-your-writes covers a membership just granted, which the
@@ -103,8 +98,8 @@ impl QueryState {
         if !shown && !self.is_member_in_log(caller, org).await? {
             return Err(forbidden());
         }
-        let mut needed = vec![Projection::Directory];
-        needed.extend(reads.iter().filter(|p| **p != Projection::Directory));
+        let mut needed = vec![ReadModel::Directory];
+        needed.extend(reads.iter().filter(|p| **p != ReadModel::Directory));
         consistency::wait_until_applied(
             &self.pool,
             &self.checkpoint_moves,
@@ -124,7 +119,7 @@ impl QueryState {
 
     /// Membership as the `directory` read model shows it; `None` before the
     /// projectors first made it (a fresh deployment: the view is not there).
-    async fn is_member(&self, caller: &Caller, org: Uuid) -> Result<Option<bool>, QueryError> {
+    async fn is_member(&self, caller: &Caller, org: Uuid) -> Result<Option<bool>, ApiError> {
         let shown = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM read.members WHERE org_id = $1 AND user_id = $2)",
         )
@@ -142,16 +137,14 @@ impl QueryState {
     }
 
     /// Membership as the organization's stream has it now.
-    async fn is_member_in_log(&self, caller: &Caller, org: Uuid) -> Result<bool, QueryError> {
-        let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
-            "SELECT event_type, payload FROM events WHERE stream_id = $1 ORDER BY stream_version",
-        )
-        .bind(stream_name::<Organization>(org))
-        .fetch_all(&self.pool)
-        .await?;
-        let events = rows
+    async fn is_member_in_log(&self, caller: &Caller, org: Uuid) -> Result<bool, ApiError> {
+        let recorded = self
+            .store
+            .read_stream(&stream_name::<Organization>(org), 1)
+            .await?;
+        let events = recorded
             .into_iter()
-            .map(|(event_type, payload)| decode_event::<OrgEvent>(&event_type, payload))
+            .map(|e| decode_event::<OrgEvent>(&e.event_type, e.payload))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ApiError::Internal(e.into()))?;
         Ok(replay::<Organization>(events)
@@ -170,44 +163,32 @@ fn not_built() -> ApiError {
 
 /// The whole query API.
 pub fn router(state: QueryState) -> Router {
-    Router::new()
-        .merge(routes::projects::router())
-        .merge(routes::tasks::router())
-        .merge(routes::directory::router())
-        .merge(routes::notifications::router())
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/openapi.json", get(openapi::document))
-        .route("/docs", get(tasklog_command_api::openapi::docs))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
-        }))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+    api().into_router().with_state(state)
 }
 
-/// Liveness: the process answers.
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+/// Every route, documented.
+pub(crate) fn api() -> Api<QueryState> {
+    let mut api = Api::new();
+    routes::projects::routes(&mut api);
+    routes::tasks::routes(&mut api);
+    routes::directory::routes(&mut api);
+    routes::notifications::routes(&mut api);
+    api.operational(
+        "Readiness: the database answers; shows where each projection is.",
+        readyz,
+        openapi::openapi,
+    );
+    api
 }
 
 /// Readiness: the database answers; the body shows where each projection is.
 async fn readyz(State(state): State<QueryState>) -> Response {
-    let check = sqlx::query_as::<_, (String, i64, i64)>(
-        "SELECT p.name, COALESCE(c.commit_id, 0), COALESCE(c.event_position, 0)
-           FROM projections p
-           LEFT JOIN projection_checkpoints c
-             ON c.projection = p.name AND c.generation = p.active_generation
-          ORDER BY p.name",
-    )
-    .fetch_all(&state.pool);
+    let check = consistency::checkpoints(&state.pool);
     match tokio::time::timeout(Duration::from_secs(2), check).await {
         Ok(Ok(rows)) => {
             let projections: serde_json::Map<String, serde_json::Value> = rows
                 .into_iter()
-                .map(|(name, c, e)| (name, json!(format!("{c}.{e}"))))
+                .map(|(name, at)| (name, json!(at.unwrap_or_default().to_string())))
                 .collect();
             Json(json!({ "status": "ready", "projections": projections })).into_response()
         }
@@ -217,12 +198,4 @@ async fn readyz(State(state): State<QueryState>) -> Response {
         }
         Err(_) => ApiError::Unavailable("the database timed out".into()).into_response(),
     }
-}
-
-async fn not_found() -> ApiError {
-    ApiError::NotFound("route".into())
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
 }

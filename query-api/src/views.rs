@@ -5,10 +5,20 @@ use std::collections::BTreeMap;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
+use schemars::JsonSchema;
+use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::Serialize;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
+use tasklog_domain::{Priority, Role, StatusCategory};
+use tasklog_http::ApiError;
 use uuid::Uuid;
+
+/// A domain enum from the name a read model stores it under.
+pub fn parse_enum<T: DeserializeOwned>(name: &str) -> Result<T, sqlx::Error> {
+    T::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer(name))
+        .map_err(|e| sqlx::Error::Decode(format!("{name:?} in a read model: {e}").into()))
+}
 
 /// The columns of `read.tasks` a [`Task`] is read from (aliased `t`).
 pub const TASK_COLUMNS: &str = "t.task_id, t.key, t.number, t.project_id, t.title, \
@@ -25,9 +35,10 @@ pub struct Task {
     pub project_id: Uuid,
     pub title: String,
     pub description: String,
+    /// One of the project's workflow statuses.
     pub status: String,
-    pub status_category: String,
-    pub priority: String,
+    pub status_category: StatusCategory,
+    pub priority: Priority,
     /// Sort key of `priority` (none 0 … urgent 4); cursors carry it.
     #[serde(skip)]
     pub priority_rank: i16,
@@ -53,8 +64,8 @@ impl Task {
             title: row.try_get("title")?,
             description: row.try_get("description")?,
             status: row.try_get("status")?,
-            status_category: row.try_get("status_category")?,
-            priority: row.try_get("priority")?,
+            status_category: parse_enum(row.try_get("status_category")?)?,
+            priority: parse_enum(row.try_get("priority")?)?,
             priority_rank: row.try_get("priority_rank")?,
             assignee: row.try_get("assignee")?,
             due_date: row.try_get("due_date")?,
@@ -118,7 +129,81 @@ pub struct Comment {
 pub struct TagDetail {
     pub id: Uuid,
     pub name: String,
+    /// `#rrggbb`
     pub color: Option<String>,
+}
+
+/// A tag of the organization's catalog.
+#[derive(Serialize, JsonSchema, Debug)]
+pub struct Tag {
+    pub id: Uuid,
+    pub name: String,
+    /// `#rrggbb`
+    pub color: Option<String>,
+    /// Tasks carrying the tag.
+    pub usage_count: i64,
+}
+
+/// A member of the organization.
+#[derive(Serialize, JsonSchema, Debug)]
+pub struct Member {
+    pub user_id: Uuid,
+    pub handle: String,
+    pub role: Role,
+    pub joined_at: DateTime<Utc>,
+}
+
+/// Why a notification was sent.
+#[derive(Serialize, serde::Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// The task was assigned to the recipient.
+    Assigned,
+    /// A comment mentioned the recipient.
+    Mentioned,
+}
+
+/// One of the caller's notifications.
+#[derive(Serialize, JsonSchema, Debug)]
+pub struct Notification {
+    pub id: Uuid,
+    pub kind: NotificationKind,
+    pub task_id: Uuid,
+    pub task_key: Option<String>,
+    pub task_title: Option<String>,
+    pub comment_id: Option<Uuid>,
+    pub actor: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub read: bool,
+}
+
+/// A project's board: one column per workflow status, in workflow order.
+#[derive(Serialize, JsonSchema, Debug)]
+pub struct Board {
+    pub columns: Vec<Column>,
+}
+
+/// One status of a board.
+#[derive(Serialize, JsonSchema, Debug)]
+pub struct Column {
+    pub status: String,
+    pub category: StatusCategory,
+    /// Non-archived tasks in this status, of which `tasks` shows the first 100.
+    pub total: i64,
+    pub tasks: Vec<Task>,
+}
+
+/// One event in a task's history.
+#[derive(Serialize, JsonSchema, Debug)]
+pub struct ActivityItem {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub actor: Option<Uuid>,
+    pub occurred_at: DateTime<Utc>,
+    /// The event's payload, as its schema in `schemas/events/` describes it;
+    /// but once a comment is deleted, its `CommentAdded` and `CommentEdited`
+    /// lose `body` and `mentions` and say `"redacted": true`.
+    pub data: serde_json::Value,
 }
 
 /// A task with its comments and tags spelled out.
@@ -154,7 +239,7 @@ pub struct Items<T> {
 pub fn tagged<T: Serialize>(request: &HeaderMap, version: i64, body: T) -> Response {
     let json = match serde_json::to_vec(&body) {
         Ok(json) => json,
-        Err(e) => return tasklog_command_api::error::ApiError::Internal(e.into()).into_response(),
+        Err(e) => return ApiError::Internal(e.into()).into_response(),
     };
     let etag = etag(version, &json);
     let matches = request

@@ -351,7 +351,7 @@ async fn lag_under_load(
         let owner = &org.members[0];
         tokens.insert(
             org.org_id,
-            tasklog_command_api::auth::mint_hs256(
+            tasklog_http::auth::mint_hs256(
                 tasklog::config::DEV_JWT_SECRET,
                 owner.user_id,
                 Some(&owner.handle),
@@ -795,8 +795,10 @@ async fn query_tasks(
     report: &GenerateReport,
     requests: usize,
 ) -> anyhow::Result<()> {
-    let auth = Arc::new(tasklog_command_api::Authenticator::new(&settings.auth()?)?);
-    let router = tasklog_query_api::router(tasklog_query_api::QueryState::new(pool.clone(), auth));
+    let auth = Arc::new(tasklog_http::Authenticator::new(&settings.auth()?)?);
+    let store = tasklog_event_store_postgres::PgEventStore::open(pool.clone());
+    let state = tasklog_query_api::QueryState::new(pool.clone(), store, auth);
+    let router = tasklog_query_api::router(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -829,7 +831,7 @@ async fn query_tasks(
         let token = match tokens.get(&member.user_id) {
             Some(t) => t.clone(),
             None => {
-                let t = tasklog_command_api::auth::mint_hs256(
+                let t = tasklog_http::auth::mint_hs256(
                     tasklog::config::DEV_JWT_SECRET,
                     member.user_id,
                     Some(&member.handle),

@@ -161,7 +161,7 @@ async fn bench_http(
     let mut setups = Vec::new();
     for _ in 0..clients {
         let user = Uuid::now_v7();
-        let token = tasklog_command_api::auth::mint_hs256(
+        let token = tasklog_http::auth::mint_hs256(
             tasklog::config::DEV_JWT_SECRET,
             user,
             Some("bench"),

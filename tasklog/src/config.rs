@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use clap::Args;
 use secrecy::SecretString;
-use tasklog_command_api::AuthConfig;
+use tasklog_http::AuthConfig;
 
 /// The development secret; `serve` warns when it is still in use.
 pub const DEV_JWT_SECRET: &str = "tasklog-development-secret-change-me";

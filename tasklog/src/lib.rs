@@ -23,3 +23,17 @@ pub fn init_tracing() {
         builder.try_init()
     };
 }
+
+#[cfg(test)]
+mod tests {
+    /// The query API wakes read-your-writes waits on the channel the
+    /// projectors announce checkpoints on; it names it itself, so as not to
+    /// depend on the projectors.
+    #[test]
+    fn the_query_api_listens_on_the_channel_the_projectors_announce_on() {
+        assert_eq!(
+            tasklog_query_api::CHECKPOINT_CHANNEL,
+            tasklog_projectors::CHECKPOINT_CHANNEL
+        );
+    }
+}

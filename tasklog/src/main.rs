@@ -163,7 +163,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Action::Token { user, handle, ttl } => {
             let user = user.unwrap_or_else(Uuid::now_v7);
-            let token = tasklog_command_api::auth::mint_hs256(
+            let token = tasklog_http::auth::mint_hs256(
                 settings.jwt_secret.expose_secret(),
                 user,
                 handle.as_deref(),

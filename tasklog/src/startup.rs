@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
-use tasklog_command_api::Authenticator;
 use tasklog_event_store_postgres::PgEventStore;
+use tasklog_http::Authenticator;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
@@ -108,7 +108,9 @@ pub struct QueryApi {
 impl QueryApi {
     pub async fn build(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
         let auth = Arc::new(Authenticator::new(&settings.auth()?)?);
-        let router = tasklog_query_api::router(tasklog_query_api::QueryState::new(pool, auth));
+        let store = PgEventStore::open(pool.clone());
+        let state = tasklog_query_api::QueryState::new(pool, store, auth);
+        let router = tasklog_query_api::router(state);
         let listener = TcpListener::bind(settings.query_addr).await?;
         Ok(Self {
             listener,

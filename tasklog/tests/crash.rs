@@ -326,13 +326,9 @@ async fn tasklog_serve_killed_under_load_answers_no_5xx_and_neither_loses_nor_re
     let pool = PgPool::connect(&owner_url).await.unwrap();
 
     let user = Uuid::now_v7();
-    let token = tasklog_command_api::auth::mint_hs256(
-        tasklog::config::DEV_JWT_SECRET,
-        user,
-        Some("ann"),
-        3600,
-    )
-    .unwrap();
+    let token =
+        tasklog_http::auth::mint_hs256(tasklog::config::DEV_JWT_SECRET, user, Some("ann"), 3600)
+            .unwrap();
     let post = |path: &str, body: Value| {
         http.post(format!("{address}{path}"))
             .bearer_auth(&token)

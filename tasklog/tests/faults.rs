@@ -23,7 +23,7 @@ use uuid::Uuid;
 use support::{admin_url, free_port};
 
 fn token(user: Uuid) -> String {
-    tasklog_command_api::auth::mint_hs256(tasklog::config::DEV_JWT_SECRET, user, Some("ann"), 3600)
+    tasklog_http::auth::mint_hs256(tasklog::config::DEV_JWT_SECRET, user, Some("ann"), 3600)
         .unwrap()
 }
 

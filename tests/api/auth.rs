@@ -32,13 +32,8 @@ async fn requests_without_a_valid_bearer_token_get_401() {
 
     let forged = User {
         id: Uuid::now_v7(),
-        token: tasklog_command_api::auth::mint_hs256(
-            "another-secret",
-            Uuid::now_v7(),
-            Some("x"),
-            60,
-        )
-        .unwrap(),
+        token: tasklog_http::auth::mint_hs256("another-secret", Uuid::now_v7(), Some("x"), 60)
+            .unwrap(),
     };
     assert_problem(
         app.post("/v1/orgs", &forged, json!({"name": "x"})).await,
@@ -65,7 +60,7 @@ async fn requests_without_a_valid_bearer_token_get_401() {
 async fn a_token_expired_just_past_the_leeway_is_refused() {
     let app = spawn_app().await;
     let now = chrono::Utc::now().timestamp() as u64;
-    let leeway = tasklog_command_api::auth::TOKEN_LEEWAY_SECONDS;
+    let leeway = tasklog_http::auth::TOKEN_LEEWAY_SECONDS;
     assert!(leeway <= 10, "the leeway stays small");
     let late = User {
         id: Uuid::now_v7(),
@@ -121,7 +116,7 @@ fn expired_token() -> String {
 }
 
 fn token_expiring_at(exp: u64) -> String {
-    let claims = tasklog_command_api::auth::Claims {
+    let claims = tasklog_http::auth::Claims {
         sub: Uuid::now_v7(),
         preferred_username: Some("late".into()),
         iat: exp.saturating_sub(3_600),

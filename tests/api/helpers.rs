@@ -109,7 +109,7 @@ impl TestApp {
         let id = Uuid::now_v7();
         User {
             id,
-            token: tasklog_command_api::auth::mint_hs256(
+            token: tasklog_http::auth::mint_hs256(
                 tasklog::config::DEV_JWT_SECRET,
                 id,
                 Some(handle),

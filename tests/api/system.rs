@@ -44,8 +44,9 @@ pub async fn spawn_system() -> System {
     let address = format!("http://{}", commands.addr());
     tokio::spawn(commands.run_until_stopped());
 
-    let auth = tasklog_command_api::Authenticator::new(&settings.auth().unwrap()).unwrap();
-    let mut state = tasklog_query_api::QueryState::new(pool.clone(), Arc::new(auth));
+    let auth = tasklog_http::Authenticator::new(&settings.auth().unwrap()).unwrap();
+    let store = tasklog_event_store_postgres::PgEventStore::open(pool.clone());
+    let mut state = tasklog_query_api::QueryState::new(pool.clone(), store, Arc::new(auth));
     state.consistency_wait = Duration::from_secs(10);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let query = format!("http://{}", listener.local_addr().unwrap());

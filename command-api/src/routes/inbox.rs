@@ -2,21 +2,26 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::Router;
 use tasklog_domain::{Inbox, InboxCommand};
+use tasklog_http::Method::Post;
+use tasklog_http::{Api, ApiError, AppPath, Caller};
 use uuid::Uuid;
 
-use crate::auth::Caller;
-use crate::error::ApiError;
-use crate::extract::{AppPath, CommandMeta};
+use crate::extract::CommandMeta;
+use crate::openapi::command;
 use crate::service::{Accepted, Access, AppState, Context};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(
+pub fn routes(api: &mut Api<AppState>) {
+    command(
+        Post,
         "/v1/orgs/{org}/me/notifications/{notification}/read",
-        post(mark_notification_read),
+        "markNotificationRead",
+        "notifications",
+        "Mark one of the caller's notifications read.",
     )
+    .if_match("inbox")
+    .described("Any member, viewers included.")
+    .mount(api, mark_notification_read);
 }
 
 /// Any member, viewers included, may mark their own notifications read.

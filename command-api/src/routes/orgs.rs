@@ -2,25 +2,65 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{patch, post};
-use axum::Router;
 use tasklog_domain::{OrgCommand, Organization};
+use tasklog_http::Method::{Delete, Patch, Post};
+use tasklog_http::{Api, ApiError, AppJson, AppPath, Caller};
 use uuid::Uuid;
 
-use crate::auth::Caller;
 use crate::bodies;
-use crate::error::ApiError;
-use crate::extract::{AppJson, AppPath, CommandMeta};
+use crate::extract::CommandMeta;
+use crate::openapi::command;
 use crate::service::{Accepted, Access, AppState, Context, Executed};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/orgs", post(create_organization))
-        .route("/v1/orgs/{org}/members", post(add_member))
-        .route(
-            "/v1/orgs/{org}/members/{user}",
-            patch(change_member_role).delete(remove_member),
-        )
+pub fn routes(api: &mut Api<AppState>) {
+    command(
+        Post,
+        "/v1/orgs",
+        "createOrganization",
+        "organizations",
+        "Create an organization, owned by the caller.",
+    )
+    .unauthorized()
+    .body::<bodies::CreateOrganization>()
+    .created()
+    .described(
+        "Any authenticated user may create one. The owner's handle is `owner_handle`, \
+         or the token's `preferred_username`.",
+    )
+    .mount(api, create_organization);
+    command(
+        Post,
+        "/v1/orgs/{org}/members",
+        "addMember",
+        "organizations",
+        "Add a member.",
+    )
+    .body::<bodies::AddMember>()
+    .if_match("organization")
+    .created()
+    .described("Admins and owners only.")
+    .mount(api, add_member);
+    command(
+        Patch,
+        "/v1/orgs/{org}/members/{user}",
+        "changeMemberRole",
+        "organizations",
+        "Change a member's role.",
+    )
+    .body::<bodies::ChangeMemberRole>()
+    .if_match("organization")
+    .described("Admins and owners only; the last owner stays an owner.")
+    .mount(api, change_member_role);
+    command(
+        Delete,
+        "/v1/orgs/{org}/members/{user}",
+        "removeMember",
+        "organizations",
+        "Remove a member.",
+    )
+    .if_match("organization")
+    .described("Admins and owners only; the last owner cannot be removed.")
+    .mount(api, remove_member);
 }
 
 #[tracing::instrument(skip_all, fields(caller = %caller.user_id))]

@@ -2,29 +2,56 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{patch, post};
-use axum::Router;
 use tasklog_domain::{Aggregate, OrgCommand, Organization, Project, ProjectCommand};
+use tasklog_http::Method::{Patch, Post};
+use tasklog_http::{Api, ApiError, AppJson, AppPath, Caller};
 use uuid::Uuid;
 
-use crate::auth::Caller;
 use crate::bodies;
-use crate::error::ApiError;
-use crate::extract::{AppJson, AppPath, CommandMeta};
+use crate::extract::CommandMeta;
+use crate::openapi::command;
 use crate::service::{Accepted, Access, AppState, Context, Loaded};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/orgs/{org}/projects", post(create_project))
-        .route("/v1/orgs/{org}/projects/{project}", patch(rename_project))
-        .route(
-            "/v1/orgs/{org}/projects/{project}/archive",
-            post(archive_project),
-        )
-        .route(
-            "/v1/orgs/{org}/projects/{project}/unarchive",
-            post(unarchive_project),
-        )
+pub fn routes(api: &mut Api<AppState>) {
+    command(
+        Post,
+        "/v1/orgs/{org}/projects",
+        "createProject",
+        "projects",
+        "Create a project.",
+    )
+    .body::<bodies::CreateProject>()
+    .created()
+    .described("Admins and owners only. The key is unique in the organization.")
+    .mount(api, create_project);
+    command(
+        Patch,
+        "/v1/orgs/{org}/projects/{project}",
+        "renameProject",
+        "projects",
+        "Rename a project.",
+    )
+    .body::<bodies::RenameProject>()
+    .if_match("project")
+    .mount(api, rename_project);
+    command(
+        Post,
+        "/v1/orgs/{org}/projects/{project}/archive",
+        "archiveProject",
+        "projects",
+        "Archive a project.",
+    )
+    .if_match("project")
+    .mount(api, archive_project);
+    command(
+        Post,
+        "/v1/orgs/{org}/projects/{project}/unarchive",
+        "unarchiveProject",
+        "projects",
+        "Unarchive a project.",
+    )
+    .if_match("project")
+    .mount(api, unarchive_project);
 }
 
 impl AppState {

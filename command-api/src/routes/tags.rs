@@ -2,24 +2,50 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{patch, post};
-use axum::Router;
 use tasklog_domain::{TagCatalog, TagCommand};
+use tasklog_http::Method::{Delete, Patch, Post};
+use tasklog_http::{Api, ApiError, AppJson, AppPath, Caller};
 use uuid::Uuid;
 
-use crate::auth::Caller;
 use crate::bodies;
-use crate::error::ApiError;
-use crate::extract::{AppJson, AppPath, CommandMeta};
+use crate::extract::CommandMeta;
+use crate::openapi::command;
 use crate::service::{Accepted, Access, AppState, Context};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/orgs/{org}/tags", post(create_tag))
-        .route(
-            "/v1/orgs/{org}/tags/{tag}",
-            patch(rename_tag).delete(delete_tag),
-        )
+pub fn routes(api: &mut Api<AppState>) {
+    command(
+        Post,
+        "/v1/orgs/{org}/tags",
+        "createTag",
+        "tags",
+        "Create a tag.",
+    )
+    .body::<bodies::CreateTag>()
+    .if_match("tag catalog")
+    .created()
+    .described("Members, admins and owners. Names are unique in the organization.")
+    .mount(api, create_tag);
+    command(
+        Patch,
+        "/v1/orgs/{org}/tags/{tag}",
+        "renameTag",
+        "tags",
+        "Rename a tag.",
+    )
+    .body::<bodies::RenameTag>()
+    .if_match("tag catalog")
+    .described("Admins and owners only.")
+    .mount(api, rename_tag);
+    command(
+        Delete,
+        "/v1/orgs/{org}/tags/{tag}",
+        "deleteTag",
+        "tags",
+        "Delete a tag.",
+    )
+    .if_match("tag catalog")
+    .described("Admins and owners only.")
+    .mount(api, delete_tag);
 }
 
 async fn change_catalog(

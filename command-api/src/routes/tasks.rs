@@ -2,37 +2,129 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, patch, post};
-use axum::Router;
 use tasklog_domain::{
     mentioned_handles, Aggregate, Organization, Project, ProjectCommand, ProjectEvent, TagCatalog,
     Task, TaskCommand, UserId,
 };
+use tasklog_http::Method::{Delete, Patch, Post};
+use tasklog_http::{Api, ApiError, AppJson, AppPath, Caller};
 use uuid::Uuid;
 
-use crate::auth::Caller;
 use crate::bodies;
-use crate::error::ApiError;
-use crate::extract::{AppJson, AppPath, CommandMeta};
+use crate::extract::CommandMeta;
+use crate::openapi::command;
 use crate::service::{Accepted, Access, AppState, Context, Executed, Loaded};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/orgs/{org}/projects/{project}/tasks", post(create_task))
-        .route("/v1/orgs/{org}/tasks/{task}", patch(edit_task))
-        .route(
-            "/v1/orgs/{org}/tasks/{task}/assignee",
-            post(set_assignee).delete(unassign),
-        )
-        .route("/v1/orgs/{org}/tasks/{task}/status", post(change_status))
-        .route("/v1/orgs/{org}/tasks/{task}/tags", post(add_tag))
-        .route("/v1/orgs/{org}/tasks/{task}/tags/{tag}", delete(remove_tag))
-        .route("/v1/orgs/{org}/tasks/{task}/archive", post(archive_task))
-        .route("/v1/orgs/{org}/tasks/{task}/comments", post(add_comment))
-        .route(
-            "/v1/orgs/{org}/tasks/{task}/comments/{comment}",
-            patch(edit_comment).delete(delete_comment),
-        )
+pub fn routes(api: &mut Api<AppState>) {
+    command(
+        Post,
+        "/v1/orgs/{org}/projects/{project}/tasks",
+        "createTask",
+        "tasks",
+        "Create a task in a project.",
+    )
+    .body::<bodies::CreateTask>()
+    .created()
+    .described("Members, admins and owners. The task takes the project's next number (`WEB-42`).")
+    .mount(api, create_task);
+    command(
+        Patch,
+        "/v1/orgs/{org}/tasks/{task}",
+        "editTask",
+        "tasks",
+        "Edit a task's title, description, priority or due date.",
+    )
+    .body::<bodies::EditTask>()
+    .if_match("task")
+    .mount(api, edit_task);
+    command(
+        Post,
+        "/v1/orgs/{org}/tasks/{task}/assignee",
+        "setAssignee",
+        "tasks",
+        "Assign a task to a member (or unassign it with null).",
+    )
+    .body::<bodies::SetAssignee>()
+    .if_match("task")
+    .mount(api, set_assignee);
+    command(
+        Delete,
+        "/v1/orgs/{org}/tasks/{task}/assignee",
+        "unassignTask",
+        "tasks",
+        "Unassign a task.",
+    )
+    .if_match("task")
+    .mount(api, unassign);
+    command(
+        Post,
+        "/v1/orgs/{org}/tasks/{task}/status",
+        "changeTaskStatus",
+        "tasks",
+        "Move a task to another status of its project's workflow.",
+    )
+    .body::<bodies::ChangeStatus>()
+    .if_match("task")
+    .mount(api, change_status);
+    command(
+        Post,
+        "/v1/orgs/{org}/tasks/{task}/tags",
+        "addTaskTag",
+        "tasks",
+        "Tag a task.",
+    )
+    .body::<bodies::AddTaskTag>()
+    .if_match("task")
+    .mount(api, add_tag);
+    command(
+        Delete,
+        "/v1/orgs/{org}/tasks/{task}/tags/{tag}",
+        "removeTaskTag",
+        "tasks",
+        "Remove a tag from a task.",
+    )
+    .if_match("task")
+    .mount(api, remove_tag);
+    command(
+        Post,
+        "/v1/orgs/{org}/tasks/{task}/archive",
+        "archiveTask",
+        "tasks",
+        "Archive a task.",
+    )
+    .if_match("task")
+    .mount(api, archive_task);
+    command(
+        Post,
+        "/v1/orgs/{org}/tasks/{task}/comments",
+        "addComment",
+        "comments",
+        "Comment on a task.",
+    )
+    .body::<bodies::AddComment>()
+    .if_match("task")
+    .created()
+    .described("`@handle` mentions of members notify them. The answer's `id` is the comment's.")
+    .mount(api, add_comment);
+    command(
+        Patch,
+        "/v1/orgs/{org}/tasks/{task}/comments/{comment}",
+        "editComment",
+        "comments",
+        "Edit a comment (its author only).",
+    )
+    .body::<bodies::EditComment>()
+    .if_match("task")
+    .mount(api, edit_comment);
+    command(
+        Delete,
+        "/v1/orgs/{org}/tasks/{task}/comments/{comment}",
+        "deleteComment",
+        "comments",
+        "Delete a comment (its author, or an admin).",
+    )
+    .if_match("task")
+    .mount(api, delete_comment);
 }
 
 /// A task of this organization; another organization's is "not found".

@@ -1,33 +1,32 @@
 //! The organization's tag catalog and members.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use tasklog_command_api::auth::Caller;
-use tasklog_command_api::extract::AppPath;
+use tasklog_http::query::NoParams;
+use tasklog_http::{Api, ApiError, AppPath, Caller, Query};
 use uuid::Uuid;
 
-use crate::consistency::{Consistency, Projection};
-use crate::error::QueryError;
-use crate::params::Params;
-use crate::views::Items;
+use crate::consistency::{Consistency, ReadModel};
+use crate::openapi::read;
+use crate::views::{parse_enum, Items, Member, Tag};
 use crate::QueryState;
 
-pub fn router() -> Router<QueryState> {
-    Router::new()
-        .route("/v1/orgs/{org}/tags", get(tags))
-        .route("/v1/orgs/{org}/members", get(members))
-}
-
-#[derive(Serialize, Debug)]
-struct Tag {
-    id: Uuid,
-    name: String,
-    color: Option<String>,
-    /// Tasks carrying the tag.
-    usage_count: i64,
+pub fn routes(api: &mut Api<QueryState>) {
+    read::<Items<Tag>>(
+        "/v1/orgs/{org}/tags",
+        "listTags",
+        "directory",
+        "Every tag, by name, with how many tasks carry it.",
+    )
+    .mount(api, tags);
+    read::<Items<Member>>(
+        "/v1/orgs/{org}/members",
+        "listMembers",
+        "directory",
+        "Every member, by handle.",
+    )
+    .mount(api, members);
 }
 
 /// Every tag, by name, with how many tasks carry it.
@@ -37,11 +36,10 @@ async fn tags(
     caller: Caller,
     AppPath(org): AppPath<Uuid>,
     consistency: Consistency,
-    params: Params,
-) -> Result<Json<Items<Tag>>, QueryError> {
-    params.only(&[])?;
+    _: Query<NoParams>,
+) -> Result<Json<Items<Tag>>, ApiError> {
     state
-        .admit(&caller, org, consistency, &[Projection::Tasks])
+        .admit(&caller, org, consistency, &[ReadModel::Tasks])
         .await?;
     let rows: Vec<(Uuid, String, Option<String>, i64)> = sqlx::query_as(
         "SELECT t.tag_id, t.name, t.color, COALESCE(u.tasks, 0)
@@ -65,14 +63,6 @@ async fn tags(
     Ok(Json(Items { items }))
 }
 
-#[derive(Serialize, Debug)]
-struct Member {
-    user_id: Uuid,
-    handle: String,
-    role: String,
-    joined_at: DateTime<Utc>,
-}
-
 /// Every member, by handle.
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, org = %org))]
 async fn members(
@@ -80,9 +70,8 @@ async fn members(
     caller: Caller,
     AppPath(org): AppPath<Uuid>,
     consistency: Consistency,
-    params: Params,
-) -> Result<Json<Items<Member>>, QueryError> {
-    params.only(&[])?;
+    _: Query<NoParams>,
+) -> Result<Json<Items<Member>>, ApiError> {
     state.admit(&caller, org, consistency, &[]).await?;
     let rows: Vec<(Uuid, String, String, DateTime<Utc>)> = sqlx::query_as(
         "SELECT user_id, handle, role, joined_at
@@ -95,12 +84,14 @@ async fn members(
     .await?;
     let items = rows
         .into_iter()
-        .map(|(user_id, handle, role, joined_at)| Member {
-            user_id,
-            handle,
-            role,
-            joined_at,
+        .map(|(user_id, handle, role, joined_at)| {
+            Ok(Member {
+                user_id,
+                handle,
+                role: parse_enum(&role)?,
+                joined_at,
+            })
         })
-        .collect();
+        .collect::<Result<_, sqlx::Error>>()?;
     Ok(Json(Items { items }))
 }

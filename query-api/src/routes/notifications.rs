@@ -1,39 +1,48 @@
 //! The caller's own notifications in an organization.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use sqlx::Row;
-use tasklog_command_api::auth::Caller;
-use tasklog_command_api::extract::AppPath;
+use tasklog_http::query::{bad_param, blank_is_absent, time_in_range, Limit};
+use tasklog_http::{Api, ApiError, AppPath, Caller, Query};
 use uuid::Uuid;
 
-use crate::consistency::{Consistency, Projection};
+use crate::consistency::{Consistency, ReadModel};
 use crate::cursor;
-use crate::error::bad_param;
-use crate::error::QueryError;
-use crate::params::{time_in_range, Params};
-use crate::views::Page;
+use crate::openapi::read;
+use crate::views::{parse_enum, Notification, Page};
 use crate::QueryState;
 
-pub fn router() -> Router<QueryState> {
-    Router::new().route("/v1/orgs/{org}/me/notifications", get(list))
+pub fn routes(api: &mut Api<QueryState>) {
+    read::<Page<Notification>>(
+        "/v1/orgs/{org}/me/notifications",
+        "listNotifications",
+        "notifications",
+        "The caller's notifications, newest first.",
+    )
+    .query::<NotificationParams>()
+    .mount(api, list);
 }
 
-#[derive(Serialize, Debug)]
-struct Notification {
-    id: Uuid,
-    /// `assigned` or `mentioned`.
-    kind: String,
-    task_id: Uuid,
-    task_key: Option<String>,
-    task_title: Option<String>,
-    comment_id: Option<Uuid>,
-    actor: Option<Uuid>,
-    created_at: DateTime<Utc>,
-    read: bool,
+/// The query parameters of the caller's notifications.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NotificationParams {
+    /// `true` leaves out the read ones.
+    #[serde(default)]
+    #[schemars(example = &"true")]
+    unread: bool,
+    /// Items per page.
+    #[serde(default)]
+    #[schemars(example = &"10")]
+    limit: Limit,
+    /// The `next_cursor` of the previous page; opaque.
+    #[serde(default, deserialize_with = "blank_is_absent")]
+    #[schemars(with = "String")]
+    cursor: Option<String>,
 }
 
 /// Newest first; `unread=true` leaves out the read ones.
@@ -43,13 +52,12 @@ async fn list(
     caller: Caller,
     AppPath(org): AppPath<Uuid>,
     consistency: Consistency,
-    params: Params,
-) -> Result<Json<Page<Notification>>, QueryError> {
-    params.only(&["unread", "limit", "cursor"])?;
-    let unread = params.bool("unread", false)?;
-    let limit = params.limit()?;
+    Query(params): Query<NotificationParams>,
+) -> Result<Json<Page<Notification>>, ApiError> {
+    let unread = params.unread;
+    let Limit(limit) = params.limit;
     let after: Option<(DateTime<Utc>, Uuid)> =
-        params.one("cursor")?.map(cursor::decode).transpose()?;
+        params.cursor.as_deref().map(cursor::decode).transpose()?;
     if after.is_some_and(|(at, _)| !time_in_range(at)) {
         return Err(bad_param("cursor", "not a cursor this endpoint returned"));
     }
@@ -58,7 +66,7 @@ async fn list(
             &caller,
             org,
             consistency,
-            &[Projection::Notifications, Projection::Tasks],
+            &[ReadModel::Notifications, ReadModel::Tasks],
         )
         .await?;
     let rows = sqlx::query(
@@ -86,7 +94,7 @@ async fn list(
         .map(|r| {
             Ok(Notification {
                 id: r.try_get("notification_id")?,
-                kind: r.try_get("kind")?,
+                kind: parse_enum(r.try_get("kind")?)?,
                 task_id: r.try_get("task_id")?,
                 task_key: r.try_get("task_key")?,
                 task_title: r.try_get("task_title")?,

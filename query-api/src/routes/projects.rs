@@ -5,32 +5,51 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::Serialize;
+use axum::Json;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
-use tasklog_command_api::auth::Caller;
-use tasklog_command_api::error::ApiError;
-use tasklog_command_api::extract::AppPath;
+use tasklog_http::query::NoParams;
+use tasklog_http::{Api, ApiError, AppPath, Caller, Query};
 use uuid::Uuid;
 
-use crate::consistency::{Consistency, Projection};
-use crate::error::QueryError;
-use crate::params::Params;
-use crate::views::{tagged, Items, Project, Task, TASK_COLUMNS};
+use crate::consistency::{Consistency, ReadModel};
+use crate::openapi::read;
+use crate::views::{parse_enum, tagged, Board, Column, Items, Project, Task, TASK_COLUMNS};
 use crate::QueryState;
 
-const READS: &[Projection] = &[Projection::Directory, Projection::Tasks];
+const READS: &[ReadModel] = &[ReadModel::Directory, ReadModel::Tasks];
 
 /// Tasks shown per board column at most.
 pub const BOARD_COLUMN_LIMIT: i64 = 100;
 
-pub fn router() -> Router<QueryState> {
-    Router::new()
-        .route("/v1/orgs/{org}/projects", get(list))
-        .route("/v1/orgs/{org}/projects/{project}", get(detail))
-        .route("/v1/orgs/{org}/projects/{project}/board", get(board))
+pub fn routes(api: &mut Api<QueryState>) {
+    read::<Items<Project>>(
+        "/v1/orgs/{org}/projects",
+        "listProjects",
+        "projects",
+        "Every project, oldest first, with its task counts by status.",
+    )
+    .mount(api, list);
+    read::<Project>(
+        "/v1/orgs/{org}/projects/{project}",
+        "getProject",
+        "projects",
+        "One project.",
+    )
+    .etag()
+    .described("With the project's workflow.")
+    .mount(api, detail);
+    read::<Board>(
+        "/v1/orgs/{org}/projects/{project}/board",
+        "getBoard",
+        "projects",
+        "A project's board.",
+    )
+    .described(
+        "Non-archived tasks by status, in workflow order; within a column, most urgent \
+         first, then oldest first; at most 100 per column.",
+    )
+    .mount(api, board);
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, org = %org))]
@@ -39,9 +58,8 @@ async fn list(
     caller: Caller,
     AppPath(org): AppPath<Uuid>,
     consistency: Consistency,
-    params: Params,
-) -> Result<Json<Items<Project>>, QueryError> {
-    params.only(&[])?;
+    _: Query<NoParams>,
+) -> Result<Json<Items<Project>>, ApiError> {
     state.admit(&caller, org, consistency, READS).await?;
     let rows = sqlx::query(
         "SELECT project_id, name, key, archived, created_at, updated_at, version
@@ -80,9 +98,8 @@ async fn detail(
     AppPath((org, project)): AppPath<(Uuid, Uuid)>,
     consistency: Consistency,
     headers: HeaderMap,
-    params: Params,
-) -> Result<Response, QueryError> {
-    params.only(&[])?;
+    _: Query<NoParams>,
+) -> Result<Response, ApiError> {
     state.admit(&caller, org, consistency, READS).await?;
     let row = project_row(&state, org, project).await?;
     let mut view = Project::from_row(&row)?;
@@ -92,11 +109,7 @@ async fn detail(
 }
 
 /// The project's row (with its workflow), or 404 when it is not in `org`.
-pub async fn project_row(
-    state: &QueryState,
-    org: Uuid,
-    project: Uuid,
-) -> Result<PgRow, QueryError> {
+pub async fn project_row(state: &QueryState, org: Uuid, project: Uuid) -> Result<PgRow, ApiError> {
     sqlx::query(
         "SELECT project_id, name, key, archived, workflow, created_at, updated_at, version
            FROM read.projects
@@ -106,13 +119,10 @@ pub async fn project_row(
     .bind(org)
     .fetch_optional(&state.pool)
     .await?
-    .ok_or_else(|| ApiError::NotFound("project".into()).into())
+    .ok_or_else(|| ApiError::NotFound("project".into()))
 }
 
-async fn task_counts(
-    state: &QueryState,
-    project: Uuid,
-) -> Result<BTreeMap<String, i64>, QueryError> {
+async fn task_counts(state: &QueryState, project: Uuid) -> Result<BTreeMap<String, i64>, ApiError> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT status, count(*) FROM read.tasks
           WHERE project_id = $1 AND NOT archived
@@ -124,20 +134,6 @@ async fn task_counts(
     Ok(rows.into_iter().collect())
 }
 
-#[derive(Serialize, Debug)]
-struct Board {
-    columns: Vec<Column>,
-}
-
-#[derive(Serialize, Debug)]
-struct Column {
-    status: String,
-    category: String,
-    /// Non-archived tasks in this status, of which `tasks` shows the first 100.
-    total: i64,
-    tasks: Vec<Task>,
-}
-
 /// The project's non-archived tasks by status, in workflow order; within a
 /// column, most urgent first, then oldest first.
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, org = %org, project = %project))]
@@ -146,26 +142,27 @@ async fn board(
     caller: Caller,
     AppPath((org, project)): AppPath<(Uuid, Uuid)>,
     consistency: Consistency,
-    params: Params,
-) -> Result<Json<Board>, QueryError> {
-    params.only(&[])?;
+    _: Query<NoParams>,
+) -> Result<Json<Board>, ApiError> {
     state.admit(&caller, org, consistency, READS).await?;
     let row = project_row(&state, org, project).await?;
     let workflow: serde_json::Value = row.try_get("workflow")?;
-    let mut columns: Vec<Column> = workflow["statuses"]
+    let mut columns = Vec::new();
+    for s in workflow["statuses"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
-        .iter()
-        .filter_map(|s| {
-            Some(Column {
-                status: s["name"].as_str()?.to_owned(),
-                category: s["category"].as_str().unwrap_or_default().to_owned(),
-                total: 0,
-                tasks: Vec::new(),
-            })
-        })
-        .collect();
+    {
+        let Some(status) = s["name"].as_str() else {
+            continue;
+        };
+        columns.push(Column {
+            status: status.to_owned(),
+            category: parse_enum(s["category"].as_str().unwrap_or_default())?,
+            total: 0,
+            tasks: Vec::new(),
+        });
+    }
     let rows = sqlx::query(&format!(
         "SELECT * FROM (
              SELECT {TASK_COLUMNS},
@@ -193,7 +190,7 @@ async fn board(
             None => {
                 columns.push(Column {
                     status: task.status.clone(),
-                    category: task.status_category.clone(),
+                    category: task.status_category,
                     total: 0,
                     tasks: Vec::new(),
                 });

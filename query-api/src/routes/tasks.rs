@@ -4,35 +4,144 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::{Postgres, QueryBuilder, Row};
-use tasklog_command_api::auth::Caller;
-use tasklog_command_api::error::ApiError;
-use tasklog_command_api::extract::AppPath;
+use tasklog_domain::Priority;
+use tasklog_http::query::{
+    bad_param, blank_is_absent, date_in_range, time_in_range, FromParam, Limit, NoParams,
+    ParamDate, ParamUuid,
+};
+use tasklog_http::{query_param, Api, ApiError, AppPath, Caller, Query};
 use uuid::Uuid;
 
-use crate::consistency::{Consistency, Projection};
+use crate::consistency::{Consistency, ReadModel};
 use crate::cursor;
-use crate::error::{bad_param, QueryError};
-use crate::params::{date_in_range, time_in_range, Params};
+use crate::openapi::read;
 use crate::routes::projects::project_row;
-use crate::views::{tagged, Comment, Page, TagDetail, Task, TaskDetail, TASK_COLUMNS};
+use crate::views::{
+    tagged, ActivityItem, Comment, Page, TagDetail, Task, TaskDetail, TASK_COLUMNS,
+};
 use crate::QueryState;
 
-const READS: &[Projection] = &[Projection::Directory, Projection::Tasks];
+const READS: &[ReadModel] = &[ReadModel::Directory, ReadModel::Tasks];
 
-const PRIORITIES: &[&str] = &["none", "low", "medium", "high", "urgent"];
-
-pub fn router() -> Router<QueryState> {
-    Router::new()
-        .route("/v1/orgs/{org}/projects/{project}/tasks", get(list))
-        .route("/v1/orgs/{org}/tasks/{task}", get(detail))
-        .route("/v1/orgs/{org}/tasks/{task}/activity", get(activity))
+pub fn routes(api: &mut Api<QueryState>) {
+    read::<Page<Task>>(
+        "/v1/orgs/{org}/projects/{project}/tasks",
+        "listTasks",
+        "tasks",
+        "A project's tasks.",
+    )
+    .query::<TaskFilters>()
+    .described("Filtered, sorted, keyset-paginated. An unknown parameter is 422.")
+    .mount(api, list);
+    read::<TaskDetail>(
+        "/v1/orgs/{org}/tasks/{task}",
+        "getTask",
+        "tasks",
+        "One task with its comments and tags.",
+    )
+    .etag()
+    .mount(api, detail);
+    read::<Page<ActivityItem>>(
+        "/v1/orgs/{org}/tasks/{task}/activity",
+        "getTaskActivity",
+        "tasks",
+        "A task's history, oldest first.",
+    )
+    .query::<PageParams>()
+    .mount(api, activity);
 }
+
+/// The query parameters of a project's task list.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct TaskFilters {
+    /// Only tasks in one of these statuses (comma-separated or repeated).
+    #[serde(default)]
+    #[schemars(example = &"todo")]
+    status: Vec<String>,
+    /// Only tasks assigned to this user, or `none` for unassigned ones.
+    #[serde(default, deserialize_with = "blank_is_absent")]
+    #[schemars(with = "Assignee", example = &"none")]
+    assignee: Option<Assignee>,
+    /// Only tasks carrying this tag.
+    #[serde(default)]
+    #[schemars(with = "ParamUuid", example = &"0190a0a0-0000-7000-8000-000000000000")]
+    tag: Option<ParamUuid>,
+    /// Only tasks of one of these priorities (comma-separated or repeated).
+    #[serde(default)]
+    #[schemars(example = &"high,urgent")]
+    priority: Vec<Priority>,
+    /// Only tasks due before this day (`YYYY-MM-DD`, a year from 0001 to 9999).
+    #[serde(default)]
+    #[schemars(with = "ParamDate", example = &"2030-01-31")]
+    due_before: Option<ParamDate>,
+    /// Only tasks due after this day (`YYYY-MM-DD`, a year from 0001 to 9999).
+    #[serde(default)]
+    #[schemars(with = "ParamDate", example = &"2020-01-01")]
+    due_after: Option<ParamDate>,
+    /// Full-text search in title and description.
+    #[serde(default, deserialize_with = "blank_is_absent")]
+    #[schemars(with = "String", example = &"login")]
+    q: Option<String>,
+    /// `true` lists the archived tasks instead.
+    #[serde(default)]
+    #[schemars(example = &"false")]
+    archived: bool,
+    /// The order; `-` for descending. Ties are broken by id. Tasks without a due date come last either way.
+    #[serde(default, deserialize_with = "blank_is_absent")]
+    #[schemars(with = "Sort", example = &"-priority")]
+    sort: Option<Sort>,
+    /// Items per page.
+    #[serde(default)]
+    #[schemars(example = &"10")]
+    limit: Limit,
+    /// The `next_cursor` of the previous page; opaque.
+    #[serde(default, deserialize_with = "blank_is_absent")]
+    #[schemars(with = "String")]
+    cursor: Option<String>,
+}
+
+/// The query parameters of a paginated list.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct PageParams {
+    /// Items per page.
+    #[serde(default)]
+    #[schemars(example = &"10")]
+    limit: Limit,
+    /// The `next_cursor` of the previous page; opaque.
+    #[serde(default, deserialize_with = "blank_is_absent")]
+    #[schemars(with = "String")]
+    cursor: Option<String>,
+}
+
+/// `assignee=<uuid>` or `assignee=none`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Assignee {
+    Unassigned,
+    User(Uuid),
+}
+
+impl FromParam for Assignee {
+    fn expected() -> String {
+        "must be a UUID or none".into()
+    }
+    fn from_param(value: &str) -> Option<Self> {
+        match value {
+            "none" => Some(Self::Unassigned),
+            v => Uuid::parse_str(v).ok().map(Self::User),
+        }
+    }
+}
+query_param!(Assignee, {
+    "anyOf": [{ "type": "string", "format": "uuid" }, { "const": "none" }]
+});
 
 /// What a task list is ordered by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,9 +159,32 @@ struct Sort {
     descending: bool,
 }
 
-impl Sort {
-    fn parse(value: Option<&str>) -> Result<Self, QueryError> {
-        let value = value.unwrap_or("created");
+/// Every `sort` a task list takes.
+const SORTS: [&str; 8] = [
+    "created",
+    "-created",
+    "updated",
+    "-updated",
+    "priority",
+    "-priority",
+    "due",
+    "-due",
+];
+
+impl Default for Sort {
+    fn default() -> Self {
+        Self {
+            key: SortKey::Created,
+            descending: false,
+        }
+    }
+}
+
+impl FromParam for Sort {
+    fn expected() -> String {
+        format!("must be one of {}", SORTS.join(", "))
+    }
+    fn from_param(value: &str) -> Option<Self> {
         let (descending, name) = match value.strip_prefix('-') {
             Some(name) => (true, name),
             None => (false, value),
@@ -62,17 +194,14 @@ impl Sort {
             "updated" => SortKey::Updated,
             "priority" => SortKey::Priority,
             "due" => SortKey::Due,
-            _ => {
-                return Err(bad_param(
-                    "sort",
-                    "must be one of created, -created, updated, -updated, priority, \
-                     -priority, due, -due",
-                ))
-            }
+            _ => return None,
         };
-        Ok(Self { key, descending })
+        Some(Self { key, descending })
     }
+}
+query_param!(Sort, { "type": "string", "default": "created", "enum": SORTS });
 
+impl Sort {
     fn name(self) -> String {
         let name = match self.key {
             SortKey::Created => "created",
@@ -107,7 +236,7 @@ impl Sort {
         self,
         qb: &mut QueryBuilder<'_, Postgres>,
         encoded: &str,
-    ) -> Result<(), QueryError> {
+    ) -> Result<(), ApiError> {
         let (sort, key, id): (String, Value, Uuid) = cursor::decode(encoded)?;
         if sort != self.name() {
             return Err(bad_param(
@@ -178,66 +307,29 @@ impl Sort {
     }
 }
 
-/// `assignee=<uuid>` or `assignee=none`.
-fn assignee_filter(params: &Params) -> Result<Option<Option<Uuid>>, QueryError> {
-    match params.one("assignee")? {
-        None => Ok(None),
-        Some("none") => Ok(Some(None)),
-        Some(v) => Uuid::parse_str(v)
-            .map(|u| Some(Some(u)))
-            .map_err(|_| bad_param("assignee", "must be a UUID or none")),
-    }
-}
-
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, org = %org, project = %project))]
 async fn list(
     State(state): State<QueryState>,
     caller: Caller,
     AppPath((org, project)): AppPath<(Uuid, Uuid)>,
     consistency: Consistency,
-    params: Params,
-) -> Result<Json<Page<Task>>, QueryError> {
-    params.only(&[
-        "status",
-        "assignee",
-        "tag",
-        "priority",
-        "due_before",
-        "due_after",
-        "q",
-        "archived",
-        "sort",
-        "limit",
-        "cursor",
-    ])?;
-    let statuses: Vec<String> = params
-        .list("status")
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    let priorities: Vec<String> = params
-        .list("priority")
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    if let Some(p) = priorities
-        .iter()
-        .find(|p| !PRIORITIES.contains(&p.as_str()))
-    {
-        return Err(bad_param(
-            "priority",
-            format!("{p} is not one of {}", PRIORITIES.join(", ")),
-        ));
-    }
-    let assignee = assignee_filter(&params)?;
-    let tag = params.uuid("tag")?;
-    let due_before = params.date("due_before")?;
-    let due_after = params.date("due_after")?;
-    let text = params.one("q")?.map(str::to_owned);
-    let archived = params.bool("archived", false)?;
-    let sort = Sort::parse(params.one("sort")?)?;
-    let limit = params.limit()?;
-    let after = params.one("cursor")?;
+    Query(params): Query<TaskFilters>,
+) -> Result<Json<Page<Task>>, ApiError> {
+    let priorities: Vec<String> = params.priority.iter().map(priority_name).collect();
+    let TaskFilters {
+        status: statuses,
+        assignee,
+        tag,
+        due_before,
+        due_after,
+        q: text,
+        archived,
+        sort,
+        limit: Limit(limit),
+        cursor: after,
+        ..
+    } = params;
+    let sort = sort.unwrap_or_default();
 
     state.admit(&caller, org, consistency, READS).await?;
     project_row(&state, org, project).await?;
@@ -262,20 +354,20 @@ async fn list(
     }
     match assignee {
         None => {}
-        Some(None) => {
+        Some(Assignee::Unassigned) => {
             qb.push(" AND t.assignee IS NULL");
         }
-        Some(Some(user)) => {
+        Some(Assignee::User(user)) => {
             qb.push(" AND t.assignee = ").push_bind(user);
         }
     }
-    if let Some(tag) = tag {
+    if let Some(ParamUuid(tag)) = tag {
         qb.push(" AND t.tags @> ").push_bind(vec![tag]);
     }
-    if let Some(d) = due_before {
+    if let Some(ParamDate(d)) = due_before {
         qb.push(" AND t.due_date < ").push_bind(d);
     }
-    if let Some(d) = due_after {
+    if let Some(ParamDate(d)) = due_after {
         qb.push(" AND t.due_date > ").push_bind(d);
     }
     if let Some(text) = text {
@@ -283,7 +375,7 @@ async fn list(
             .push_bind(text)
             .push(")");
     }
-    if let Some(after) = after {
+    if let Some(after) = &after {
         sort.push_after(&mut qb, after)?;
     }
     qb.push(sort.order_by())
@@ -311,9 +403,8 @@ async fn detail(
     AppPath((org, task)): AppPath<(Uuid, Uuid)>,
     consistency: Consistency,
     headers: HeaderMap,
-    params: Params,
-) -> Result<Response, QueryError> {
-    params.only(&[])?;
+    _: Query<NoParams>,
+) -> Result<Response, ApiError> {
     state.admit(&caller, org, consistency, READS).await?;
     let row = sqlx::query(&format!(
         "SELECT {TASK_COLUMNS} FROM read.tasks t WHERE t.task_id = $1 AND t.org_id = $2"
@@ -367,16 +458,6 @@ async fn detail(
     Ok(tagged(&headers, version, body))
 }
 
-/// One event in a task's history.
-#[derive(Serialize, Debug)]
-struct ActivityItem {
-    event_id: Uuid,
-    event_type: String,
-    actor: Option<Uuid>,
-    occurred_at: DateTime<Utc>,
-    data: Value,
-}
-
 /// A task's history, oldest first.
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, org = %org, task = %task))]
 async fn activity(
@@ -384,16 +465,15 @@ async fn activity(
     caller: Caller,
     AppPath((org, task)): AppPath<(Uuid, Uuid)>,
     consistency: Consistency,
-    params: Params,
-) -> Result<Json<Page<ActivityItem>>, QueryError> {
-    params.only(&["limit", "cursor"])?;
-    let limit = params.limit()?;
-    let after: Option<(i64, i64)> = params.one("cursor")?.map(cursor::decode).transpose()?;
+    Query(params): Query<PageParams>,
+) -> Result<Json<Page<ActivityItem>>, ApiError> {
+    let Limit(limit) = params.limit;
+    let after: Option<(i64, i64)> = params.cursor.as_deref().map(cursor::decode).transpose()?;
     if after.is_some_and(|(commit, event)| commit < 0 || event < 0) {
         return Err(bad_param("cursor", "not a cursor this endpoint returned"));
     }
     state
-        .admit(&caller, org, consistency, &[Projection::Activity])
+        .admit(&caller, org, consistency, &[ReadModel::Activity])
         .await?;
     // Every task's history starts with its creation, so no rows means no such task here.
     let known: bool = sqlx::query_scalar(
@@ -404,7 +484,7 @@ async fn activity(
     .fetch_one(&state.pool)
     .await?;
     if !known {
-        return Err(ApiError::NotFound("task".into()).into());
+        return Err(ApiError::NotFound("task".into()));
     }
     let (commit, event) = after.unwrap_or((-1, -1));
     let rows = sqlx::query(
@@ -443,4 +523,12 @@ async fn activity(
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok(Json(Page { items, next_cursor }))
+}
+
+/// The name a read model stores a priority under (its JSON name).
+fn priority_name(priority: &Priority) -> String {
+    serde_json::to_value(priority)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }

@@ -10,7 +10,7 @@ use reqwest::Response;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use sqlx::{Executor, PgPool};
-use tasklog_command_api::auth::{mint_hs256, AuthConfig, Authenticator};
+use tasklog_http::auth::{mint_hs256, AuthConfig, Authenticator};
 use tasklog_query_api::{router, QueryState};
 use uuid::Uuid;
 
@@ -125,7 +125,8 @@ pub async fn serve(db: &PgPool, wait: Duration, poll: Duration) -> String {
         secret: SecretString::from(SECRET),
     })
     .unwrap();
-    let mut state = QueryState::new(db.clone(), Arc::new(auth));
+    let store = tasklog_event_store_postgres::PgEventStore::open(db.clone());
+    let mut state = QueryState::new(db.clone(), store, Arc::new(auth));
     state.consistency_wait = wait;
     state.consistency_poll = poll;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,7 +1,7 @@
 //! Bearer tokens verified with an identity provider's RS256 public key.
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use tasklog_command_api::auth::{mint_hs256, AuthConfig, Authenticator, Claims};
+use tasklog_http::auth::{mint_hs256, AuthConfig, Authenticator, Claims};
 use uuid::Uuid;
 
 const PRIVATE: &str = include_str!("fixtures/rs256-test-private.pem");
