@@ -7,3 +7,4 @@ mod details;
 mod helpers;
 mod lists;
 mod live;
+mod world;
