@@ -150,7 +150,11 @@ impl World {
     /// Writes the world's events and projects them.
     pub async fn seed(db: &PgPool) -> World {
         let log = EventLog::new(db);
-        let projections = Projections::start(db, &log).await;
+        // The projections' tables are made while the events are written.
+        let starting = {
+            let (db, log) = (db.clone(), log.clone());
+            tokio::spawn(async move { Projections::start(&db, &log).await })
+        };
         let (org, other_org) = (Uuid::now_v7(), Uuid::now_v7());
         let (alice, bob, carol, dave, eve) = (
             User::new("alice"),
@@ -368,39 +372,34 @@ impl World {
             spec("Plan sprint", "todo", "medium", None, None, vec![], 110),
         ];
 
-        let mut tasks = Vec::new();
+        // Each task takes its number from the project (one append at a time
+        // to the project's stream), then the tasks' streams are written side
+        // by side.
+        let ids: Vec<Uuid> = specs.iter().map(|_| Uuid::new_v4()).collect();
         let mut project_version = 0;
-        // The events of each task's assignment, by task title.
-        let mut assignments = std::collections::HashMap::new();
-        let mut comments = None;
-        for (i, spec) in specs.into_iter().enumerate() {
-            let id = Uuid::new_v4();
+        for (i, &task_id) in ids.iter().enumerate() {
             let number = i as u64 + 1;
-            let created = 10 + i as i64;
-            let task = format!("task-{id}");
-            let reserved = ProjectEvent::from(TaskNumberReserved {
-                task_id: id,
-                number,
-            });
+            let reserved = ProjectEvent::from(TaskNumberReserved { task_id, number });
+            let by = in_a(&alice, 10 + i as i64);
             project_version = log
-                .append(
-                    &format!("project-{project}"),
-                    in_a(&alice, created),
-                    [reserved],
-                )
+                .append(&format!("project-{project}"), by, [reserved])
                 .await
                 .version;
-            let details = TaskDetailsEdited {
-                title: spec.title.into(),
-                description: format!("Details about {}", spec.title.to_lowercase()),
-                priority: priority(spec.priority),
-                due_date: spec.due.map(date),
-            };
-            let mut last = log
-                .append(
-                    &task,
-                    in_a(&alice, created),
-                    [TaskEvent::from(TaskCreated {
+        }
+        let written = futures::future::join_all(specs.into_iter().zip(ids).enumerate().map(
+            |(i, (spec, id))| {
+                let (log, alice, bob) = (&log, &alice, &bob);
+                async move {
+                    let number = i as u64 + 1;
+                    let created = 10 + i as i64;
+                    let task = format!("task-{id}");
+                    let details = TaskDetailsEdited {
+                        title: spec.title.into(),
+                        description: format!("Details about {}", spec.title.to_lowercase()),
+                        priority: priority(spec.priority),
+                        due_date: spec.due.map(date),
+                    };
+                    let created_event = TaskEvent::from(TaskCreated {
                         task_id: id,
                         org_id: org,
                         project_id: project,
@@ -413,49 +412,68 @@ impl World {
                         status: "todo".into(),
                         status_category: StatusCategory::Unstarted,
                         created_by: alice.id,
-                    })],
-                )
-                .await;
-            if spec.title == "Crash on save" {
-                comments = Some(comments_on(&log, &task, in_a, &alice, &bob).await);
+                    });
+                    let mut last = log
+                        .append(&task, in_a(alice, created), [created_event])
+                        .await;
+                    let comments = if spec.title == "Crash on save" {
+                        Some(comments_on(log, &task, in_a, alice, bob).await)
+                    } else {
+                        None
+                    };
+                    let mut assignment = None;
+                    if let Some((assignee, by, minute)) = spec.assigned {
+                        let assigned = TaskEvent::from(TaskAssigned {
+                            assignee: assignee.id,
+                            previous: None,
+                        });
+                        last = log.append(&task, in_a(by, minute), [assigned]).await;
+                        assignment = Some(last.event_ids[0]);
+                    }
+                    let mut changes = moves_to(spec.status);
+                    changes.extend(
+                        spec.tags
+                            .iter()
+                            .map(|&tag_id| TaskEvent::from(TaskTagAdded { tag_id })),
+                    );
+                    if spec.archived {
+                        changes.push(TaskEvent::from(TaskArchived {}));
+                    }
+                    if changes.is_empty() && spec.assigned.is_none_or(|(.., m)| m != spec.updated) {
+                        changes.push(TaskEvent::from(details));
+                    }
+                    if !changes.is_empty() {
+                        last = log.append(&task, in_a(alice, spec.updated), changes).await;
+                    }
+                    let seeded = SeededTask {
+                        id,
+                        title: spec.title.into(),
+                        status: spec.status.into(),
+                        priority: spec.priority,
+                        rank: rank(spec.priority),
+                        assignee: spec.assigned.map(|(assignee, ..)| assignee.id),
+                        due: spec.due.map(date),
+                        tags: spec.tags,
+                        archived: spec.archived,
+                        created_at: at(created),
+                        updated_at: at(spec.updated),
+                        version: last.version,
+                    };
+                    (seeded, assignment, comments)
+                }
+            },
+        ))
+        .await;
+        let mut tasks = Vec::new();
+        // The event of each task's assignment, by task title.
+        let mut assignments = std::collections::HashMap::new();
+        let mut comments = None;
+        for (task, assignment, on_it) in written {
+            if let Some(event) = assignment {
+                assignments.insert(task.title.clone(), event);
             }
-            if let Some((assignee, by, minute)) = spec.assigned {
-                let assigned = TaskEvent::from(TaskAssigned {
-                    assignee: assignee.id,
-                    previous: None,
-                });
-                last = log.append(&task, in_a(by, minute), [assigned]).await;
-                assignments.insert(spec.title, last.event_ids[0]);
-            }
-            let mut changes = moves_to(spec.status);
-            changes.extend(
-                spec.tags
-                    .iter()
-                    .map(|&tag_id| TaskEvent::from(TaskTagAdded { tag_id })),
-            );
-            if spec.archived {
-                changes.push(TaskEvent::from(TaskArchived {}));
-            }
-            if changes.is_empty() && spec.assigned.is_none_or(|(.., m)| m != spec.updated) {
-                changes.push(TaskEvent::from(details));
-            }
-            if !changes.is_empty() {
-                last = log.append(&task, in_a(&alice, spec.updated), changes).await;
-            }
-            tasks.push(SeededTask {
-                id,
-                title: spec.title.into(),
-                status: spec.status.into(),
-                priority: spec.priority,
-                rank: rank(spec.priority),
-                assignee: spec.assigned.map(|(assignee, ..)| assignee.id),
-                due: spec.due.map(date),
-                tags: spec.tags,
-                archived: spec.archived,
-                created_at: at(created),
-                updated_at: at(spec.updated),
-                version: last.version,
-            });
+            comments = comments.or(on_it);
+            tasks.push(task);
         }
 
         // Organization B: carol's task, given to alice while she was a member.
@@ -527,6 +545,7 @@ impl World {
         let end = log
             .append(&format!("inbox-{}", alice.id), in_a(&alice, 25), [read])
             .await;
+        let projections = starting.await.expect("the projections start");
         projections.catch_up(end.position).await;
 
         World {
