@@ -199,7 +199,7 @@ fn projector(pool: &PgPool, store: &PgEventStore, p: Arc<dyn Projection>) -> Pro
     Projector::new(pool.clone(), Arc::new(store.clone()), p, fast())
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn every_projection_applies_each_event_once_and_moves_its_checkpoint_with_it(pool: PgPool) {
     let store = PgEventStore::new(pool.clone());
     let w = world(&store).await;
@@ -254,7 +254,7 @@ async fn every_projection_applies_each_event_once_and_moves_its_checkpoint_with_
     assert_eq!(owner_notes, 0);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn every_checkpoint_move_is_announced_when_its_batch_commits(pool: PgPool) {
     let store = PgEventStore::new(pool.clone());
     let w = world(&store).await;
@@ -285,7 +285,7 @@ async fn every_checkpoint_move_is_announced_when_its_batch_commits(pool: PgPool)
     );
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_batch_without_events_the_projection_applies_only_moves_its_checkpoint(pool: PgPool) {
     let store = PgEventStore::new(pool.clone());
     let w = world(&store).await;
@@ -311,7 +311,7 @@ async fn a_batch_without_events_the_projection_applies_only_moves_its_checkpoint
     assert_eq!(orgs().await, before);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn two_writers_from_the_same_checkpoint_apply_a_batch_only_once(pool: PgPool) {
     let store = PgEventStore::new(pool.clone());
     let w = world(&store).await;
@@ -336,7 +336,7 @@ async fn two_writers_from_the_same_checkpoint_apply_a_batch_only_once(pool: PgPo
     assert_eq!(rows, 3);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_live_projector_looks_again_when_a_transaction_that_announces_nothing_held_events_back(
     pool: PgPool,
 ) {
@@ -473,7 +473,7 @@ async fn seen(pool: &PgPool) -> i64 {
         .unwrap()
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_failing_event_is_retried_then_parked_and_the_projection_moves_on(pool: PgPool) {
     let store = PgEventStore::new(pool.clone());
     // Each in a stream of its own: a replay after later events of the same
@@ -521,7 +521,7 @@ async fn a_failing_event_is_retried_then_parked_and_the_projection_moves_on(pool
     assert_eq!(parked, 0);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn transient_errors_are_retried_and_never_park(pool: PgPool) {
     let store = PgEventStore::new(pool.clone());
     raw(&store, vec![json!({"n": 1}), json!({"poison": true})]).await;
@@ -553,7 +553,7 @@ async fn tasks_caught_up(pool: &PgPool) -> (PgEventStore, World, Arc<dyn Project
     (store, w, tasks, g)
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_rebuild_fills_a_new_generation_and_switches_reads_in_one_step(pool: PgPool) {
     let (store, w, tasks, g1) = tasks_caught_up(&pool).await;
     let before: Value =
@@ -598,7 +598,7 @@ async fn a_rebuild_fills_a_new_generation_and_switches_reads_in_one_step(pool: P
     );
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_rebuild_drops_the_old_generation_only_after_live_batches_on_it_commit(pool: PgPool) {
     let (store, _, tasks, g1) = tasks_caught_up(&pool).await;
 
@@ -936,7 +936,7 @@ async fn rows_of(pool: &PgPool, projection: &dyn Projection, generation: i32) ->
     rows
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_batch_yields_the_same_rows_as_its_events_applied_one_at_a_time(pool: PgPool) {
     let store = PgEventStore::new(pool.clone());
     let last = busy_world(&store).await;
@@ -1011,7 +1011,7 @@ async fn a_batch_yields_the_same_rows_as_its_events_applied_one_at_a_time(pool: 
     assert_eq!((rows.len(), read), (5, 2), "{rows:#?}");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_task_created_twice_is_parked_not_overwritten(pool: PgPool) {
     let store = PgEventStore::new(pool.clone());
     let w = world(&store).await;
@@ -1132,7 +1132,7 @@ impl EventStore for CountingStore {
     }
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn projectors_awake_since_one_read_share_it_and_a_later_wake_reads_anew(pool: PgPool) {
     let store = PgEventStore::new(pool.clone());
     let w = world(&store).await;
@@ -1246,7 +1246,7 @@ async fn latest_value(pool: &PgPool, stream: &str) -> i64 {
         .unwrap()
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn replaying_a_parked_event_after_later_events_of_its_stream_were_applied_is_refused(
     pool: PgPool,
 ) {
@@ -1295,7 +1295,7 @@ async fn replaying_a_parked_event_after_later_events_of_its_stream_were_applied_
     assert_eq!(still, 0);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_parked_event_still_the_newest_applied_of_its_stream_is_replayed_in_its_place(
     pool: PgPool,
 ) {

@@ -2,6 +2,7 @@
 
 use std::sync::OnceLock;
 
+use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -20,6 +21,11 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("a bound listener has an address")
         .port()
+}
+
+/// How to connect to `pool`'s database as the application role.
+pub fn as_app_role(pool: &PgPool) -> PgConnectOptions {
+    (*pool.connect_options()).clone().username("tasklog_app")
 }
 
 /// A database of the tests: its name and how to connect to it.

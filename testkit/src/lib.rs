@@ -15,10 +15,14 @@ pub mod problem;
 pub mod tokens;
 
 pub use apps::{app_pool, authenticator, serve, spawn_command_api, spawn_query_api};
-pub use database::{admin_url, free_port, TestDatabase};
+pub use database::{admin_url, as_app_role, free_port, TestDatabase};
 pub use log::{Appended, By, EventLog, Projections};
 pub use problem::{assert_problem, problem_body, redact};
 pub use tokens::{token, token_expiring_at, token_signed_with, User, SECRET};
+
+/// The migrations of the PostgreSQL schema: adapter tests take their fresh
+/// database from `#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]`.
+pub use tasklog::MIGRATOR;
 
 /// Re-exported for [`assert_problem_snapshot!`] and for snapshot tests of
 /// other bodies.
