@@ -175,17 +175,8 @@ impl World {
         };
         let (org_a, org_b) = (format!("org-{org}"), format!("org-{other_org}"));
 
-        log.append(
-            &org_a,
-            in_a(&alice, 1),
-            [OrgEvent::from(OrganizationCreated {
-                org_id: org,
-                name: "Acme".into(),
-                owner_id: alice.id,
-                owner_handle: "alice".into(),
-            })],
-        )
-        .await;
+        let created = founded(org, "Acme", &alice, "alice");
+        log.append(&org_a, in_a(&alice, 1), [created]).await;
         for (user, handle, role, minute) in [
             (&bob, "bob", Role::Member, 2),
             (&dave, "dave", Role::Viewer, 3),
@@ -193,17 +184,8 @@ impl World {
             log.append(&org_a, in_a(&alice, minute), [member(user, handle, role)])
                 .await;
         }
-        log.append(
-            &org_b,
-            in_b(&carol, 1),
-            [OrgEvent::from(OrganizationCreated {
-                org_id: other_org,
-                name: "Globex".into(),
-                owner_id: carol.id,
-                owner_handle: "carol".into(),
-            })],
-        )
-        .await;
+        let created = founded(other_org, "Globex", &carol, "carol");
+        log.append(&org_b, in_b(&carol, 1), [created]).await;
 
         let (project, empty_project, other_project) =
             (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
@@ -592,6 +574,15 @@ impl World {
             .append(stream, By::now(self.org, user.id), events)
             .await
     }
+}
+
+fn founded(org_id: Uuid, name: &str, owner: &User, handle: &str) -> OrgEvent {
+    OrgEvent::from(OrganizationCreated {
+        org_id,
+        name: name.into(),
+        owner_id: owner.id,
+        owner_handle: handle.into(),
+    })
 }
 
 fn member(user: &User, handle: &str, role: Role) -> OrgEvent {
