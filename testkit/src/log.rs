@@ -139,28 +139,29 @@ impl Projections {
         self.catch_up_only(&[], target).await
     }
 
-    /// Steps the projectors of `names` (every one when empty) until each has
-    /// applied `target`. Other tests' open transactions may hold readers of
-    /// the log back for a moment, so it looks again until then.
+    /// Steps the projectors of `names` (every one when empty), side by side,
+    /// until each has applied `target`. Other tests' open transactions may
+    /// hold readers of the log back for a moment, so each looks again until
+    /// then.
     pub async fn catch_up_only(&self, names: &[&str], target: LogPosition) {
-        for (projector, g) in &self.projectors {
-            if !names.is_empty() && !names.contains(&projector.name()) {
-                continue;
-            }
-            let mut caught_up = false;
+        let chosen = self
+            .projectors
+            .iter()
+            .filter(|(p, _)| names.is_empty() || names.contains(&p.name()));
+        futures::future::join_all(chosen.map(|(projector, g)| async move {
             for _ in 0..6000 {
                 let outcome = projector
                     .project_next_batch(*g, true)
                     .await
                     .unwrap_or_else(|e| panic!("{} applies its batch: {e}", projector.name()));
                 if outcome.position >= target {
-                    caught_up = true;
-                    break;
+                    return;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            assert!(caught_up, "{} did not reach {target}", projector.name());
-        }
+            panic!("{} did not reach {target}", projector.name());
+        }))
+        .await;
     }
 
     /// Rebuilds every projection from the log, as `tasklog projections

@@ -354,21 +354,19 @@ impl World {
             spec("Plan sprint", "todo", "medium", None, None, vec![], 110),
         ];
 
-        // Each task takes its number from the project (one append at a time
-        // to the project's stream), then the tasks' streams are written side
-        // by side.
+        // The project hands out the tasks' numbers (its stream takes one
+        // append at a time); then the tasks' streams, and organization B's
+        // story, are written side by side.
         let ids: Vec<Uuid> = specs.iter().map(|_| Uuid::new_v4()).collect();
-        let mut project_version = 0;
-        for (i, &task_id) in ids.iter().enumerate() {
-            let number = i as u64 + 1;
-            let reserved = ProjectEvent::from(TaskNumberReserved { task_id, number });
-            let by = in_a(&alice, 10 + i as i64);
-            project_version = log
-                .append(&format!("project-{project}"), by, [reserved])
-                .await
-                .version;
-        }
-        let written = futures::future::join_all(specs.into_iter().zip(ids).enumerate().map(
+        let reserved = ids
+            .iter()
+            .zip(1..)
+            .map(|(&task_id, number)| ProjectEvent::from(TaskNumberReserved { task_id, number }));
+        let project_version = log
+            .append(&format!("project-{project}"), in_a(&alice, 20), reserved)
+            .await
+            .version;
+        let tasks_written = futures::future::join_all(specs.into_iter().zip(ids).enumerate().map(
             |(i, (spec, id))| {
                 let (log, alice, bob) = (&log, &alice, &bob);
                 async move {
@@ -444,8 +442,20 @@ impl World {
                     (seeded, assignment, comments)
                 }
             },
-        ))
-        .await;
+        ));
+        let other_task = Uuid::new_v4();
+        let (written, ()) = tokio::join!(
+            tasks_written,
+            organization_b(
+                &log,
+                other_org,
+                other_project,
+                other_task,
+                other_tag,
+                &carol,
+                &alice
+            )
+        );
         let mut tasks = Vec::new();
         // The event of each task's assignment, by task title.
         let mut assignments = std::collections::HashMap::new();
@@ -457,60 +467,6 @@ impl World {
             comments = comments.or(on_it);
             tasks.push(task);
         }
-
-        // Organization B: carol's task, given to alice while she was a member.
-        let other_task = Uuid::new_v4();
-        let other = format!("task-{other_task}");
-        let reserved = ProjectEvent::from(TaskNumberReserved {
-            task_id: other_task,
-            number: 1,
-        });
-        log.append(
-            &format!("project-{other_project}"),
-            in_b(&carol, 10),
-            [reserved],
-        )
-        .await;
-        log.append(
-            &other,
-            in_b(&carol, 10),
-            [
-                TaskEvent::from(TaskCreated {
-                    task_id: other_task,
-                    org_id: other_org,
-                    project_id: other_project,
-                    number: 1,
-                    key: "OPS-1".into(),
-                    title: "Login secret".into(),
-                    description: "Details about login secret".into(),
-                    priority: Priority::High,
-                    due_date: None,
-                    status: "todo".into(),
-                    status_category: StatusCategory::Unstarted,
-                    created_by: carol.id,
-                }),
-                TaskEvent::from(TaskTagAdded { tag_id: other_tag }),
-            ],
-        )
-        .await;
-        log.append(
-            &org_b,
-            in_b(&carol, 390),
-            [member(&alice, "alice", Role::Member)],
-        )
-        .await;
-        let to = |assignee: &User, previous: Option<&User>| {
-            TaskEvent::from(TaskAssigned {
-                assignee: assignee.id,
-                previous: previous.map(|u| u.id),
-            })
-        };
-        log.append(&other, in_b(&carol, 400), [to(&alice, None)])
-            .await;
-        log.append(&other, in_b(&carol, 405), [to(&carol, Some(&alice))])
-            .await;
-        let left = OrgEvent::from(MemberRemoved { user_id: alice.id });
-        log.append(&org_b, in_b(&carol, 410), [left]).await;
 
         // Alice's notifications in A: assigned (read five minutes later),
         // mentioned, assigned, assigned.
@@ -649,4 +605,64 @@ async fn comments_on(
         verify,
         mention,
     }
+}
+
+/// Organization B: carol's task, given to alice while she was a member.
+async fn organization_b(
+    log: &EventLog,
+    other_org: Uuid,
+    other_project: Uuid,
+    other_task: Uuid,
+    other_tag: Uuid,
+    carol: &User,
+    alice: &User,
+) {
+    // Carol does all of it.
+    let by = |minute| By {
+        org: other_org,
+        actor: carol.id,
+        at: at(minute),
+    };
+    let org_b = format!("org-{other_org}");
+    let other = format!("task-{other_task}");
+    let reserved = ProjectEvent::from(TaskNumberReserved {
+        task_id: other_task,
+        number: 1,
+    });
+    log.append(&format!("project-{other_project}"), by(10), [reserved])
+        .await;
+    log.append(
+        &other,
+        by(10),
+        [
+            TaskEvent::from(TaskCreated {
+                task_id: other_task,
+                org_id: other_org,
+                project_id: other_project,
+                number: 1,
+                key: "OPS-1".into(),
+                title: "Login secret".into(),
+                description: "Details about login secret".into(),
+                priority: Priority::High,
+                due_date: None,
+                status: "todo".into(),
+                status_category: StatusCategory::Unstarted,
+                created_by: carol.id,
+            }),
+            TaskEvent::from(TaskTagAdded { tag_id: other_tag }),
+        ],
+    )
+    .await;
+    log.append(&org_b, by(390), [member(alice, "alice", Role::Member)])
+        .await;
+    let to = |assignee: &User, previous: Option<&User>| {
+        TaskEvent::from(TaskAssigned {
+            assignee: assignee.id,
+            previous: previous.map(|u| u.id),
+        })
+    };
+    log.append(&other, by(400), [to(alice, None)]).await;
+    log.append(&other, by(405), [to(carol, Some(alice))]).await;
+    let left = OrgEvent::from(MemberRemoved { user_id: alice.id });
+    log.append(&org_b, by(410), [left]).await;
 }
