@@ -245,114 +245,29 @@ impl World {
         )
         .await;
 
-        let spec = |title, status, priority, assigned, due, tags: Vec<Uuid>, updated| Spec {
-            title,
-            status,
-            priority,
-            assigned,
-            due,
-            tags,
-            archived: false,
-            updated,
-        };
+        let (a, b) = (&alice, &bob);
         // Bob assigns three of alice's tasks (each notifies her) and takes
         // two himself; alice gives him "Release notes" (his one notification).
-        let specs = vec![
-            spec(
-                "Fix login redirect",
-                "todo",
-                "high",
-                Some((&alice, &bob, 20)),
-                Some("2026-03-01"),
-                vec![bug],
-                500,
-            ),
-            spec(
-                "Write onboarding docs",
-                "todo",
-                "low",
-                Some((&bob, &bob, 30)),
-                None,
-                vec![],
-                30,
-            ),
-            spec(
-                "Crash on save",
-                "doing",
-                "urgent",
-                Some((&alice, &alice, 900)),
-                Some("2026-02-15"),
-                vec![bug, ui],
-                900,
-            ),
-            spec(
-                "Polish dashboard colors",
-                "doing",
-                "medium",
-                None,
-                Some("2026-03-01"),
-                vec![ui],
-                40,
-            ),
-            spec(
-                "Release notes",
-                "done",
-                "high",
-                Some((&bob, &alice, 700)),
-                Some("2026-01-20"),
-                vec![],
-                700,
-            ),
-            spec(
-                "Investigate flaky test",
-                "todo",
-                "none",
-                None,
-                None,
-                vec![],
-                60,
-            ),
-            spec(
-                "Login timeout bug",
-                "done",
-                "medium",
-                Some((&alice, &bob, 300)),
-                None,
-                vec![bug],
-                800,
-            ),
-            spec(
-                "Dashboard export",
-                "todo",
-                "high",
-                Some((&bob, &bob, 80)),
-                Some("2026-04-10"),
-                vec![],
-                80,
-            ),
-            spec(
-                "Refactor billing",
-                "doing",
-                "low",
-                Some((&alice, &bob, 200)),
-                Some("2026-02-15"),
-                vec![],
-                600,
-            ),
-            Spec {
-                archived: true,
-                ..spec(
-                    "Old login flow",
-                    "todo",
-                    "urgent",
-                    Some((&alice, &alice, 100)),
-                    Some("2026-02-01"),
-                    vec![],
-                    100,
-                )
-            },
-            spec("Plan sprint", "todo", "medium", None, None, vec![], 110),
-        ];
+        #[rustfmt::skip]
+        let specs: Vec<Spec> = [
+            // title, status, priority, (assignee, by whom, minute), due, tags, archived, updated
+            ("Fix login redirect", "todo", "high", Some((a, b, 20)), Some("2026-03-01"), vec![bug], false, 500),
+            ("Write onboarding docs", "todo", "low", Some((b, b, 30)), None, vec![], false, 30),
+            ("Crash on save", "doing", "urgent", Some((a, a, 900)), Some("2026-02-15"), vec![bug, ui], false, 900),
+            ("Polish dashboard colors", "doing", "medium", None, Some("2026-03-01"), vec![ui], false, 40),
+            ("Release notes", "done", "high", Some((b, a, 700)), Some("2026-01-20"), vec![], false, 700),
+            ("Investigate flaky test", "todo", "none", None, None, vec![], false, 60),
+            ("Login timeout bug", "done", "medium", Some((a, b, 300)), None, vec![bug], false, 800),
+            ("Dashboard export", "todo", "high", Some((b, b, 80)), Some("2026-04-10"), vec![], false, 80),
+            ("Refactor billing", "doing", "low", Some((a, b, 200)), Some("2026-02-15"), vec![], false, 600),
+            ("Old login flow", "todo", "urgent", Some((a, a, 100)), Some("2026-02-01"), vec![], true, 100),
+            ("Plan sprint", "todo", "medium", None, None, vec![], false, 110),
+        ]
+        .into_iter()
+        .map(|(title, status, priority, assigned, due, tags, archived, updated)| Spec {
+            title, status, priority, assigned, due, tags, archived, updated,
+        })
+        .collect();
 
         // The project hands out the tasks' numbers (its stream takes one
         // append at a time); then the tasks' streams, and organization B's
