@@ -393,9 +393,11 @@ async fn check_document_and_docs(krate: &str, base: &str) {
 #[tokio::test]
 async fn command_api_serves_exactly_the_documented_routes() {
     let db = fresh_database().await;
-    let store: Arc<dyn tasklog_event_store::EventStore> =
-        Arc::new(tasklog_event_store::PgEventStore::new(db.pool.clone()));
-    let state = tasklog_command_api::state(db.pool.clone(), store, authenticator());
+    let state = tasklog_command_api::state(
+        db.pool.clone(),
+        tasklog_testkit::store(&db.pool),
+        authenticator(),
+    );
     let base = serve(tasklog_command_api::router(state)).await;
     check_routes("command-api", &base).await;
     check_document_and_docs("command-api", &base).await;

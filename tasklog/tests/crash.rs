@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use tasklog_event_store::{EventStore, LogPosition, PgEventStore};
+use tasklog_event_store::LogPosition;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
@@ -398,7 +398,7 @@ async fn tasklog_serve_killed_under_load_answers_no_5xx_and_neither_loses_nor_re
     running.store(false, Ordering::SeqCst);
     let seen = load.await.unwrap();
 
-    let store = PgEventStore::new(pool.clone());
+    let store = tasklog_testkit::store(&pool);
     let head = store.high_water_mark().await.unwrap().head.unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     while !caught_up(&pool, head).await {
@@ -473,7 +473,6 @@ async fn tasklog_serve_killed_under_load_answers_no_5xx_and_neither_loses_nor_re
         .unwrap();
     assert_eq!(parked, 0);
     let survived = snapshot(&pool).await;
-    let store: Arc<dyn EventStore> = Arc::new(store);
     for p in tasklog_projectors::all() {
         tasklog_projectors::status::rebuild(&pool, store.clone(), p, 1000, |_| {})
             .await

@@ -5,8 +5,8 @@
 //! problem+json assertions and snapshots.
 //!
 //! A regular library used only as a dev-dependency. The kit names the other
-//! crates' paths in few places: the store in [`log::EventLog::new`], the APIs
-//! in [`apps`], tokens in [`tokens`].
+//! crates' paths in few places: the store in [`store`], the APIs in [`apps`],
+//! tokens in [`tokens`].
 
 pub mod apps;
 pub mod database;
@@ -16,7 +16,7 @@ pub mod tokens;
 
 pub use apps::{app_pool, authenticator, serve, spawn_command_api, spawn_query_api};
 pub use database::{admin_url, as_app_role, free_port, TestDatabase};
-pub use log::{Appended, By, EventLog, Projections};
+pub use log::{store, Appended, By, EventLog, Projections};
 pub use problem::{assert_problem, problem_body, redact};
 pub use tokens::{token, token_expiring_at, token_signed_with, User, SECRET};
 

@@ -45,23 +45,26 @@ pub struct Appended {
     pub event_ids: Vec<Uuid>,
 }
 
+/// The event store over `pool`: the one place the kit names a backend.
+pub fn store(pool: &PgPool) -> Arc<dyn EventStore> {
+    Arc::new(PgEventStore::new(pool.clone()))
+}
+
 /// The event log of a test database.
 #[derive(Clone)]
 pub struct EventLog {
-    store: PgEventStore,
+    store: Arc<dyn EventStore>,
 }
 
 impl EventLog {
-    /// The event store over `pool`.
+    /// The log of `pool`'s database, through [`store`].
     pub fn new(pool: &PgPool) -> Self {
-        Self {
-            store: PgEventStore::new(pool.clone()),
-        }
+        Self { store: store(pool) }
     }
 
     /// The store itself.
     pub fn store(&self) -> Arc<dyn EventStore> {
-        Arc::new(self.store.clone())
+        self.store.clone()
     }
 
     /// Appends `events` to the end of `stream`, as `by` says.
