@@ -194,28 +194,3 @@ async fn a_duplicate_key_is_a_409_and_a_stale_if_match_a_412() {
     }
     "#);
 }
-
-#[tokio::test]
-async fn a_method_a_route_does_not_take_is_a_405() {
-    let app = spawn_app().await;
-    let (org, owner) = app.org().await;
-
-    let r = app
-        .request(
-            Method::PUT,
-            &format!("/v1/orgs/{org}/projects"),
-            &owner,
-            None,
-            &[],
-        )
-        .await;
-    assert_problem_snapshot!(r, @r#"
-    {
-      "code": "method_not_allowed",
-      "detail": "this method is not allowed on this route",
-      "status": 405,
-      "title": "Method not allowed",
-      "type": "https://tasklog.dev/problems/method_not_allowed"
-    }
-    "#);
-}
