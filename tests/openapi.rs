@@ -17,7 +17,7 @@ use std::sync::Arc;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sqlx::PgPool;
-use tasklog::Settings;
+use tasklog_testkit::{authenticator, serve, TestDatabase};
 use uuid::Uuid;
 
 const CRATES: [&str; 2] = ["command-api", "query-api"];
@@ -171,83 +171,36 @@ fn openapi_documents_are_well_formed() {
 /// A fresh, migrated database with the read models' (empty) views, dropped
 /// by [`Db::drop`].
 struct Db {
-    server: PgPool,
-    name: String,
+    database: TestDatabase,
     pool: PgPool,
-    url: String,
 }
 
 async fn fresh_database() -> Db {
-    let admin = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
-    let server = PgPool::connect(&admin)
-        .await
-        .expect("PostgreSQL answers at DATABASE_URL");
-    let name = format!("tasklog_openapi_{}", Uuid::now_v7().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&server)
-        .await
-        .unwrap();
-    let url = format!("{base}/{name}");
-    let pool = PgPool::connect(&url).await.unwrap();
-    tasklog::MIGRATOR
-        .run(&pool)
-        .await
-        .expect("migrations apply");
+    let (database, pool) = TestDatabase::migrated("tasklog_openapi").await;
     // The read models' views, as the projectors create them on their first run.
     for projection in tasklog_projectors::all() {
         tasklog_projectors::generation::ensure_active(&pool, &*projection)
             .await
             .expect("a projection's first generation is created");
     }
-    Db {
-        server,
-        name,
-        pool,
-        url,
-    }
+    Db { database, pool }
 }
 
 impl Db {
     async fn drop(self) {
         self.pool.close().await;
-        let _ = sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&self.server)
-        .await;
+        self.database.drop_database().await;
     }
 }
 
-/// Serves `router` on a random port; its base URL.
-async fn serve(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    base
-}
-
-fn authenticator(db: &Db) -> tasklog_http::Authenticator {
-    let settings = Settings::local(&db.url);
-    tasklog_http::Authenticator::new(&settings.auth().unwrap()).unwrap()
-}
-
 fn query_state(db: &Db) -> tasklog_query_api::QueryState {
-    let store = tasklog_event_store_postgres::PgEventStore::open(db.pool.clone());
-    tasklog_query_api::QueryState::new(db.pool.clone(), store, Arc::new(authenticator(db)))
+    let store = tasklog_testkit::store(&db.pool);
+    tasklog_query_api::QueryState::new(db.pool.clone(), store, Arc::new(authenticator()))
 }
 
 /// A token of a user who is a member of nothing.
 fn stranger_token() -> String {
-    tasklog_http::auth::mint_hs256(
-        tasklog::config::DEV_JWT_SECRET,
-        Uuid::now_v7(),
-        Some("stranger"),
-        600,
-    )
-    .unwrap()
+    tasklog_testkit::token(Uuid::now_v7(), "stranger")
 }
 
 /// A documented path with random ids in it.
@@ -365,8 +318,11 @@ async fn check_document_and_docs(krate: &str, base: &str) {
 #[tokio::test]
 async fn command_api_serves_exactly_the_documented_routes() {
     let db = fresh_database().await;
-    let store = tasklog_event_store_postgres::PgEventStore::open(db.pool.clone());
-    let state = tasklog_command_api::state(db.pool.clone(), store, authenticator(&db));
+    let state = tasklog_command_api::state(
+        db.pool.clone(),
+        tasklog_testkit::store(&db.pool),
+        authenticator(),
+    );
     let base = serve(tasklog_command_api::router(state)).await;
     check_routes("command-api", &base).await;
     check_document_and_docs("command-api", &base).await;

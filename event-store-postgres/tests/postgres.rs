@@ -4,14 +4,14 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tasklog_event_store::contract::{event, new_stream, read_own};
 use tasklog_event_store::{EventStore, ExpectedVersion, LogPosition, RecordedEvent};
 use tasklog_event_store_postgres::{projector_pool, AppendOutcome, PgEventStore};
+use tasklog_testkit::as_app_role;
 
 tasklog_event_store::contract_tests!(
-    #[sqlx::test(migrations = "../migrations/postgres")]
+    #[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
     |pool: PgPool| PgEventStore::open(pool)
 );
 
@@ -40,7 +40,7 @@ async fn open_append(pool: &PgPool, stream: &str) -> PgConnection {
     conn
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_reader_never_skips_an_append_that_commits_after_a_later_one(pool: PgPool) {
     let store = PgEventStore::open(pool.clone());
     let (slow, fast) = (new_stream(), new_stream());
@@ -100,7 +100,7 @@ async fn open_silent(pool: &PgPool) -> PgConnection {
     conn
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_projector_session_may_not_append_events(pool: PgPool) {
     let projectors = projector_pool(&pool, 1);
     let stream = new_stream();
@@ -117,7 +117,7 @@ async fn a_projector_session_may_not_append_events(pool: PgPool) {
     assert!(store.read_stream(&stream, 1).await.unwrap().is_empty());
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn readers_wait_for_open_transactions_except_projector_sessions(pool: PgPool) {
     let store = PgEventStore::open(pool.clone());
     let projectors = projector_pool(&pool, 1);
@@ -169,12 +169,13 @@ async fn readers_wait_for_open_transactions_except_projector_sessions(pool: PgPo
 /// logged in as, which the session cannot change: a session that appends and
 /// then takes on every mark it can change (`application_name`, `SET ROLE`)
 /// still holds readers back until it commits, and its event is read then.
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_session_that_appends_then_poses_as_a_projector_still_holds_readers_back(pool: PgPool) {
     let store = PgEventStore::open(pool.clone());
     let (posing, later) = (new_stream(), new_stream());
-    let app = (*pool.connect_options()).clone().username("tasklog_app");
-    let mut conn = PgConnection::connect_with(&app).await.unwrap();
+    let mut conn = PgConnection::connect_with(&as_app_role(&pool))
+        .await
+        .unwrap();
     sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
     let outcome =
         PgEventStore::append_in(&mut conn, &posing, ExpectedVersion::NoStream, &[event(1)])
@@ -212,7 +213,7 @@ async fn a_session_that_appends_then_poses_as_a_projector_still_holds_readers_ba
     assert_eq!(seen, [posing, later], "both read, in order, none skipped");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_rolled_back_append_leaves_no_hole_readers_wait_on(pool: PgPool) {
     let store = PgEventStore::open(pool.clone());
     let (rolled_back, kept) = (new_stream(), new_stream());
@@ -238,7 +239,7 @@ async fn a_rolled_back_append_leaves_no_hole_readers_wait_on(pool: PgPool) {
     assert!(store.read_stream(&rolled_back, 1).await.unwrap().is_empty());
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_live_subscriber_receives_every_event_of_interleaved_slow_and_fast_appends(pool: PgPool) {
     use futures::StreamExt;
     let store = PgEventStore::open(pool.clone());
@@ -277,11 +278,12 @@ async fn a_live_subscriber_receives_every_event_of_interleaved_slow_and_fast_app
 }
 
 async fn connect_as_app_role(pool: &PgPool) -> PgConnection {
-    let opts: PgConnectOptions = (*pool.connect_options()).clone().username("tasklog_app");
-    PgConnection::connect_with(&opts).await.unwrap()
+    PgConnection::connect_with(&as_app_role(pool))
+        .await
+        .unwrap()
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn the_application_role_can_append_but_never_change_or_delete_events(pool: PgPool) {
     let store = PgEventStore::open(pool.clone());
     let stream = new_stream();
@@ -317,7 +319,7 @@ async fn the_application_role_can_append_but_never_change_or_delete_events(pool:
     assert_eq!(store.read_stream(&stream, 1).await.unwrap().len(), 2);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn every_append_is_announced_to_listeners_after_it_commits(pool: PgPool) {
     let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
         .await

@@ -432,7 +432,7 @@ pub async fn an_append_wakes_every_appends_handle(store: Arc<dyn EventStore>) {
 ///
 /// ```ignore
 /// tasklog_event_store::contract_tests!(
-///     #[sqlx::test(migrations = "../migrations/postgres")]
+///     #[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 ///     |pool: sqlx::PgPool| PgEventStore::open(pool)
 /// );
 /// ```

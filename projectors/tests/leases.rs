@@ -322,7 +322,7 @@ async fn assert_clean_hand_over(pool: &PgPool, earlier: &str, later: &str) {
     );
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn only_one_runner_holds_the_lease_and_a_standby_takes_over_when_it_dies(pool: PgPool) {
     let store = PgEventStore::open(pool.clone());
     let (stop, stopped) = watch::channel(false);
@@ -358,7 +358,7 @@ async fn only_one_runner_holds_the_lease_and_a_standby_takes_over_when_it_dies(p
     assert_equal_to_a_rebuild(&pool, &store).await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_runner_whose_lease_connection_is_killed_stops_writing_and_the_standby_takes_over(
     pool: PgPool,
 ) {

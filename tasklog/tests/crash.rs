@@ -14,16 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-mod support;
-
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tasklog_event_store::LogPosition;
-use tasklog_event_store_postgres::PgEventStore;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
-use support::{admin_url, free_port};
+use tasklog_testkit::{free_port, TestDatabase};
 
 /// How many times the process is killed.
 const KILLS: usize = 20;
@@ -296,10 +293,10 @@ async fn count_in_stream(pool: &PgPool, event_type: &str, task: Uuid) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasklog_serve_killed_under_load_answers_no_5xx_and_neither_loses_nor_repeats_an_event() {
-    let db = support::fresh_database("tasklog_crash").await;
-    let (name, owner_url) = (db.name, db.owner_url);
+    let db = TestDatabase::empty("tasklog_crash").await;
+    let (name, owner_url) = (db.name.clone(), db.owner_url.clone());
     let serve = Serve {
-        app_url: db.app_url,
+        app_url: db.app_url.clone(),
         owner_url: owner_url.clone(),
         command_port: free_port(),
         query_port: free_port(),
@@ -326,9 +323,7 @@ async fn tasklog_serve_killed_under_load_answers_no_5xx_and_neither_loses_nor_re
     let pool = PgPool::connect(&owner_url).await.unwrap();
 
     let user = Uuid::now_v7();
-    let token =
-        tasklog_http::auth::mint_hs256(tasklog::config::DEV_JWT_SECRET, user, Some("ann"), 3600)
-            .unwrap();
+    let token = tasklog_testkit::token(user, "ann");
     let post = |path: &str, body: Value| {
         http.post(format!("{address}{path}"))
             .bearer_auth(&token)
@@ -403,7 +398,7 @@ async fn tasklog_serve_killed_under_load_answers_no_5xx_and_neither_loses_nor_re
     running.store(false, Ordering::SeqCst);
     let seen = load.await.unwrap();
 
-    let store = PgEventStore::open(pool.clone());
+    let store = tasklog_testkit::store(&pool);
     let head = store.high_water_mark().await.unwrap().head.unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     while !caught_up(&pool, head).await {
@@ -503,9 +498,6 @@ async fn tasklog_serve_killed_under_load_answers_no_5xx_and_neither_loses_nor_re
     );
 
     pool.close().await;
-    let server = PgPool::connect(&admin_url()).await.unwrap();
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&server)
-        .await;
+    db.drop_database().await;
     let _ = std::fs::remove_file(&serve.log);
 }

@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-mod support;
-
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tasklog::{CommandApi, Settings};
@@ -20,11 +18,10 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
-use support::{admin_url, free_port};
+use tasklog_testkit::{admin_url, free_port, TestDatabase};
 
 fn token(user: Uuid) -> String {
-    tasklog_http::auth::mint_hs256(tasklog::config::DEV_JWT_SECRET, user, Some("ann"), 3600)
-        .unwrap()
+    tasklog_testkit::token(user, "ann")
 }
 
 /// A PostgreSQL cluster of this test's own, stopped and removed on drop.
@@ -370,20 +367,15 @@ async fn a_postgres_restart_answers_503_with_retry_after_and_the_first_request_a
     drop(served);
 }
 
-/// A fresh, migrated database on the shared server: (owner pool, app url, name).
-async fn database() -> (PgPool, String, String) {
-    let db = support::fresh_database("tasklog_faults").await;
-    let owner = PgPool::connect(&db.owner_url).await.unwrap();
-    tasklog::MIGRATOR.run(&owner).await.unwrap();
-    (owner, db.app_url, db.name)
+/// A fresh, migrated database on the shared server: (owner pool, app url, the database).
+async fn database() -> (PgPool, String, TestDatabase) {
+    let (db, owner) = TestDatabase::migrated("tasklog_faults").await;
+    (owner, db.app_url.clone(), db)
 }
 
-async fn drop_database(owner: PgPool, name: &str) {
+async fn drop_database(owner: PgPool, db: TestDatabase) {
     owner.close().await;
-    let server = PgPool::connect(&admin_url()).await.unwrap();
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&server)
-        .await;
+    db.drop_database().await;
 }
 
 async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
@@ -398,7 +390,7 @@ async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_the_key_holders_process_died_proceeds_at_once_and_appends_once() {
-    let (owner, app_url, name) = database().await;
+    let (owner, app_url, db) = database().await;
     // The process that will die: the real binary.
     let port = free_port();
     let mut doomed = Command::new(env!("CARGO_BIN_EXE_tasklog"))
@@ -545,7 +537,7 @@ async fn a_retry_after_the_key_holders_process_died_proceeds_at_once_and_appends
     .unwrap();
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.unwrap(), retry);
-    drop_database(owner, &name).await;
+    drop_database(owner, db).await;
 }
 
 /// The command API with these connection limits (no database needed: the

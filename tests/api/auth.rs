@@ -1,5 +1,6 @@
 use reqwest::Method;
 use serde_json::json;
+use tasklog_testkit::{token_expiring_at, token_signed_with};
 use uuid::Uuid;
 
 use crate::helpers::{assert_problem, spawn_app, User};
@@ -32,8 +33,7 @@ async fn requests_without_a_valid_bearer_token_get_401() {
 
     let forged = User {
         id: Uuid::now_v7(),
-        token: tasklog_http::auth::mint_hs256("another-secret", Uuid::now_v7(), Some("x"), 60)
-            .unwrap(),
+        token: token_signed_with("another-secret", Uuid::now_v7(), Some("x"), 60),
     };
     assert_problem(
         app.post("/v1/orgs", &forged, json!({"name": "x"})).await,
@@ -113,21 +113,6 @@ async fn the_bearer_scheme_is_matched_whatever_its_case() {
 
 fn expired_token() -> String {
     token_expiring_at(2_000)
-}
-
-fn token_expiring_at(exp: u64) -> String {
-    let claims = tasklog_http::auth::Claims {
-        sub: Uuid::now_v7(),
-        preferred_username: Some("late".into()),
-        iat: exp.saturating_sub(3_600),
-        exp,
-    };
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(tasklog::config::DEV_JWT_SECRET.as_bytes()),
-    )
-    .unwrap()
 }
 
 #[tokio::test]

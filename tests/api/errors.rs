@@ -4,6 +4,8 @@ use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
 
+use tasklog_testkit::assert_problem_snapshot;
+
 use crate::helpers::{assert_problem, spawn_app};
 
 #[tokio::test]
@@ -306,7 +308,15 @@ async fn a_wrong_method_is_a_405_method_not_allowed_problem() {
             &[],
         )
         .await;
-    assert_problem(r, 405, "method_not_allowed").await;
+    assert_problem_snapshot!(r, @r#"
+    {
+      "code": "method_not_allowed",
+      "detail": "this method is not allowed on this route",
+      "status": 405,
+      "title": "Method not allowed",
+      "type": "https://tasklog.dev/problems/method_not_allowed"
+    }
+    "#);
 }
 
 /// Marking read needs a notification that exists and is the caller's: an

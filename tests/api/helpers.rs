@@ -3,19 +3,13 @@
 //! Every test gets its own organizations (ids are fresh), so tests share one
 //! migrated database per migration set and run in parallel.
 
-use std::sync::OnceLock;
-
 use reqwest::{Method, Response};
 use serde_json::Value;
 use sqlx::PgPool;
-use tasklog::{CommandApi, Settings};
+use tasklog_testkit::{app_pool, spawn_command_api, TestDatabase};
 use uuid::Uuid;
 
-/// The admin connection tests use, overridable with DATABASE_URL.
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
+pub use tasklog_testkit::{assert_problem, User};
 
 pub struct TestApp {
     pub address: String,
@@ -24,79 +18,10 @@ pub struct TestApp {
     pub db: PgPool,
 }
 
-pub struct User {
-    pub id: Uuid,
-    pub token: String,
-}
-
-/// A short name that changes whenever a migration does.
-fn fingerprint(texts: &[String]) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    texts.hash(&mut h);
-    format!("{:016x}", h.finish())
-}
-
-static DB_NAME: OnceLock<String> = OnceLock::new();
-
-fn db_name() -> &'static str {
-    DB_NAME.get_or_init(|| {
-        let texts: Vec<String> = tasklog::MIGRATOR
-            .iter()
-            .map(|m| format!("{}{}", m.version, m.sql))
-            .collect();
-        format!("tasklog_e2e_{}", fingerprint(&texts))
-    })
-}
-
-/// Creates (once) and migrates the shared test database.
-async fn database() -> (String, PgPool) {
-    let admin = admin_url();
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_owned())
-        .unwrap_or(admin.clone());
-    let server = PgPool::connect(&admin)
-        .await
-        .expect("PostgreSQL answers at DATABASE_URL");
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(db_name())
-            .fetch_one(&server)
-            .await
-            .unwrap();
-    if !exists {
-        // Parallel test processes race here; losing the race is fine.
-        let _ = sqlx::query(&format!("CREATE DATABASE {}", db_name()))
-            .execute(&server)
-            .await;
-    }
-    server.close().await;
-    let owner_url = format!("{base}/{}", db_name());
-    let owner = PgPool::connect(&owner_url).await.unwrap();
-    tasklog::MIGRATOR
-        .run(&owner)
-        .await
-        .expect("migrations apply");
-    (base, owner)
-}
-
 pub async fn spawn_app() -> TestApp {
-    if std::env::var_os("TEST_LOG").is_some() {
-        tasklog::init_tracing();
-    }
-    let (base, db) = database().await;
+    let (database, db) = TestDatabase::shared("tasklog_e2e").await;
     // The app runs as the application role, exactly as in production.
-    let app_url = format!(
-        "{}/{}",
-        base.replacen("postgres://postgres@", "postgres://tasklog_app@", 1),
-        db_name()
-    );
-    let settings = Settings::local(&app_url);
-    let pool = tasklog::connect(&settings.database_url, 8).await.unwrap();
-    let api = CommandApi::build(&settings, pool).await.unwrap();
-    let address = format!("http://{}", api.addr());
-    tokio::spawn(api.run_until_stopped());
+    let address = spawn_command_api(app_pool(&database, 8).await).await;
     TestApp {
         address,
         client: reqwest::Client::new(),
@@ -106,17 +31,7 @@ pub async fn spawn_app() -> TestApp {
 
 impl TestApp {
     pub fn user(&self, handle: &str) -> User {
-        let id = Uuid::now_v7();
-        User {
-            id,
-            token: tasklog_http::auth::mint_hs256(
-                tasklog::config::DEV_JWT_SECRET,
-                id,
-                Some(handle),
-                3600,
-            )
-            .unwrap(),
-        }
+        User::new(handle)
     }
 
     pub async fn request(
@@ -226,19 +141,4 @@ impl TestApp {
 pub async fn id_of(r: Response) -> Uuid {
     let body: Value = r.json().await.unwrap();
     body["id"].as_str().expect("an id").parse().unwrap()
-}
-
-/// Asserts an RFC 9457 problem with `status` and `code`; returns its body.
-pub async fn assert_problem(r: Response, status: u16, code: &str) -> Value {
-    assert_eq!(r.status(), status);
-    assert_eq!(
-        r.headers()["content-type"].to_str().unwrap(),
-        "application/problem+json"
-    );
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["code"], code, "{body}");
-    assert_eq!(body["status"], status);
-    assert_eq!(body["type"], format!("https://tasklog.dev/problems/{code}"));
-    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
-    body
 }

@@ -7,6 +7,7 @@ mod concurrency;
 mod errors;
 mod idempotency;
 mod idempotency_crash;
+mod problems;
 mod readiness;
 mod system;
 mod tasks;

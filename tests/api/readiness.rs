@@ -34,8 +34,9 @@ async fn readyz_reports_the_real_age_of_another_roles_open_transaction() {
         "the oldest open transaction has a real age: {body}"
     );
     // The application role sees this session's age too.
-    let as_app = (*app.db.connect_options()).clone().username("tasklog_app");
-    let app_pool = sqlx::PgPool::connect_with(as_app).await.unwrap();
+    let app_pool = sqlx::PgPool::connect_with(tasklog_testkit::as_app_role(&app.db))
+        .await
+        .unwrap();
     let age: Option<f64> =
         sqlx::query_scalar("SELECT age_seconds FROM tasklog_open_transactions() WHERE pid = $1")
             .bind(pid)

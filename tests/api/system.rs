@@ -1,12 +1,10 @@
 //! The whole system in one process: commands in, projectors, queries out.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::PgPool;
-use tasklog::{CommandApi, Settings};
+use tasklog_testkit::{app_pool, spawn_command_api, spawn_query_api, TestDatabase};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -16,41 +14,20 @@ pub struct System {
     pub app: TestApp,
     pub query: String,
     stop: watch::Sender<bool>,
-    name: String,
-    server: PgPool,
+    database: TestDatabase,
 }
 
 /// A fresh database with the command API, the query API and the projectors.
 pub async fn spawn_system() -> System {
-    let admin = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
-    let server = PgPool::connect(&admin).await.unwrap();
-    let name = format!("tasklog_sys_{}", Uuid::now_v7().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&server)
-        .await
-        .unwrap();
-    let db = PgPool::connect(&format!("{base}/{name}")).await.unwrap();
-    tasklog::MIGRATOR.run(&db).await.unwrap();
-    let app_url = format!(
-        "{}/{name}",
-        base.replacen("postgres://postgres@", "postgres://tasklog_app@", 1)
-    );
-    let settings = Settings::local(&app_url);
-    let pool = tasklog::connect(&settings.database_url, 12).await.unwrap();
-
-    let commands = CommandApi::build(&settings, pool.clone()).await.unwrap();
-    let address = format!("http://{}", commands.addr());
-    tokio::spawn(commands.run_until_stopped());
-
-    let auth = tasklog_http::Authenticator::new(&settings.auth().unwrap()).unwrap();
-    let store = tasklog_event_store_postgres::PgEventStore::open(pool.clone());
-    let mut state = tasklog_query_api::QueryState::new(pool.clone(), store, Arc::new(auth));
-    state.consistency_wait = Duration::from_secs(10);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let query = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, tasklog_query_api::router(state)).await });
+    let (database, db) = TestDatabase::migrated("tasklog_sys").await;
+    let pool = app_pool(&database, 12).await;
+    let address = spawn_command_api(pool.clone()).await;
+    let query = spawn_query_api(
+        pool.clone(),
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+    )
+    .await;
 
     let (stop, stopped) = watch::channel(false);
     let config = tasklog_projectors::ProjectorConfig {
@@ -67,8 +44,7 @@ pub async fn spawn_system() -> System {
         },
         query,
         stop,
-        name,
-        server,
+        database,
     }
 }
 
@@ -88,12 +64,7 @@ impl System {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         self.app.db.close().await;
-        let _ = sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&self.server)
-        .await;
+        self.database.drop_database().await;
     }
 }
 

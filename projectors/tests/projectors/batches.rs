@@ -317,7 +317,7 @@ async fn rows_of(pool: &PgPool, projection: &dyn Projection, generation: i32) ->
     rows
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_batch_yields_the_same_rows_as_its_events_applied_one_at_a_time(pool: PgPool) {
     let store = PgEventStore::open(pool.clone());
     let last = busy_world(&store).await;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::{activity_rows, catch_up, projector, wait_readable, world};
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn every_projection_applies_each_event_once_and_moves_its_checkpoint_with_it(pool: PgPool) {
     let store = PgEventStore::open(pool.clone());
     let w = world(&store).await;
@@ -64,7 +64,7 @@ async fn every_projection_applies_each_event_once_and_moves_its_checkpoint_with_
     assert_eq!(owner_notes, 0);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn every_checkpoint_move_is_announced_when_its_batch_commits(pool: PgPool) {
     let store = PgEventStore::open(pool.clone());
     let w = world(&store).await;
@@ -95,7 +95,7 @@ async fn every_checkpoint_move_is_announced_when_its_batch_commits(pool: PgPool)
     );
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_batch_without_events_the_projection_applies_only_moves_its_checkpoint(pool: PgPool) {
     let store = PgEventStore::open(pool.clone());
     let w = world(&store).await;
@@ -121,7 +121,7 @@ async fn a_batch_without_events_the_projection_applies_only_moves_its_checkpoint
     assert_eq!(orgs().await, before);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn two_writers_from_the_same_checkpoint_apply_a_batch_only_once(pool: PgPool) {
     let store = PgEventStore::open(pool.clone());
     let w = world(&store).await;

@@ -63,7 +63,7 @@ async fn seen(pool: &PgPool) -> i64 {
         .unwrap()
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_failing_event_is_retried_then_parked_and_the_projection_moves_on(pool: PgPool) {
     let store = PgEventStore::open(pool.clone());
     // Each in a stream of its own: a replay after later events of the same
@@ -111,7 +111,7 @@ async fn a_failing_event_is_retried_then_parked_and_the_projection_moves_on(pool
     assert_eq!(parked, 0);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn transient_errors_are_retried_and_never_park(pool: PgPool) {
     let store = PgEventStore::open(pool.clone());
     raw(&store, vec![json!({"n": 1}), json!({"poison": true})]).await;
@@ -131,7 +131,7 @@ async fn transient_errors_are_retried_and_never_park(pool: PgPool) {
     assert_eq!(seen(&pool).await, 2);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_task_created_twice_is_parked_not_overwritten(pool: PgPool) {
     let store = PgEventStore::open(pool.clone());
     let w = world(&store).await;
@@ -255,7 +255,7 @@ async fn latest_value(pool: &PgPool, stream: &str) -> i64 {
         .unwrap()
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn replaying_a_parked_event_after_later_events_of_its_stream_were_applied_is_refused(
     pool: PgPool,
 ) {
@@ -304,7 +304,7 @@ async fn replaying_a_parked_event_after_later_events_of_its_stream_were_applied_
     assert_eq!(still, 0);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_parked_event_still_the_newest_applied_of_its_stream_is_replayed_in_its_place(
     pool: PgPool,
 ) {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::{activity_rows, fast, wait_readable, world};
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_live_projector_looks_again_when_a_transaction_that_announces_nothing_held_events_back(
     pool: PgPool,
 ) {
@@ -137,7 +137,7 @@ impl EventStore for CountingStore {
     }
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn projectors_awake_since_one_read_share_it_and_a_later_wake_reads_anew(pool: PgPool) {
     let store = PgEventStore::open(pool.clone());
     let w = world(&store).await;

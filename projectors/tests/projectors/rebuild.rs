@@ -23,7 +23,7 @@ async fn tasks_caught_up(pool: &PgPool) -> (Arc<dyn EventStore>, World, Arc<dyn 
     (store, w, tasks, g)
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_rebuild_fills_a_new_generation_and_switches_reads_in_one_step(pool: PgPool) {
     let (store, w, tasks, g1) = tasks_caught_up(&pool).await;
     let before: Value =
@@ -68,7 +68,7 @@ async fn a_rebuild_fills_a_new_generation_and_switches_reads_in_one_step(pool: P
     );
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_rebuild_drops_the_old_generation_only_after_live_batches_on_it_commit(pool: PgPool) {
     let (store, _, tasks, g1) = tasks_caught_up(&pool).await;
 

@@ -2,7 +2,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_polling, spawn_app_waiting, CHECKPOINT};
+use tasklog_domain::{CommentAdded, TaskEvent};
+use tasklog_event_store::LogPosition;
+use uuid::Uuid;
+
+use crate::helpers::{assert_problem, spawn_app, spawn_app_polling, spawn_app_waiting, TestApp};
 
 /// Longer than any test runs: a wait must not end by the fallback read or
 /// the wait bound.
@@ -15,7 +19,11 @@ const HANG: Duration = Duration::from_secs(30);
 async fn a_token_beyond_the_checkpoints_is_not_yet_consistent_after_the_wait_bound() {
     let app = spawn_app_waiting(Duration::from_millis(100)).await;
     let w = &app.world;
-    let token = format!("{}.{}", CHECKPOINT.0, CHECKPOINT.1 + 1);
+    let token = LogPosition {
+        event: w.checkpoint.event + 1,
+        ..w.checkpoint
+    }
+    .to_string();
 
     let started = Instant::now();
     let r = app
@@ -34,8 +42,10 @@ async fn a_token_beyond_the_checkpoints_is_not_yet_consistent_after_the_wait_bou
             "type": "https://tasklog.dev/problems/not_yet_consistent",
             "title": "Not yet consistent",
             "status": 503,
-            "detail": "the read models have not caught up with consistency token 100.51 yet \
-                       (behind: directory, tasks); retry shortly",
+            "detail": format!(
+                "the read models have not caught up with consistency token {token} yet \
+                 (behind: directory, tasks); retry shortly"
+            ),
             "code": "not_yet_consistent"
         })
     );
@@ -48,10 +58,23 @@ async fn a_token_at_or_below_the_checkpoints_is_answered_at_once() {
     let app = spawn_app_waiting(Duration::from_millis(100)).await;
     let w = &app.world;
     let path = format!("/v1/orgs/{}/projects/{}/tasks", w.org, w.project);
+    let at = w.checkpoint;
 
-    for token in ["100.50", "100.49", "99.999", "0.0"] {
+    for token in [
+        at,
+        LogPosition {
+            event: at.event - 1,
+            ..at
+        },
+        LogPosition {
+            commit: at.commit - 1,
+            event: 999,
+        },
+        LogPosition::START,
+    ] {
+        let token = token.to_string();
         let r = app
-            .get_as(&path, &w.alice, &[("x-consistency-token", token)])
+            .get_as(&path, &w.alice, &[("x-consistency-token", &token)])
             .await;
         assert_eq!(r.status(), 200, "token {token}");
     }
@@ -65,30 +88,24 @@ async fn a_token_applied_during_the_wait_is_answered_once_it_is() {
     // the announcement of the checkpoint move can.
     let app = spawn_app_polling(NEVER, NEVER).await;
     let w = &app.world;
-    let db = app.db.clone();
+    let token = comment_on_plan_sprint(&app).await;
     let moved = Arc::new(AtomicBool::new(false));
     let mover = {
         let moved = moved.clone();
+        let projections = w.projections.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            // As a projector's batch ends: compare and set, announced at commit.
-            let mut tx = db.begin().await.unwrap();
-            for projection in ["directory", "tasks", "activity", "notifications"] {
-                sqlx::query("SELECT projection_batch_advance($1, 1, $2, $3, 101, 0, 1, now())")
-                    .bind(projection)
-                    .bind(CHECKPOINT.0)
-                    .bind(CHECKPOINT.1)
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
-            }
+            // The projectors apply it; each batch's checkpoint move is
+            // announced at its commit.
             moved.store(true, Ordering::SeqCst);
-            tx.commit().await.unwrap();
+            projections.catch_up(token).await;
         })
     };
 
     let path = format!("/v1/orgs/{}/tasks/{}", w.org, w.task("Plan sprint").id);
-    let read = app.get_as(&path, &w.alice, &[("x-consistency-token", "101.0")]);
+    let token = token.to_string();
+    let headers = [("x-consistency-token", token.as_str())];
+    let read = app.get_as(&path, &w.alice, &headers);
     let r = tokio::time::timeout(HANG, read)
         .await
         .expect("the announcement wakes the waiting read");
@@ -141,9 +158,13 @@ async fn a_non_member_with_a_token_is_refused_before_any_wait() {
 async fn only_the_projections_an_endpoint_reads_are_waited_for() {
     let app = spawn_app_waiting(Duration::from_millis(100)).await;
     let w = &app.world;
-    app.set_checkpoint("notifications", 90, 0).await;
-    app.set_checkpoint("activity", 90, 0).await;
-    let token = [("x-consistency-token", "100.0")];
+    // Directory and tasks apply the comment; notifications and activity not yet.
+    let applied = comment_on_plan_sprint(&app).await;
+    w.projections
+        .catch_up_only(&["directory", "tasks"], applied)
+        .await;
+    let token = applied.to_string();
+    let token = [("x-consistency-token", token.as_str())];
 
     let members = app
         .get_as(&format!("/v1/orgs/{}/members", w.org), &w.alice, &token)
@@ -158,14 +179,35 @@ async fn only_the_projections_an_endpoint_reads_are_waited_for() {
         .await;
     assert_problem(notifications, 503, "not_yet_consistent").await;
 
-    // Membership lives in `directory`: every endpoint waits for it.
-    app.set_checkpoint("directory", 90, 0).await;
+    // Membership lives in `directory`: every endpoint waits for it. Tasks
+    // (where tag usage lives) applies the next comment, directory not yet.
+    let later = comment_on_plan_sprint(&app).await;
+    w.projections.catch_up_only(&["tasks"], later).await;
+    let token = later.to_string();
     let tags = app
-        .get_as(&format!("/v1/orgs/{}/tags", w.org), &w.alice, &token)
+        .get_as(
+            &format!("/v1/orgs/{}/tags", w.org),
+            &w.alice,
+            &[("x-consistency-token", &token)],
+        )
         .await;
     assert_problem(tags, 503, "not_yet_consistent").await;
 
     app.teardown().await;
+}
+
+/// Alice comments on "Plan sprint"; the position of the comment, not yet
+/// projected.
+async fn comment_on_plan_sprint(app: &TestApp) -> LogPosition {
+    let w = &app.world;
+    let comment = TaskEvent::from(CommentAdded {
+        comment_id: Uuid::now_v7(),
+        author: w.alice.id,
+        body: "Later".into(),
+        mentions: vec![],
+    });
+    let task = format!("task-{}", w.task("Plan sprint").id);
+    w.write(&task, &w.alice, [comment]).await.position
 }
 
 #[tokio::test]

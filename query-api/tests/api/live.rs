@@ -3,21 +3,18 @@
 //! (a deletion reaching every read model, checkpoint announcements waking
 //! waiting readers, membership granted but not yet projected).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use serde_json::Value;
 use tasklog_domain::{
-    encode_event, CommentAdded, CommentDeleted, CommentEdited, DomainEvent, MemberAdded, OrgEvent,
+    CommentAdded, CommentDeleted, CommentEdited, DomainEvent, MemberAdded, OrgEvent,
     OrganizationCreated, Priority, Role, StatusCategory, TaskCreated, TaskEvent,
 };
-use tasklog_event_store::{EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent};
-use tasklog_event_store_postgres::PgEventStore;
-use tasklog_projectors::{generation, status, Projector, ProjectorConfig};
+use tasklog_event_store::LogPosition;
+use tasklog_testkit::{By, EventLog, Projections, TestDatabase};
 use uuid::Uuid;
 
-use crate::helpers::{migrated_database, TestApp, User};
+use crate::helpers::{TestApp, User};
 
 /// Longer than any test runs: a wait must not end by the fallback read.
 const NEVER: Duration = Duration::from_secs(3600);
@@ -26,33 +23,28 @@ const NEVER: Duration = Duration::from_secs(3600);
 const HANG: Duration = Duration::from_secs(30);
 
 pub struct Live {
-    store: Arc<dyn EventStore>,
+    log: EventLog,
+    projections: Projections,
     org: Uuid,
     alice: User,
     bob: User,
     task: Uuid,
-    projectors: Vec<(Projector, i32)>,
 }
 
 /// An organization (alice owner, bob member) with one task, projected.
 async fn spawn_live(wait: Duration, poll: Duration) -> TestApp<Live> {
-    let (db_name, db) = migrated_database().await;
-    let store = PgEventStore::open(db.clone());
+    let (database, db) = TestDatabase::migrated("queryapi_test").await;
+    let log = EventLog::new(&db);
+    let projections = Projections::start(&db, &log).await;
     let (org, task) = (Uuid::now_v7(), Uuid::now_v7());
     let (alice, bob) = (User::new("alice"), User::new("bob"));
-    let mut projectors = Vec::new();
-    for p in tasklog_projectors::all() {
-        let g = generation::ensure_active(&db, p.as_ref()).await.unwrap();
-        let projector = Projector::new(db.clone(), store.clone(), p, ProjectorConfig::default());
-        projectors.push((projector, g));
-    }
     let live = Live {
-        store,
+        log,
+        projections,
         org,
         alice,
         bob,
         task,
-        projectors,
     };
     live.org_events(vec![
         OrgEvent::from(OrganizationCreated {
@@ -85,36 +77,13 @@ async fn spawn_live(wait: Duration, poll: Duration) -> TestApp<Live> {
         })])
         .await;
     live.project(created).await;
-    TestApp::over(db_name, db, live, wait, poll).await
+    TestApp::over(database, db, live, wait, poll).await
 }
 
 impl Live {
     async fn append<E: DomainEvent>(&self, stream: &str, events: Vec<E>) -> LogPosition {
-        let version = self.store.read_stream(stream, 1).await.unwrap().len() as u64;
-        let new = events
-            .iter()
-            .map(|e| {
-                let (t, payload) = encode_event(e);
-                NewEvent {
-                    event_id: Uuid::now_v7(),
-                    event_type: t.into(),
-                    schema_version: 1,
-                    payload,
-                    metadata: EventMetadata {
-                        org_id: self.org,
-                        actor_id: Some(self.alice.id),
-                        correlation_id: Uuid::now_v7(),
-                        causation_id: None,
-                        occurred_at: Utc::now(),
-                    },
-                }
-            })
-            .collect();
-        self.store
-            .append(stream, ExpectedVersion::from_version(version), new)
-            .await
-            .unwrap()
-            .last_position
+        let by = By::now(self.org, self.alice.id);
+        self.log.append(stream, by, events).await.position
     }
 
     async fn org_events(&self, events: Vec<OrgEvent>) -> LogPosition {
@@ -125,36 +94,14 @@ impl Live {
         self.append(&format!("task-{}", self.task), events).await
     }
 
-    /// Steps every projector, as its runner would, until it has applied
-    /// `target`. Other tests' open transactions may hold readers of the log
-    /// back for a moment, so it looks again until then.
+    /// Steps every projector, as its runner would, until it has applied `target`.
     async fn project(&self, target: LogPosition) {
-        for (projector, g) in &self.projectors {
-            let mut caught_up = false;
-            for _ in 0..6000 {
-                if projector
-                    .project_next_batch(*g, true)
-                    .await
-                    .unwrap()
-                    .position
-                    >= target
-                {
-                    caught_up = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            assert!(caught_up, "{} did not reach {target}", projector.name());
-        }
+        self.projections.catch_up(target).await
     }
 
     /// Rebuilds every projection from the log, as `tasklog projections rebuild` does.
-    async fn rebuild(&self, db: &sqlx::PgPool) {
-        for p in tasklog_projectors::all() {
-            status::rebuild(db, self.store.clone(), p, 1000, |_| {})
-                .await
-                .unwrap();
-        }
+    async fn rebuild(&self) {
+        self.projections.rebuild().await
     }
 }
 
@@ -257,7 +204,7 @@ async fn a_deleted_comments_text_is_in_no_answer_and_no_read_model_also_after_a_
     assert_eq!(redacted[2]["event_type"], "CommentDeleted");
 
     // A rebuild folds added, edited and deleted into one batch.
-    w.rebuild(&app.db).await;
+    w.rebuild().await;
     let rebuilt = everything_about_the_task(&app).await;
     assert!(!rebuilt.contains("SECRET"), "{rebuilt}");
     assert!(rebuilt.contains("kept words"), "{rebuilt}");

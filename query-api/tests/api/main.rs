@@ -7,3 +7,5 @@ mod details;
 mod helpers;
 mod lists;
 mod live;
+mod problems;
+mod world;
