@@ -73,7 +73,7 @@ async fn readyz(State(app): State<AppState>) -> axum::response::Response {
     }
 }
 
-/// Builds the state from a pool and an authenticator.
+/// Builds the state from the read-model pool, the event store and an authenticator.
 pub fn state(
     pool: sqlx::PgPool,
     store: Arc<dyn tasklog_event_store::EventStore>,

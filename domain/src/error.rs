@@ -1,3 +1,4 @@
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::UserId;
@@ -23,10 +24,10 @@ pub enum DomainError {
     /// A business-rule permission is missing: only the author edits a comment, ... (HTTP 403).
     #[error("{0}")]
     Forbidden(String),
-    /// The thing is archived and can no longer change (HTTP 409).
+    /// The thing is archived and can no longer change (HTTP 422).
     #[error("{0} is archived")]
     Archived(&'static str),
-    /// Demoting or removing the last owner would leave the organization without one (HTTP 409).
+    /// Demoting or removing the last owner would leave the organization without one (HTTP 422).
     #[error("an organization must keep at least one owner")]
     LastOwner,
 }
@@ -39,9 +40,10 @@ impl DomainError {
 }
 
 /// Why one input field was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FieldError {
-    /// The field's name as it appears in the command.
+    /// The field's name as it appears in the request (a body path or a
+    /// query parameter); empty for the body as a whole.
     pub field: String,
     /// A human-readable explanation.
     pub message: String,

@@ -3,6 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::Serialize;
 use tasklog_domain::{DomainError, FieldError};
 use tasklog_event_store::{LogPosition, StoreError};
@@ -211,19 +212,51 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
-/// The body of every error (RFC 9457).
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem: every error is answered with one, as
+/// `application/problem+json`. Branch on `code`, which is stable.
+#[derive(Serialize, JsonSchema)]
+pub struct Problem<'a> {
+    /// A URI naming the problem: the base followed by `code`.
     #[serde(rename = "type")]
+    #[schemars(url, extend("examples" = ["https://tasklog.dev/problems/validation_failed"]))]
     type_: String,
+    /// Short and fixed per code.
     title: &'static str,
+    /// The HTTP status.
+    #[schemars(range(min = 400, max = 599))]
     status: u16,
+    /// What went wrong this time, for people.
     detail: String,
-    code: &'static str,
+    /// The stable, machine-readable code.
+    code: ErrorCode,
+    /// `validation_failed` only: the fields that were rejected.
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldError]>,
+    /// `precondition_failed` only: the version the resource is at now.
     #[serde(skip_serializing_if = "Option::is_none")]
     current_version: Option<u64>,
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// The closed table: a code not in it is never sent.
+impl JsonSchema for ErrorCode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ErrorCode".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let codes: Vec<&str> = Self::ALL.iter().map(|c| c.as_str()).collect();
+        schemars::json_schema!({
+            "description": "The stable, machine-readable code of a problem.",
+            "type": "string",
+            "enum": codes,
+        })
+    }
 }
 
 impl ApiError {
@@ -262,32 +295,44 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// This error's problem body; an internal error's detail says nothing.
+    fn problem(&self) -> Problem<'_> {
         let code = self.code();
-        let detail = match &self {
-            Self::Internal(e) => {
-                tracing::error!(error = ?e, "request failed");
-                "an internal error occurred; it has been logged".to_owned()
-            }
-            other => other.to_string(),
-        };
-        let problem = Problem {
+        Problem {
             type_: code.type_uri(),
             title: code.title(),
             status: code.status().as_u16(),
-            detail,
-            code: code.as_str(),
-            errors: match &self {
+            detail: match self {
+                Self::Internal(_) => "an internal error occurred; it has been logged".to_owned(),
+                other => other.to_string(),
+            },
+            code,
+            errors: match self {
                 Self::Validation { errors, .. } => Some(errors),
                 _ => None,
             },
-            current_version: match &self {
+            current_version: match self {
                 Self::PreconditionFailed { current } => Some(*current),
                 _ => None,
             },
-        };
-        let mut response = (code.status(), axum::Json(problem)).into_response();
+        }
+    }
+
+    /// The problem body as JSON, for answers written outside the router (a
+    /// connection refused because every connection is busy).
+    pub fn problem_json(&self) -> String {
+        serde_json::to_string(&self.problem()).expect("a problem serializes")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.code();
+        if let Self::Internal(e) = &self {
+            tracing::error!(error = ?e, "request failed");
+        }
+        let mut response = (code.status(), axum::Json(self.problem())).into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

@@ -8,7 +8,6 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
-use crate::error::{ErrorCode, PROBLEM_BASE};
 use crate::query::parameter_names;
 
 /// The self-contained page `/docs` serves in both APIs: inline CSS and a
@@ -126,60 +125,6 @@ impl Components {
         }
         all
     }
-}
-
-/// The `Problem` schema every error body follows (RFC 9457).
-pub fn problem_schema() -> Value {
-    json!({
-        "description": "An RFC 9457 problem: every error is answered with one, as \
-                        `application/problem+json`. Branch on `code`, which is stable.",
-        "type": "object",
-        "required": ["type", "title", "status", "detail", "code"],
-        "properties": {
-            "type": {
-                "description": "A URI naming the problem: the base followed by `code`.",
-                "type": "string",
-                "format": "uri",
-                "examples": [format!("{PROBLEM_BASE}validation_failed")]
-            },
-            "title": { "description": "Short and fixed per code.", "type": "string" },
-            "status": { "description": "The HTTP status.", "type": "integer", "minimum": 400, "maximum": 599 },
-            "detail": { "description": "What went wrong this time, for people.", "type": "string" },
-            "code": {
-                "description": "The stable, machine-readable code.",
-                "type": "string",
-                "examples": ErrorCode::ALL.map(ErrorCode::as_str)
-            },
-            "errors": {
-                "description": "`validation_failed` only: the fields that were rejected.",
-                "type": "array",
-                "items": { "$ref": "#/components/schemas/FieldError" }
-            },
-            "current_version": {
-                "description": "`precondition_failed` only: the version the resource is at now.",
-                "type": "integer",
-                "format": "uint64",
-                "minimum": 0
-            }
-        }
-    })
-}
-
-/// One rejected field of a `validation_failed` problem.
-pub fn field_error_schema() -> Value {
-    json!({
-        "description": "Why one input field was rejected.",
-        "type": "object",
-        "required": ["field", "message"],
-        "properties": {
-            "field": {
-                "description": "The field's name as it appears in the request (a body path or a \
-                                query parameter); empty for the body as a whole.",
-                "type": "string"
-            },
-            "message": { "description": "A human-readable explanation.", "type": "string" }
-        }
-    })
 }
 
 /// The name of the shared response for an error status.

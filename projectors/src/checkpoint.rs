@@ -50,10 +50,10 @@ pub async fn active<'e>(
     executor: impl PgExecutor<'e>,
     projection: &str,
 ) -> Result<Option<Checkpoint>, sqlx::Error> {
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "{SELECT} JOIN projections p ON c.projection = p.name AND c.generation = p.active_generation \
-         WHERE p.name = $1"
-    ))
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT generation, commit_id, event_position, events_applied FROM active_checkpoints \
+         WHERE projection = $1 AND commit_id IS NOT NULL",
+    )
     .bind(projection)
     .fetch_optional(executor)
     .await?;

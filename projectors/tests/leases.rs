@@ -23,7 +23,6 @@ use tasklog_domain::{
 use tasklog_event_store::{
     EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, RecordedEvent,
 };
-use tasklog_event_store_postgres::PgEventStore;
 use tasklog_projectors::{status, ApplyError, Projection, Projector, ProjectorConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -324,7 +323,7 @@ async fn assert_clean_hand_over(pool: &PgPool, earlier: &str, later: &str) {
 
 #[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn only_one_runner_holds_the_lease_and_a_standby_takes_over_when_it_dies(pool: PgPool) {
-    let store = PgEventStore::open(pool.clone());
+    let store = tasklog_testkit::store(&pool);
     let (stop, stopped) = watch::channel(false);
     let load = Load::start(&store).await;
     let first = tokio::spawn(runner(&pool, &store, "a").run(stopped.clone()));
@@ -362,7 +361,7 @@ async fn only_one_runner_holds_the_lease_and_a_standby_takes_over_when_it_dies(p
 async fn a_runner_whose_lease_connection_is_killed_stops_writing_and_the_standby_takes_over(
     pool: PgPool,
 ) {
-    let store = PgEventStore::open(pool.clone());
+    let store = tasklog_testkit::store(&pool);
     let (stop, stopped) = watch::channel(false);
     let load = Load::start(&store).await;
     let first = tokio::spawn(runner(&pool, &store, "a").run(stopped.clone()));

@@ -44,6 +44,14 @@ pub enum ReadModel {
 }
 
 impl ReadModel {
+    /// Every read model the query API serves from.
+    pub const ALL: [Self; 4] = [
+        Self::Directory,
+        Self::Tasks,
+        Self::Activity,
+        Self::Notifications,
+    ];
+
     /// The name in `projections` and `projection_checkpoints`.
     pub fn name(self) -> &'static str {
         match self {
@@ -194,11 +202,7 @@ async fn behind(
 /// (`None` before it has one).
 pub async fn checkpoints(pool: &PgPool) -> Result<Vec<(String, Option<LogPosition>)>, sqlx::Error> {
     let rows: Vec<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
-        "SELECT p.name, c.commit_id, c.event_position
-           FROM projections p
-           LEFT JOIN projection_checkpoints c
-             ON c.projection = p.name AND c.generation = p.active_generation
-          ORDER BY p.name",
+        "SELECT projection, commit_id, event_position FROM active_checkpoints ORDER BY projection",
     )
     .fetch_all(pool)
     .await?;

@@ -11,8 +11,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 use tasklog_http::openapi::{
-    document_shell, error_response_name, error_responses, field_error_schema, path_param,
-    path_params, problem_schema, Components,
+    document_shell, error_response_name, error_responses, path_param, path_params, Components,
 };
 use tasklog_http::query::NoParams;
 use tasklog_http::{Api, Method};
@@ -165,8 +164,7 @@ fn build(api: Api<QueryState>) -> Value {
     ]);
     let (paths, mut components) = api.into_document_parts();
     doc["paths"] = Value::Object(paths);
-    components.named("Problem", problem_schema());
-    components.named("FieldError", field_error_schema());
+    components.response::<tasklog_http::error::Problem>();
 
     let c = &mut doc["components"];
     c["schemas"] = Value::Object(components.finish());

@@ -93,7 +93,7 @@ pub struct Project {
     /// Non-archived tasks by status.
     pub task_counts: BTreeMap<String, i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub workflow: Option<serde_json::Value>,
+    pub workflow: Option<tasklog_domain::Workflow>,
 }
 
 impl Project {

@@ -24,6 +24,7 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tower::ServiceExt;
@@ -32,6 +33,8 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 /// Descriptors kept out of the connection budget: database pools, listeners,
 /// files, the projectors' connections.
 const RESERVED_FDS: u64 = 256;
+/// How long a refused connection is drained before it is closed.
+const REFUSED_LINGER: Duration = Duration::from_millis(500);
 
 /// How one listener treats its connections.
 #[derive(Debug, Clone, Copy)]
@@ -252,11 +255,35 @@ fn is_per_connection(e: &io::Error) -> bool {
     )
 }
 
-/// Every connection is busy: say so at once rather than let the client wait.
-fn refuse(stream: TcpStream) {
-    let _ = stream.try_write(
-        b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-    );
+/// Every connection is busy: say so at once, with the same problem body as
+/// any 503, rather than let the client wait.
+fn refuse(mut stream: TcpStream) {
+    static ANSWER: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let answer = ANSWER.get_or_init(|| {
+        let body = tasklog_http::ApiError::Unavailable(
+            "every connection is busy; retry shortly".into(),
+        )
+        .problem_json();
+        format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
+             retry-after: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    tokio::spawn(async move {
+        if stream.write_all(answer).await.is_err() {
+            return;
+        }
+        let _ = stream.shutdown().await;
+        // A lingering close: closing with the request unread would reset the
+        // connection, and a reset can destroy the answer before it is read.
+        let mut unread = [0u8; 1024];
+        let _ = tokio::time::timeout(REFUSED_LINGER, async {
+            while matches!(stream.read(&mut unread).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    });
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -9,7 +9,7 @@ pub mod startup;
 
 pub use config::Settings;
 pub use projections::{projections_cli, run_projectors, run_projectors_with, ProjectionsCommand};
-pub use startup::{connect, migrate, CommandApi, QueryApi, MIGRATOR};
+pub use startup::{connect, event_store, migrate, CommandApi, QueryApi, MIGRATOR};
 
 /// Logs as JSON when `TASKLOG_LOG_JSON` is set; level from `RUST_LOG` (default info).
 pub fn init_tracing() {
@@ -35,5 +35,22 @@ mod tests {
             tasklog_query_api::CHECKPOINT_CHANNEL,
             tasklog_projectors::CHECKPOINT_CHANNEL
         );
+    }
+
+    /// Every read model the query API waits for is kept by a projection of
+    /// that name (a wait on any other name would never end).
+    #[test]
+    fn every_read_model_the_query_api_waits_for_is_a_projection() {
+        let projections: Vec<String> = tasklog_projectors::all()
+            .iter()
+            .map(|p| p.name().to_owned())
+            .collect();
+        for model in tasklog_query_api::ReadModel::ALL {
+            assert!(
+                projections.iter().any(|p| p == model.name()),
+                "{model:?} names {:?}, not one of {projections:?}",
+                model.name()
+            );
+        }
     }
 }

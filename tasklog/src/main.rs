@@ -3,7 +3,6 @@
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 use tasklog::{config::DEV_JWT_SECRET, CommandApi, QueryApi, Settings};
-use tasklog_event_store_postgres::PgEventStore;
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -188,7 +187,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Action::Store => {
             let pool = tasklog::connect(&settings.database_url, 2).await?;
-            let hwm = PgEventStore::open(pool).high_water_mark().await?;
+            let hwm = tasklog::event_store(&pool).high_water_mark().await?;
             println!("{}", serde_json::to_string_pretty(&hwm)?);
             Ok(())
         }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;
-use tasklog_event_store_postgres::{projector_pool, PgEventStore};
+use tasklog_event_store_postgres::projector_pool;
 use tasklog_projectors::{status, ProjectorConfig};
 use tokio::sync::watch;
 
@@ -26,7 +26,7 @@ pub async fn run_projectors_with(
     // Projector sessions of their own: no reader waits for their batches,
     // and a busy API pool never starves them.
     let pool = projector_pool(&pool, PROJECTOR_CONNECTIONS);
-    let store = PgEventStore::open(pool.clone());
+    let store = crate::event_store(&pool);
     let ran = tasklog_projectors::run_all(pool.clone(), store, config, stop).await;
     pool.close().await;
     Ok(ran?)
@@ -43,7 +43,7 @@ pub enum ProjectionsCommand {
 pub async fn projections_cli(pool: PgPool, command: ProjectionsCommand) -> anyhow::Result<()> {
     // A rebuild's long batches must not hold back the live projectors.
     let pool = projector_pool(&pool, 4);
-    let store = PgEventStore::open(pool.clone());
+    let store = crate::event_store(&pool);
     match command {
         ProjectionsCommand::Status => {
             println!(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use tasklog_event_store::EventStore;
 use tasklog_event_store_postgres::PgEventStore;
 use tasklog_http::Authenticator;
 use tokio::net::TcpListener;
@@ -61,6 +62,12 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The event store over `pool`: the one place that chooses the backend
+/// (a second backend is picked here, from the settings).
+pub fn event_store(pool: &PgPool) -> Arc<dyn EventStore> {
+    PgEventStore::open(pool.clone())
+}
+
 /// The command API, bound and ready to serve.
 pub struct CommandApi {
     listener: TcpListener,
@@ -70,7 +77,7 @@ pub struct CommandApi {
 
 impl CommandApi {
     pub async fn build(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
-        let store = PgEventStore::open(pool.clone());
+        let store = event_store(&pool);
         let auth = Authenticator::new(&settings.auth()?)?;
         let router = tasklog_command_api::router(tasklog_command_api::state(pool, store, auth));
         let listener = TcpListener::bind(settings.command_addr).await?;
@@ -108,7 +115,7 @@ pub struct QueryApi {
 impl QueryApi {
     pub async fn build(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
         let auth = Arc::new(Authenticator::new(&settings.auth()?)?);
-        let store = PgEventStore::open(pool.clone());
+        let store = event_store(&pool);
         let state = tasklog_query_api::QueryState::new(pool, store, auth);
         let router = tasklog_query_api::router(state);
         let listener = TcpListener::bind(settings.query_addr).await?;

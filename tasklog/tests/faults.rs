@@ -642,3 +642,53 @@ async fn past_the_connection_cap_a_new_client_is_served_and_the_longest_idle_con
         assert_eq!(closed, i < 3, "connection {i}: closed {closed}");
     }
 }
+
+#[tokio::test]
+async fn past_the_connection_cap_with_every_connection_busy_a_new_client_gets_a_503_problem_at_once(
+) {
+    let cap = 2;
+    let addr = limited_api(cap, 60).await;
+    let token = token(Uuid::now_v7());
+    // Requests whose bodies never finish arriving keep their connections busy.
+    let mut busy = Vec::new();
+    for _ in 0..cap {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /v1/orgs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\
+             content-type: application/json\r\ncontent-length: 100\r\n\r\n{{"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        busy.push(s);
+    }
+    // Until the server has read those heads they count as idle, and a
+    // newcomer would be served in place of one: give it the time to.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let mut late = TcpStream::connect(&addr).await.unwrap();
+    late.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), late.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed at once")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(head.starts_with("HTTP/1.1 503"), "{answer}");
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{answer}"
+    );
+    assert!(head.contains("retry-after: 1"), "{answer}");
+    let problem: Value = serde_json::from_str(body).expect("a JSON problem");
+    assert_eq!(problem["code"], "unavailable");
+    assert_eq!(problem["status"], 503);
+    for (i, s) in busy.iter_mut().enumerate() {
+        assert!(
+            !closed_within(s, Duration::from_millis(200)).await,
+            "busy connection {i} was kept"
+        );
+    }
+}

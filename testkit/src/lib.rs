@@ -24,6 +24,10 @@ pub use tokens::{token, token_expiring_at, token_signed_with, User, SECRET};
 /// database from `#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]`.
 pub use tasklog::MIGRATOR;
 
+/// The id the notifications projection gives a notification, so tests of
+/// the read side can name one without depending on the projectors.
+pub use tasklog_projectors::projections::notification_id;
+
 /// Re-exported for [`assert_problem_snapshot!`] and for snapshot tests of
 /// other bodies.
 pub use insta;

@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tasklog_domain::{encode_event, DomainEvent};
 use tasklog_event_store::{EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent};
-use tasklog_event_store_postgres::PgEventStore;
 use tasklog_projectors::{generation, status, Projector, ProjectorConfig};
 use uuid::Uuid;
 
@@ -46,7 +45,7 @@ pub struct Appended {
 
 /// The event store over `pool`: the one place the kit names a backend.
 pub fn store(pool: &PgPool) -> Arc<dyn EventStore> {
-    PgEventStore::open(pool.clone())
+    tasklog::event_store(pool)
 }
 
 /// The event log of a test database.

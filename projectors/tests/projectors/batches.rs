@@ -12,7 +12,6 @@ use tasklog_domain::{
     TaskTagRemoved, TaskUnassigned, Workflow,
 };
 use tasklog_event_store::{EventStore, LogPosition};
-use tasklog_event_store_postgres::PgEventStore;
 use tasklog_projectors::projections::notification_id;
 use tasklog_projectors::{generation, Projection, Projector, ProjectorConfig};
 use uuid::Uuid;
@@ -319,7 +318,7 @@ async fn rows_of(pool: &PgPool, projection: &dyn Projection, generation: i32) ->
 
 #[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_batch_yields_the_same_rows_as_its_events_applied_one_at_a_time(pool: PgPool) {
-    let store = PgEventStore::open(pool.clone());
+    let store = tasklog_testkit::store(&pool);
     let last = busy_world(&store).await;
     for p in tasklog_projectors::all() {
         let mut results = Vec::new();

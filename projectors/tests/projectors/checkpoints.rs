@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tasklog_event_store_postgres::PgEventStore;
 use tasklog_projectors::generation;
 use uuid::Uuid;
 
@@ -11,7 +10,7 @@ use crate::{activity_rows, catch_up, projector, wait_readable, world};
 
 #[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn every_projection_applies_each_event_once_and_moves_its_checkpoint_with_it(pool: PgPool) {
-    let store = PgEventStore::open(pool.clone());
+    let store = tasklog_testkit::store(&pool);
     let w = world(&store).await;
     for p in tasklog_projectors::all() {
         let g = generation::ensure_active(&pool, p.as_ref()).await.unwrap();
@@ -66,7 +65,7 @@ async fn every_projection_applies_each_event_once_and_moves_its_checkpoint_with_
 
 #[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn every_checkpoint_move_is_announced_when_its_batch_commits(pool: PgPool) {
-    let store = PgEventStore::open(pool.clone());
+    let store = tasklog_testkit::store(&pool);
     let w = world(&store).await;
     wait_readable(&store, w.last).await;
     let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
@@ -97,7 +96,7 @@ async fn every_checkpoint_move_is_announced_when_its_batch_commits(pool: PgPool)
 
 #[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_batch_without_events_the_projection_applies_only_moves_its_checkpoint(pool: PgPool) {
-    let store = PgEventStore::open(pool.clone());
+    let store = tasklog_testkit::store(&pool);
     let w = world(&store).await;
     let directory = tasklog_projectors::by_name("directory").unwrap();
     let g = generation::ensure_active(&pool, directory.as_ref())
@@ -123,7 +122,7 @@ async fn a_batch_without_events_the_projection_applies_only_moves_its_checkpoint
 
 #[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn two_writers_from_the_same_checkpoint_apply_a_batch_only_once(pool: PgPool) {
-    let store = PgEventStore::open(pool.clone());
+    let store = tasklog_testkit::store(&pool);
     let w = world(&store).await;
     let activity = tasklog_projectors::by_name("activity").unwrap();
     let g = generation::ensure_active(&pool, activity.as_ref())

@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
 use tasklog_domain::{Priority, StatusCategory, TaskCreated, TaskEvent};
 use tasklog_event_store::{EventStore, RecordedEvent};
-use tasklog_event_store_postgres::PgEventStore;
 use tasklog_projectors::{generation, status, ApplyError, Projection};
 use uuid::Uuid;
 
@@ -65,7 +64,7 @@ async fn seen(pool: &PgPool) -> i64 {
 
 #[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_failing_event_is_retried_then_parked_and_the_projection_moves_on(pool: PgPool) {
-    let store = PgEventStore::open(pool.clone());
+    let store = tasklog_testkit::store(&pool);
     // Each in a stream of its own: a replay after later events of the same
     // stream is refused (see the replay tests below).
     raw(&store, vec![json!({"n": 1})]).await;
@@ -113,7 +112,7 @@ async fn a_failing_event_is_retried_then_parked_and_the_projection_moves_on(pool
 
 #[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn transient_errors_are_retried_and_never_park(pool: PgPool) {
-    let store = PgEventStore::open(pool.clone());
+    let store = tasklog_testkit::store(&pool);
     raw(&store, vec![json!({"n": 1}), json!({"poison": true})]).await;
     // More transient failures than max_attempts: still never parked.
     let flaky = Arc::new(Flaky {
@@ -133,7 +132,7 @@ async fn transient_errors_are_retried_and_never_park(pool: PgPool) {
 
 #[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_task_created_twice_is_parked_not_overwritten(pool: PgPool) {
-    let store = PgEventStore::open(pool.clone());
+    let store = tasklog_testkit::store(&pool);
     let w = world(&store).await;
     let again = emit(
         &store,
@@ -259,7 +258,7 @@ async fn latest_value(pool: &PgPool, stream: &str) -> i64 {
 async fn replaying_a_parked_event_after_later_events_of_its_stream_were_applied_is_refused(
     pool: PgPool,
 ) {
-    let store = PgEventStore::open(pool.clone());
+    let store = tasklog_testkit::store(&pool);
     let (latest, stream, parked) = latest_with_parked(
         &pool,
         &store,
@@ -308,7 +307,7 @@ async fn replaying_a_parked_event_after_later_events_of_its_stream_were_applied_
 async fn a_parked_event_still_the_newest_applied_of_its_stream_is_replayed_in_its_place(
     pool: PgPool,
 ) {
-    let store = PgEventStore::open(pool.clone());
+    let store = tasklog_testkit::store(&pool);
     // Two in a row fail: the later one was not applied, so the first may go.
     let (latest, stream, parked) = latest_with_parked(
         &pool,

@@ -7,7 +7,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::{Connection, PgConnection, PgPool};
 use tasklog_event_store::{EventStore, ExpectedVersion, LogPosition, NewEvent, RecordedEvent};
-use tasklog_event_store_postgres::PgEventStore;
 use tasklog_projectors::{Projector, ProjectorConfig};
 use uuid::Uuid;
 
@@ -17,7 +16,7 @@ use crate::{activity_rows, fast, wait_readable, world};
 async fn a_live_projector_looks_again_when_a_transaction_that_announces_nothing_held_events_back(
     pool: PgPool,
 ) {
-    let store = PgEventStore::open(pool.clone());
+    let store = tasklog_testkit::store(&pool);
     let activity = tasklog_projectors::by_name("activity").unwrap();
     let w = world(&store).await;
     // Without another look, only the idle wait would bring the events in.
@@ -139,7 +138,7 @@ impl EventStore for CountingStore {
 
 #[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn projectors_awake_since_one_read_share_it_and_a_later_wake_reads_anew(pool: PgPool) {
-    let store = PgEventStore::open(pool.clone());
+    let store = tasklog_testkit::store(&pool);
     let w = world(&store).await;
     wait_readable(&store, w.last).await;
     let counting = Arc::new(CountingStore {

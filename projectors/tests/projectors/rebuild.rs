@@ -6,14 +6,13 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::PgPool;
 use tasklog_event_store::EventStore;
-use tasklog_event_store_postgres::PgEventStore;
 use tasklog_projectors::{generation, status, Projection, ProjectorError};
 
 use crate::{catch_up, projector, world, World};
 
 /// A world projected live into the active `tasks` generation.
 async fn tasks_caught_up(pool: &PgPool) -> (Arc<dyn EventStore>, World, Arc<dyn Projection>, i32) {
-    let store = PgEventStore::open(pool.clone());
+    let store = tasklog_testkit::store(pool);
     let w = world(&store).await;
     let tasks = tasklog_projectors::by_name("tasks").unwrap();
     let g = generation::ensure_active(pool, tasks.as_ref())

@@ -103,7 +103,8 @@ async fn detail(
     state.admit(&caller, org, consistency, READS).await?;
     let row = project_row(&state, org, project).await?;
     let mut view = Project::from_row(&row)?;
-    view.workflow = Some(row.try_get("workflow")?);
+    let workflow: sqlx::types::Json<tasklog_domain::Workflow> = row.try_get("workflow")?;
+    view.workflow = Some(workflow.0);
     view.task_counts = task_counts(&state, project).await?;
     Ok(tagged(&headers, view.version, view))
 }

@@ -12,7 +12,7 @@ use tasklog_domain::{
     TaskStatusChanged, TaskTagAdded, Workflow,
 };
 use tasklog_event_store::LogPosition;
-use tasklog_projectors::projections::notification_id;
+use tasklog_testkit::notification_id;
 use tasklog_testkit::{Appended, By, EventLog, Projections, User};
 use uuid::Uuid;
 
