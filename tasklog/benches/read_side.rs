@@ -94,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
     verify_sample(&pool, &report).await?;
 
     if run("rebuild") || run("lag") {
-        println!("# b) rebuild every projection from the log (application role)");
+        println!("# b) rebuild every projection from the log (projector role, as the CLI)");
         rebuild_all(&pool, report.events, &tasklog_projectors::all()).await?;
     }
 
@@ -229,6 +229,9 @@ async fn rebuild_all(
     log_events: u64,
     projections: &[Arc<dyn tasklog_projectors::Projection>],
 ) -> anyhow::Result<()> {
+    // As `tasklog projections rebuild` does: what the projector role creates,
+    // the live projectors (that role) can write.
+    let pool = &tasklog_event_store_postgres::projector_pool(pool, 4);
     let store = PgEventStore::open(pool.clone());
     let batch = env_or(
         "BENCH_REBUILD_BATCH",
