@@ -260,10 +260,9 @@ fn is_per_connection(e: &io::Error) -> bool {
 fn refuse(mut stream: TcpStream) {
     static ANSWER: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     let answer = ANSWER.get_or_init(|| {
-        let body = tasklog_http::ApiError::Unavailable(
-            "every connection is busy; retry shortly".into(),
-        )
-        .problem_json();
+        let body =
+            tasklog_http::ApiError::Unavailable("every connection is busy; retry shortly".into())
+                .problem_json();
         format!(
             "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
              retry-after: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
