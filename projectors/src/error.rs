@@ -28,7 +28,10 @@ impl From<serde_json::Error> for ApplyError {
 }
 
 /// Connection trouble, resource exhaustion, serialization failures, deadlocks,
-/// administrator shutdowns.
+/// administrator shutdowns; and read-model tables missing or forbidden to
+/// this role (42P01, 3F000, 42501): a fault of the deployment, not of the
+/// event, so waiting for a fix loses nothing, while parking would quietly
+/// skip every event until someone replays them.
 pub fn is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
@@ -39,7 +42,10 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => db
             .code()
-            .map(|c| matches!(&c[..2], "08" | "40" | "53" | "57" | "58"))
+            .map(|c| {
+                matches!(&c[..2], "08" | "40" | "53" | "57" | "58")
+                    || matches!(&*c, "42P01" | "3F000" | "42501")
+            })
             .unwrap_or(false),
         _ => false,
     }

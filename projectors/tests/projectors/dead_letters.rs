@@ -334,3 +334,36 @@ async fn a_parked_event_still_the_newest_applied_of_its_stream_is_replayed_in_it
         .unwrap();
     assert_eq!(still, 0);
 }
+
+/// Tables out of reach are a fault of the deployment, not of the events: the
+/// projection waits for them and parks nothing it would then skip.
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
+async fn a_projection_whose_tables_are_missing_waits_for_them_and_parks_nothing(pool: PgPool) {
+    let store = tasklog_testkit::store(&pool);
+    world(&store).await;
+    let tasks = tasklog_projectors::by_name("tasks").unwrap();
+    let g = generation::ensure_active(&pool, tasks.as_ref())
+        .await
+        .unwrap();
+    let schema = format!("rm_tasks_g{g}");
+    sqlx::query(&format!("ALTER TABLE {schema}.tasks RENAME TO tasks_away"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let p = projector(&pool, &store, tasks);
+    let step = tokio::spawn(async move { p.project_next_batch(g, true).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!step.is_finished(), "the step waits for its tables");
+    sqlx::query(&format!("ALTER TABLE {schema}.tasks_away RENAME TO tasks"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let outcome = step.await.unwrap().unwrap();
+    assert_eq!(outcome.parked, 0);
+    assert!(outcome.applied > 0);
+    let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_dead_letters")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(parked, 0);
+}
