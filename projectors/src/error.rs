@@ -1,10 +1,13 @@
+/// Any error, boxed (a transient failure may come from another database).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why an event could not be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// The database is unreachable, overloaded, or chose this transaction as a
     /// deadlock victim: retry, never park.
-    #[error("transient database error")]
-    Transient(#[source] sqlx::Error),
+    #[error("transient failure: {0}")]
+    Transient(#[source] BoxError),
     /// This event cannot be applied as things are (bad data, a bug): retry a
     /// few times, then park.
     #[error("{0}")]
@@ -14,7 +17,7 @@ pub enum ApplyError {
 impl From<sqlx::Error> for ApplyError {
     fn from(e: sqlx::Error) -> Self {
         if is_transient(&e) {
-            ApplyError::Transient(e)
+            ApplyError::Transient(Box::new(e))
         } else {
             ApplyError::Failed(format!("{e}"))
         }
@@ -64,6 +67,9 @@ pub enum ProjectorError {
     /// A rebuild switched the projection to another generation.
     #[error("{0} switched to generation {1}")]
     GenerationChanged(String, i32),
+    /// A store other than PostgreSQL (ClickHouse) failed and keeps failing.
+    #[error("unavailable: {0}")]
+    Unavailable(#[source] BoxError),
     #[error("unknown projection {0}")]
     Unknown(String),
 }

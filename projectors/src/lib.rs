@@ -26,7 +26,7 @@ mod runner;
 mod shared_log;
 pub mod status;
 
-pub use error::{ApplyError, ProjectorError};
+pub use error::{ApplyError, BoxError, ProjectorError};
 pub use runner::{run_all, BatchOutcome, Projector, ProjectorConfig, STEP_PACE};
 pub use shared_log::SharedLog;
 
@@ -77,7 +77,8 @@ pub trait Projection: Send + Sync + 'static {
     ) -> Result<(), ApplyError>;
 }
 
-/// Every projection, in the order they are run and shown.
+/// Every projection into PostgreSQL, in the order they are run and shown
+/// (the binary adds the analytics projection, which needs its ClickHouse).
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
     vec![
         std::sync::Arc::new(projections::Directory),

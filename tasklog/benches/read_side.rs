@@ -311,7 +311,7 @@ async fn lag_under_load(
     let projectors = {
         let (pool, stopped) = (pool.clone(), stopped.clone());
         std::thread::spawn(move || {
-            runtime()?.block_on(tasklog::run_projectors_with(pool, config, stopped))
+            runtime()?.block_on(tasklog::run_projectors_with(pool, None, config, stopped))
         })
     };
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();

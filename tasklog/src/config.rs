@@ -49,6 +49,27 @@ pub struct Settings {
     )]
     pub clickhouse_url: String,
 
+    /// ClickHouse user of the analytics projection and the reports.
+    #[arg(long, env = "TASKLOG_CLICKHOUSE_USER", default_value = "default")]
+    pub clickhouse_user: String,
+
+    /// Its password.
+    #[arg(long, env = "TASKLOG_CLICKHOUSE_PASSWORD", default_value = "", hide_env_values = true)]
+    pub clickhouse_password: SecretString,
+
+    /// The ClickHouse database of the analytics tables.
+    #[arg(long, env = "TASKLOG_CLICKHOUSE_DATABASE", default_value = "tasklog")]
+    pub clickhouse_database: String,
+
+    /// The ClickHouse database of the reporting views analysts read.
+    #[arg(long, env = "TASKLOG_CLICKHOUSE_REPORTING_DATABASE", default_value = "reporting")]
+    pub clickhouse_reporting_database: String,
+
+    /// A ClickHouse cluster: the analytics DDL then runs `ON CLUSTER` it,
+    /// with Replicated engines (see docs/reporting.md).
+    #[arg(long, env = "TASKLOG_CLICKHOUSE_CLUSTER")]
+    pub clickhouse_cluster: Option<String>,
+
     /// Connections each API serves at once (lowered to fit the open-files
     /// limit). Past it, a new client closes the connection idle the longest,
     /// or gets 503 at once when every one is busy.
@@ -78,6 +99,20 @@ impl Settings {
         }
     }
 
+    /// Where the analytics store is.
+    pub fn clickhouse(&self) -> tasklog_analytics::ClickHouseConfig {
+        use secrecy::ExposeSecret;
+        tasklog_analytics::ClickHouseConfig {
+            url: self.clickhouse_url.clone(),
+            user: self.clickhouse_user.clone(),
+            password: self.clickhouse_password.expose_secret().to_owned(),
+            database: self.clickhouse_database.clone(),
+            reporting: self.clickhouse_reporting_database.clone(),
+            cluster: self.clickhouse_cluster.clone(),
+            timeout: std::time::Duration::from_secs(30),
+        }
+    }
+
     /// How bearer tokens are verified.
     pub fn auth(&self) -> anyhow::Result<AuthConfig> {
         Ok(match &self.jwt_public_key_file {
@@ -100,6 +135,11 @@ impl Settings {
             command_addr: "127.0.0.1:0".parse().expect("a valid address"),
             query_addr: "127.0.0.1:0".parse().expect("a valid address"),
             clickhouse_url: "http://127.0.0.1:8123".into(),
+            clickhouse_user: "default".into(),
+            clickhouse_password: SecretString::from(""),
+            clickhouse_database: "tasklog".into(),
+            clickhouse_reporting_database: "reporting".into(),
+            clickhouse_cluster: None,
             http_max_connections: 10_000,
             http_idle_timeout_secs: 30,
             jwt_secret: SecretString::from(DEV_JWT_SECRET),

@@ -95,7 +95,9 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Action::Serve => {
             warn_on_dev_secret(&settings);
-            tasklog::migrate(&settings).await?;
+            // ClickHouse down must not keep the system from starting: the
+            // analytics projection migrates it when it comes.
+            tasklog::startup::migrate_postgres(&settings).await?;
             let pool =
                 tasklog::connect(&settings.database_url, settings.database_pool_size).await?;
             let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -104,12 +106,13 @@ async fn main() -> anyhow::Result<()> {
             // workers would otherwise delay every step of theirs.
             let projectors = {
                 let pool = pool.clone();
+                let analytics = Some(settings.clickhouse());
                 std::thread::spawn(move || {
                     tokio::runtime::Builder::new_multi_thread()
                         .enable_all()
                         .thread_name("projectors")
                         .build()?
-                        .block_on(tasklog::run_projectors(pool, stopped))
+                        .block_on(tasklog::run_projectors(pool, analytics, stopped))
                 })
             };
             let query = QueryApi::build(&settings, pool.clone()).await?;
@@ -137,14 +140,18 @@ async fn main() -> anyhow::Result<()> {
             let pool =
                 tasklog::connect(&settings.database_url, settings.database_pool_size).await?;
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let run = tokio::spawn(tasklog::run_projectors(pool, stopped));
+            let run = tokio::spawn(tasklog::run_projectors(
+                pool,
+                Some(settings.clickhouse()),
+                stopped,
+            ));
             tasklog::startup::shutdown_signal().await;
             let _ = stop.send(true);
             run.await?
         }
         Action::Projections { action } => {
             let pool = tasklog::connect(&settings.database_url, 4).await?;
-            tasklog::projections_cli(pool, action_of(action)).await
+            tasklog::projections_cli(pool, Some(settings.clickhouse()), action_of(action)).await
         }
         Action::CommandApi => {
             warn_on_dev_secret(&settings);

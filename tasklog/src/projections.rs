@@ -2,32 +2,53 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use indicatif::{ProgressBar, ProgressStyle};
+use tasklog_analytics::{Analytics, ClickHouseConfig};
+use tasklog_projectors::Projection;
 use sqlx::PgPool;
 use tasklog_event_store_postgres::projector_pool;
 use tasklog_projectors::{status, ProjectorConfig};
 use tokio::sync::watch;
 
 /// Connections of the live projectors: a batch and a log read for each of
-/// the four projections, and two to spare. Leases and listeners have their own.
+/// the five projections. Leases and listeners have their own.
 const PROJECTOR_CONNECTIONS: u32 = 10;
 
+/// Every projection: PostgreSQL's, and the analytics store when one is given.
+pub fn projections(
+    analytics: Option<&ClickHouseConfig>,
+) -> anyhow::Result<Vec<Arc<dyn Projection>>> {
+    let mut all = tasklog_projectors::all();
+    if let Some(config) = analytics {
+        all.push(Arc::new(Analytics::new(config)?));
+    }
+    Ok(all)
+}
+
 /// Runs every projection until `stop` turns true.
-pub async fn run_projectors(pool: PgPool, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-    run_projectors_with(pool, ProjectorConfig::default(), stop).await
+pub async fn run_projectors(
+    pool: PgPool,
+    analytics: Option<ClickHouseConfig>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    run_projectors_with(pool, analytics, ProjectorConfig::default(), stop).await
 }
 
 /// [`run_projectors`] with its tuning given (tests hand over leases faster).
 pub async fn run_projectors_with(
     pool: PgPool,
+    analytics: Option<ClickHouseConfig>,
     config: ProjectorConfig,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let projections = projections(analytics.as_ref())?;
     // Projector sessions of their own: no reader waits for their batches,
     // and a busy API pool never starves them.
     let pool = projector_pool(&pool, PROJECTOR_CONNECTIONS);
     let store = crate::event_store(&pool);
-    let ran = tasklog_projectors::run_all(pool.clone(), store, config, stop).await;
+    let ran = tasklog_projectors::run_all(pool.clone(), store, projections, config, stop).await;
     pool.close().await;
     Ok(ran?)
 }
@@ -40,7 +61,12 @@ pub enum ProjectionsCommand {
     Replay { id: i64 },
 }
 
-pub async fn projections_cli(pool: PgPool, command: ProjectionsCommand) -> anyhow::Result<()> {
+pub async fn projections_cli(
+    pool: PgPool,
+    analytics: Option<ClickHouseConfig>,
+    command: ProjectionsCommand,
+) -> anyhow::Result<()> {
+    let projections = projections(analytics.as_ref())?;
     // A rebuild's long batches must not hold back the live projectors.
     let pool = projector_pool(&pool, 4);
     let store = crate::event_store(&pool);
@@ -50,7 +76,7 @@ pub async fn projections_cli(pool: PgPool, command: ProjectionsCommand) -> anyho
                 "{:<14} {:>4} {:>22} {:>12} {:>10} {:>9} {:>7}",
                 "projection", "gen", "checkpoint", "applied", "lag", "lag(s)", "parked"
             );
-            for s in status::status(&pool, store.as_ref()).await? {
+            for s in status::status(&pool, store.as_ref(), &projections).await? {
                 println!(
                     "{:<14} {:>4} {:>22} {:>12} {:>10} {:>9.1} {:>7}",
                     s.name,
@@ -64,7 +90,10 @@ pub async fn projections_cli(pool: PgPool, command: ProjectionsCommand) -> anyho
             }
         }
         ProjectionsCommand::Rebuild { name, batch } => {
-            let projection = tasklog_projectors::by_name(&name)
+            let projection = projections
+                .iter()
+                .find(|p| p.name() == name)
+                .cloned()
                 .ok_or_else(|| anyhow::anyhow!("no projection called {name}"))?;
             let bar = ProgressBar::new(0);
             bar.set_style(
@@ -95,7 +124,7 @@ pub async fn projections_cli(pool: PgPool, command: ProjectionsCommand) -> anyho
             }
         }
         ProjectionsCommand::Replay { id } => {
-            match status::replay_parked(&pool, store.as_ref(), id).await? {
+            match status::replay_parked(&pool, store.as_ref(), &projections, id).await? {
                 Ok(()) => println!("parked event {id} applied and removed"),
                 Err(error) => anyhow::bail!("parked event {id} not applied: {error}"),
             }

@@ -54,8 +54,20 @@ pub fn pool_options(size: u32) -> PgPoolOptions {
         })
 }
 
-/// Applies every pending migration as the schema owner.
+/// Applies every pending migration: PostgreSQL's as the schema owner, then
+/// the analytics store's in ClickHouse.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    migrate_postgres(settings).await?;
+    let applied = tasklog_analytics::migrate::migrate(&settings.clickhouse())
+        .await
+        .map_err(|e| anyhow::anyhow!("migrating ClickHouse at {}: {e}", settings.clickhouse_url))?;
+    tracing::info!(?applied, "ClickHouse migrations applied");
+    Ok(())
+}
+
+/// PostgreSQL's migrations only (`serve` needs them; ClickHouse may come
+/// later, and the analytics projection migrates it when it does).
+pub async fn migrate_postgres(settings: &Settings) -> anyhow::Result<()> {
     let pool = connect(&settings.admin_database_url, 2).await?;
     MIGRATOR.run(&pool).await?;
     pool.close().await;

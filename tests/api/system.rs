@@ -35,7 +35,7 @@ pub async fn spawn_system() -> System {
         lease_retry: Duration::from_millis(100),
         ..Default::default()
     };
-    tokio::spawn(tasklog::run_projectors_with(pool, config, stopped));
+    tokio::spawn(tasklog::run_projectors_with(pool, None, config, stopped));
     System {
         app: TestApp {
             address,

@@ -25,6 +25,37 @@ pub fn notification_id(cause: Uuid, recipient: Uuid) -> Uuid {
     Uuid::from_bytes(b)
 }
 
+/// A notification an event of a task gives someone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub user: Uuid,
+    /// `assigned` or `mentioned`.
+    pub kind: &'static str,
+    pub comment: Option<Uuid>,
+}
+
+/// Whom an event of a task notifies, and why: assigned to you, mentioned in
+/// a comment; nobody of their own doing. The one rule the notifications
+/// read model and the analytics store both follow.
+pub fn notices(actor: Option<Uuid>, event: &TaskEvent) -> Vec<Notice> {
+    let mut out = Vec::new();
+    match event {
+        TaskEvent::TaskAssigned(a) => out.push(Notice {
+            user: a.assignee,
+            kind: "assigned",
+            comment: None,
+        }),
+        TaskEvent::CommentAdded(c) => out.extend(c.mentions.iter().map(|&user| Notice {
+            user,
+            kind: "mentioned",
+            comment: Some(c.comment_id),
+        })),
+        _ => {}
+    }
+    out.retain(|n| Some(n.user) != actor);
+    out
+}
+
 /// Each user's in-app notifications: assigned to you, mentioned in a comment.
 pub struct Notifications;
 
@@ -59,10 +90,6 @@ impl Batch {
         task: Uuid,
         comment: Option<Uuid>,
     ) {
-        // Nobody is notified of their own doing.
-        if Some(user) == e.metadata.actor_id {
-            return;
-        }
         let id = notification_id(e.event_id, user);
         self.index.insert(id, self.created.len());
         self.created.push(New {
@@ -113,15 +140,11 @@ impl Projection for Notifications {
         for e in events {
             let (category, id) = stream_parts(e)?;
             match category {
-                "task" => match decode::<TaskEvent>(e)? {
-                    TaskEvent::TaskAssigned(a) => batch.notify(e, a.assignee, "assigned", id, None),
-                    TaskEvent::CommentAdded(c) => {
-                        for user in &c.mentions {
-                            batch.notify(e, *user, "mentioned", id, Some(c.comment_id));
-                        }
+                "task" => {
+                    for n in notices(e.metadata.actor_id, &decode::<TaskEvent>(e)?) {
+                        batch.notify(e, n.user, n.kind, id, n.comment);
                     }
-                    _ => {}
-                },
+                }
                 "inbox" => match decode::<InboxEvent>(e)? {
                     InboxEvent::NotificationRead(r) => {
                         batch.read(r.notification_id, id, e.metadata.occurred_at)

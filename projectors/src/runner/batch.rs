@@ -13,7 +13,7 @@ use crate::ProjectorError;
 /// How a batch failed: retry it as it is, fall back to one event at a time
 /// (and park what keeps failing), or stop the step.
 pub(super) enum BatchFailure {
-    Transient(sqlx::Error),
+    Transient(crate::error::BoxError),
     Failed { error: String },
     Stop(ProjectorError),
 }
@@ -21,7 +21,7 @@ pub(super) enum BatchFailure {
 impl From<sqlx::Error> for BatchFailure {
     fn from(e: sqlx::Error) -> Self {
         if crate::error::is_transient(&e) {
-            BatchFailure::Transient(e)
+            BatchFailure::Transient(Box::new(e))
         } else {
             BatchFailure::Stop(e.into())
         }

@@ -172,15 +172,17 @@ impl Projector {
     }
 }
 
-/// Runs every projection until `shutdown` turns true.
+/// Runs `projections` until `shutdown` turns true, each on its own runner:
+/// one that is stuck (its other database is down) holds back no other.
 pub async fn run_all(
     pool: PgPool,
     store: Arc<dyn EventStore>,
+    projections: Vec<Arc<dyn crate::Projection>>,
     config: ProjectorConfig,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ProjectorError> {
     let shared = Arc::new(SharedLog::new(store.clone()));
-    let runners: Vec<_> = crate::all()
+    let runners: Vec<_> = projections
         .into_iter()
         .map(|p| {
             let projector = Projector::new(pool.clone(), store.clone(), p, config.clone())

@@ -282,7 +282,7 @@ impl Projector {
         .map_err(|e| batch_error(e, self.name()))
         .map_err(|f| match f {
             BatchFailure::Stop(e) => e,
-            BatchFailure::Transient(e) => e.into(),
+            BatchFailure::Transient(e) => ProjectorError::Unavailable(e),
             BatchFailure::Failed { error } => ProjectorError::Unknown(error),
         })?;
         tx.commit().await?;

@@ -26,6 +26,7 @@ pub async fn parked(pool: &PgPool) -> Result<Vec<serde_json::Value>, sqlx::Error
 pub async fn replay_parked(
     pool: &PgPool,
     store: &dyn EventStore,
+    projections: &[std::sync::Arc<dyn Projection>],
     id: i64,
 ) -> Result<Result<(), String>, ProjectorError> {
     let name: String =
@@ -34,7 +35,10 @@ pub async fn replay_parked(
             .fetch_optional(pool)
             .await?
             .ok_or_else(|| ProjectorError::Unknown(format!("parked event {id}")))?;
-    let projection = crate::by_name(&name).ok_or_else(|| ProjectorError::Unknown(name.clone()))?;
+    let projection = projections
+        .iter()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| ProjectorError::Unknown(name.clone()))?;
     replay_parked_into(pool, store, projection.as_ref(), id).await
 }
 
@@ -116,7 +120,7 @@ pub async fn replay_parked_into(
         .await
     {
         Ok(()) => {}
-        Err(ApplyError::Transient(e)) => return Err(e.into()),
+        Err(ApplyError::Transient(e)) => return Err(ProjectorError::Unavailable(e)),
         Err(ApplyError::Failed(error)) => return Ok(Err(error)),
     }
     sqlx::query("DELETE FROM projection_dead_letters WHERE id = $1")

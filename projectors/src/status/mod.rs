@@ -32,9 +32,10 @@ pub struct ProjectionStatus {
 pub async fn status(
     pool: &PgPool,
     store: &dyn EventStore,
+    projections: &[std::sync::Arc<dyn crate::Projection>],
 ) -> Result<Vec<ProjectionStatus>, ProjectorError> {
     let mut out = Vec::new();
-    for p in crate::all() {
+    for p in projections {
         let active = checkpoint::active(pool, p.name()).await?;
         let backlog = store
             .backlog(active.map_or(LogPosition::START, |c| c.position))

@@ -40,7 +40,7 @@ impl Projection for Flaky {
             if e.payload.get("poison") == Some(&Value::Bool(true)) {
                 if self.transient_failures_left.load(Ordering::SeqCst) > 0 {
                     self.transient_failures_left.fetch_sub(1, Ordering::SeqCst);
-                    return Err(ApplyError::Transient(sqlx::Error::PoolTimedOut));
+                    return Err(ApplyError::Transient(Box::new(sqlx::Error::PoolTimedOut)));
                 }
                 if !self.fixed.load(Ordering::SeqCst) {
                     return Err(ApplyError::Failed("cannot digest poison".into()));

@@ -1,0 +1,194 @@
+//! The `analytics` projection: folds each batch over the facts it keeps in
+//! PostgreSQL, sends ClickHouse the rows, then saves the facts; the runner
+//! commits them with the checkpoint.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use sqlx::PgConnection;
+use tasklog_event_store::RecordedEvent;
+use tasklog_projectors::{ApplyError, Projection};
+use uuid::Uuid;
+
+use crate::fold::{Decoded, Fold, Key};
+use crate::{ClickHouseConfig, ConfigError};
+
+/// The projection into ClickHouse.
+pub struct Analytics {
+    config: ClickHouseConfig,
+    client: clickhouse::Client,
+    timeout: Duration,
+    /// Its migrations, applied before the first batch is sent: ClickHouse
+    /// may come up after the system did.
+    migrated: tokio::sync::OnceCell<()>,
+}
+
+impl Analytics {
+    pub fn new(config: &ClickHouseConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            config: config.clone(),
+            client: config.client().with_database(&config.database),
+            timeout: config.timeout,
+            migrated: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<(), clickhouse::error::Error>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowWrite + Serialize,
+    {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self
+            .client
+            .insert::<T>(table)
+            .await?
+            .with_timeouts(Some(self.timeout), Some(self.timeout));
+        for row in rows {
+            insert.write(row).await?;
+        }
+        insert.end().await
+    }
+
+    async fn load(&self, tx: &mut PgConnection, keys: &[Key]) -> Result<Fold, ApplyError> {
+        let (kinds, orgs, ids): (Vec<&str>, Vec<Uuid>, Vec<Uuid>) =
+            keys.iter().map(|k| k.parts()).fold(
+                (Vec::new(), Vec::new(), Vec::new()),
+                |(mut a, mut b, mut c), (k, o, i)| {
+                    a.push(k);
+                    b.push(o);
+                    c.push(i);
+                    (a, b, c)
+                },
+            );
+        let stored: Vec<(String, Uuid, Uuid, serde_json::Value)> = sqlx::query_as(
+            "SELECT f.kind, f.org_id, f.id, f.facts FROM analytics_facts f \
+             JOIN UNNEST($1::text[], $2::uuid[], $3::uuid[]) AS k(kind, org_id, id) \
+               USING (kind, org_id, id)",
+        )
+        .bind(&kinds)
+        .bind(&orgs)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut fold = Fold::default();
+        for (kind, org, id, facts) in stored {
+            match kind.as_str() {
+                "task" => {
+                    fold.tasks.insert(id, serde_json::from_value(facts)?);
+                }
+                "project" => {
+                    fold.projects.insert(id, serde_json::from_value(facts)?);
+                }
+                "member" => {
+                    fold.members.insert((org, id), serde_json::from_value(facts)?);
+                }
+                "tag" => {
+                    fold.tags.insert((org, id), serde_json::from_value(facts)?);
+                }
+                other => return Err(ApplyError::Failed(format!("unknown facts kind {other}"))),
+            }
+        }
+        Ok(fold)
+    }
+
+    async fn save(&self, tx: &mut PgConnection, fold: &Fold) -> Result<(), ApplyError> {
+        let mut kinds = Vec::new();
+        let mut orgs = Vec::new();
+        let mut ids = Vec::new();
+        let mut facts = Vec::new();
+        for key in &fold.touched {
+            let json = match *key {
+                Key::Task(id) => fold.tasks.get(&id).map(serde_json::to_string),
+                Key::Project(id) => fold.projects.get(&id).map(serde_json::to_string),
+                Key::Member(org, user) => fold.members.get(&(org, user)).map(serde_json::to_string),
+                Key::Tag(org, tag) => fold.tags.get(&(org, tag)).map(serde_json::to_string),
+            };
+            if let Some(json) = json {
+                let (kind, org, id) = key.parts();
+                kinds.push(kind);
+                orgs.push(org);
+                ids.push(id);
+                facts.push(json?);
+            }
+        }
+        if kinds.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO analytics_facts (kind, org_id, id, facts) \
+             SELECT k, o, i, f::jsonb FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::text[]) AS x(k, o, i, f) \
+             ON CONFLICT (kind, org_id, id) DO UPDATE SET facts = EXCLUDED.facts",
+        )
+        .bind(&kinds)
+        .bind(&orgs)
+        .bind(&ids)
+        .bind(&facts)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Sends a batch's rows. Any failure is transient: ClickHouse being
+    /// down, slow or refusing is no fault of the events, and the batch is
+    /// sent again whole (its rows collapse with any that got through).
+    async fn send(&self, rows: &crate::rows::Rows) -> Result<(), ApplyError> {
+        self.migrated
+            .get_or_try_init(|| async { crate::migrate::migrate(&self.config).await.map(|_| ()) })
+            .await
+            .map_err(|e| ApplyError::Transient(format!("ClickHouse migrations: {e}").into()))?;
+        let sent = async {
+            self.insert("events", &rows.events).await?;
+            self.insert("status_changes", &rows.status_changes).await?;
+            self.insert("tasks", &rows.tasks).await?;
+            self.insert("projects", &rows.projects).await?;
+            self.insert("members", &rows.members).await?;
+            self.insert("tags", &rows.tags).await?;
+            self.insert("notifications", &rows.notifications).await
+        };
+        sent.await
+            .map_err(|e| ApplyError::Transient(format!("ClickHouse: {e}").into()))
+    }
+}
+
+#[async_trait]
+impl Projection for Analytics {
+    fn name(&self) -> &'static str {
+        "analytics"
+    }
+    fn ddl(&self) -> &'static str {
+        include_str!("../../migrations/projections/analytics.sql")
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        // Its readers read ClickHouse; nothing is exposed in `read`.
+        &[]
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ApplyError> {
+        let decoded = events
+            .iter()
+            .map(Decoded::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut keys: Vec<Key> = events
+            .iter()
+            .zip(&decoded)
+            .filter_map(|(e, d)| d.key(e.metadata.org_id))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut fold = self.load(tx, &keys).await?;
+        for (e, d) in events.iter().zip(&decoded) {
+            fold.apply(e, d)?;
+        }
+        let (rows, fold) = fold.finish();
+        self.send(&rows).await?;
+        self.save(tx, &fold).await
+    }
+}

@@ -1,0 +1,11 @@
+-- The analytics projection's own state, kept with its checkpoint: the facts
+-- of each task, project, member and tag that the rows it sends ClickHouse
+-- are computed from (kind: task, project, member, tag; org_id is nil for
+-- tasks and projects, whose id names them alone).
+CREATE TABLE analytics_facts (
+    kind text NOT NULL,
+    org_id uuid NOT NULL,
+    id uuid NOT NULL,
+    facts jsonb NOT NULL,
+    PRIMARY KEY (kind, org_id, id)
+);
