@@ -284,13 +284,13 @@ FROM (
                 - toInt64(ifNull(first_left_backlog_at, created_at)), 0)) AS elapsed_s
         FROM ${db}.tasks FINAL
         WHERE completed_at IS NOT NULL
-    )
+    ) AS completed_tasks
     ANY LEFT JOIN (
         SELECT org_id, project_id, task_id, sum(toUInt64(seconds_in_from)) AS started_sum
         FROM ${db}.status_changes FINAL
         WHERE category_from = 'started'
         GROUP BY org_id, project_id, task_id
-    ) USING (org_id, project_id, task_id)
+    ) AS started_stays USING (org_id, project_id, task_id)
 )
 GROUP BY org_id, project_id, fe_week;
 
@@ -360,7 +360,7 @@ FROM (
         FROM (
             SELECT org_id, notification_id, project_id, kind, created_at
             FROM ${db}.notifications FINAL
-        )
+        ) AS created_notifications
         ANY LEFT JOIN (
             SELECT
                 org_id,
@@ -375,7 +375,7 @@ FROM (
                 WHERE event_type IN ('NotificationRead', 'NotificationDelivered') AND notification_id IS NOT NULL
             )
             GROUP BY org_id, nid
-        ) USING (org_id, notification_id)
+        ) AS inbox_events USING (org_id, notification_id)
     )
     WHERE what = 0 OR (what = 1 AND has_read > 0) OR (what = 2 AND has_delivery > 0)
 )
