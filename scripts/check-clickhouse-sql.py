@@ -264,9 +264,12 @@ class Story:
     def inserts(self, db):
         out = []
 
+        # Small batches, as the projector writes them: a task's versions land
+        # in different parts, so a view without FINAL would count them all
+        # (current releases collapse duplicates within one inserted block).
         def ins(table, cols, rows):
-            if rows:
-                vals = ",\n".join("(" + ",".join(lit(r[c]) for c in cols) + ")" for r in rows)
+            for i in range(0, len(rows), 4):
+                vals = ",\n".join("(" + ",".join(lit(r[c]) for c in cols) + ")" for r in rows[i:i + 4])
                 out.append("INSERT INTO %s.%s (%s) VALUES\n%s" % (db, table, ",".join(cols), vals))
 
         ins("events", EVENT_COLS, self.events)
@@ -503,6 +506,10 @@ def main():
                 fail("SELECT from %s.%s on empty tables: %s" % (rep, v, e))
         print("ok: every view answers on empty tables")
 
+        # No merges: duplicates and old versions stay in their own parts, so
+        # only FINAL keeps them from being counted.
+        for t in ("events", "status_changes", "tasks", "projects", "members", "tags", "notifications"):
+            be.query("SYSTEM STOP MERGES %s.%s" % (db, t))
         s = story()
         for st in s.inserts(db):
             try:
