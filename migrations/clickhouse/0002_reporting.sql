@@ -75,8 +75,8 @@ ARRAY JOIN cf_days AS cf_day, cf_counts AS cf_tasks
 WHERE cf_day <= toDate(now(), 'UTC');
 
 -- One row per task: its current state and its lead and cycle times.
--- lead_time_seconds = completed_at - created_at; cycle_time_seconds =
--- completed_at - first_started_at; both NULL unless the task is completed now
+-- lead_time_seconds = completed_at - created_at, cycle_time_seconds =
+-- completed_at - first_started_at, both NULL unless the task is completed now
 -- (cycle also NULL when it never entered a `started` status).
 CREATE VIEW IF NOT EXISTS ${reporting}.task_cycle ${on_cluster} AS
 SELECT
@@ -105,7 +105,7 @@ FROM ${db}.tasks FINAL;
 
 -- Per project and week of completion (the task's current completion): tasks
 -- completed and exact percentiles of lead and cycle time. Cycle-time
--- percentiles cover only the tasks that were ever started (cycle_samples);
+-- percentiles cover only the tasks that were ever started (cycle_samples),
 -- NULL when there are none.
 CREATE VIEW IF NOT EXISTS ${reporting}.cycle_time_weekly ${on_cluster} AS
 SELECT
@@ -257,7 +257,7 @@ GROUP BY org_id, project_id, ts_status, ts_category;
 -- Flow efficiency of completed tasks, per project and week of completion:
 -- time in `started` statuses / time from first leaving the backlog to the
 -- (last) completion. Sum started_seconds and elapsed_seconds over weeks for
--- a longer period; do not average flow_efficiency.
+-- a longer period, and do not average flow_efficiency.
 CREATE VIEW IF NOT EXISTS ${reporting}.flow_efficiency ${on_cluster} AS
 SELECT
     org_id,
