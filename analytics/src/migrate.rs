@@ -13,11 +13,18 @@ use sha2::{Digest, Sha256};
 use crate::ClickHouseConfig;
 
 /// Every migration, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "tables",
-    include_str!("../../migrations/clickhouse/0001_tables.sql"),
-)];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "tables",
+        include_str!("../../migrations/clickhouse/0001_tables.sql"),
+    ),
+    (
+        2,
+        "reporting",
+        include_str!("../../migrations/clickhouse/0002_reporting.sql"),
+    ),
+];
 
 /// Why migrating failed.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +122,39 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<Vec<u32>, MigrateError
         tracing::info!(version, name, "ClickHouse migration applied");
         ran.push(version);
     }
+    definer_views(config, &client).await?;
     Ok(ran)
+}
+
+/// Releases from 24.2 check a view's reader against the view only when it
+/// runs as its definer: the `analyst` user may then read `reporting` and
+/// nothing else. (18.16 cannot: it checks every database a view reads, and
+/// does not parse the clause.)
+async fn definer_views(
+    config: &ClickHouseConfig,
+    client: &clickhouse::Client,
+) -> Result<(), MigrateError> {
+    let version: String = client.query("SELECT version()").fetch_one().await?;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) < (24, 2) {
+        return Ok(());
+    }
+    let views: Vec<String> = client
+        .query("SELECT name FROM system.tables WHERE database = ? AND engine = 'View'")
+        .bind(&config.reporting)
+        .fetch_all()
+        .await?;
+    let [_, (_, reporting), (_, on_cluster), _] = config.placeholders();
+    for view in views {
+        client
+            .query_raw(&format!(
+                "ALTER TABLE {reporting}.`{view}` {on_cluster} MODIFY SQL SECURITY DEFINER"
+            ))
+            .execute()
+            .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
