@@ -22,4 +22,4 @@ mod projection;
 mod rows;
 
 pub use config::{ClickHouseConfig, ConfigError};
-pub use projection::Analytics;
+pub use projection::{project_afresh, Analytics};

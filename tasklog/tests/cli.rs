@@ -4,13 +4,14 @@
 
 use std::process::{Command, Output};
 
-use tasklog_testkit::TestDatabase;
+use tasklog_testkit::{TestClickHouse, TestDatabase};
 
-fn tasklog(db: &TestDatabase, args: &[&str]) -> Output {
+fn tasklog(db: &TestDatabase, ch: &TestClickHouse, args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_tasklog"))
         .args(args)
         .env("TASKLOG_DATABASE_URL", &db.app_url)
         .env("TASKLOG_ADMIN_DATABASE_URL", &db.owner_url)
+        .envs(ch.env())
         .env("RUST_LOG", "warn")
         .output()
         .expect("the tasklog binary runs");
@@ -27,12 +28,20 @@ fn tasklog(db: &TestDatabase, args: &[&str]) -> Output {
 async fn a_rebuild_by_the_cli_switches_each_projection_to_a_new_generation_the_live_projectors_can_write(
 ) {
     let (db, owner) = TestDatabase::migrated("tasklog_cli").await;
-    tasklog(&db, &["generate", "--orgs", "2", "--events", "400"]);
-    for name in ["directory", "tasks", "activity", "notifications"] {
-        tasklog(&db, &["projections", "rebuild", name]);
+    let ch = TestClickHouse::migrated().await;
+    let all = [
+        "directory",
+        "tasks",
+        "activity",
+        "notifications",
+        "analytics",
+    ];
+    tasklog(&db, &ch, &["generate", "--orgs", "2", "--events", "400"]);
+    for name in all {
+        tasklog(&db, &ch, &["projections", "rebuild", name]);
     }
-    let status = String::from_utf8(tasklog(&db, &["projections", "status"]).stdout).unwrap();
-    for name in ["directory", "tasks", "activity", "notifications"] {
+    let status = String::from_utf8(tasklog(&db, &ch, &["projections", "status"]).stdout).unwrap();
+    for name in all {
         let row = status
             .lines()
             .find(|l| l.split_whitespace().next() == Some(name))
@@ -53,6 +62,15 @@ async fn a_rebuild_by_the_cli_switches_each_projection_to_a_new_generation_the_l
     .await
     .unwrap();
     assert_eq!(foreign, [], "generation schemas owned by another role");
+    // The analytics rebuild wrote the whole log to ClickHouse.
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    assert_eq!(
+        ch.tsv("SELECT count() FROM events FINAL").await.trim(),
+        events.to_string()
+    );
     owner.close().await;
     db.drop_database().await;
 }

@@ -6,7 +6,8 @@
 //!   the process being down, a 5xx is a bug;
 //! - every acknowledged command's events are stored exactly once, and no
 //!   command's twice;
-//! - once caught up, the read models equal a rebuild from scratch.
+//! - once caught up, the read models equal a rebuild from scratch, and the
+//!   analytics store's reporting views a fresh projection of the log.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -20,7 +21,7 @@ use tasklog_event_store::LogPosition;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
-use tasklog_testkit::{free_port, TestDatabase};
+use tasklog_testkit::{free_port, TestClickHouse, TestDatabase};
 
 /// How many times the process is killed.
 const KILLS: usize = 20;
@@ -32,6 +33,8 @@ struct Serve {
     command_port: u16,
     query_port: u16,
     log: std::path::PathBuf,
+    /// The analytics store's databases, the test's own.
+    clickhouse: [(&'static str, String); 3],
 }
 
 impl Serve {
@@ -54,6 +57,7 @@ impl Serve {
                 "TASKLOG_QUERY_ADDR",
                 format!("127.0.0.1:{}", self.query_port),
             )
+            .envs(self.clickhouse.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -108,7 +112,8 @@ async fn caught_up(pool: &PgPool, head: LogPosition) -> bool {
         .fetch_one(pool)
         .await
         .unwrap();
-    behind == 0 && known == tasklog_projectors::all().len() as i64
+    // Every PostgreSQL projection, and the analytics store's.
+    behind == 0 && known == tasklog_projectors::all().len() as i64 + 1
 }
 
 /// Events every projection has taken in (applied or passed), in all.
@@ -294,8 +299,10 @@ async fn count_in_stream(pool: &PgPool, event_type: &str, task: Uuid) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasklog_serve_killed_under_load_answers_no_5xx_and_neither_loses_nor_repeats_an_event() {
     let db = TestDatabase::empty("tasklog_crash").await;
+    let ch = TestClickHouse::migrated().await;
     let (name, owner_url) = (db.name.clone(), db.owner_url.clone());
     let serve = Serve {
+        clickhouse: ch.env(),
         app_url: db.app_url.clone(),
         owner_url: owner_url.clone(),
         command_port: free_port(),
@@ -486,6 +493,31 @@ async fn tasklog_serve_killed_under_load_answers_no_5xx_and_neither_loses_nor_re
             "{table}: same number of rows as a rebuild"
         );
         assert_eq!(a, b, "{table}: same rows as a rebuild");
+    }
+    // The analytics store, fed without transactions across the same kills:
+    // each event once, and every reporting view as a fresh projection of
+    // the whole log into empty databases gives it.
+    let fresh = TestClickHouse::migrated().await;
+    let events = tasklog_analytics::project_afresh(&pool, store.as_ref(), &fresh.config)
+        .await
+        .unwrap();
+    assert_eq!(
+        ch.tsv("SELECT count() FROM events FINAL").await.trim(),
+        events.to_string(),
+        "every event in ClickHouse once"
+    );
+    let (live, afresh) = (ch.views().await, fresh.views().await);
+    assert_eq!(live.len(), afresh.len(), "the same views");
+    assert!(live.len() >= 10, "every reporting view: {live:?}");
+    for ((view, a), (_, b)) in live.iter().zip(&afresh) {
+        // The load creates, assigns, comments and moves to `todo`; nothing
+        // it does completes a task.
+        let completions = ["cycle_time_weekly", "throughput_weekly", "flow_efficiency"];
+        assert!(
+            !b.is_empty() || completions.contains(&view.as_str()),
+            "{view} has figures"
+        );
+        assert_eq!(a, b, "{view}: the same figures as a fresh projection");
     }
     let created = seen
         .acknowledged

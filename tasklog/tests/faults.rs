@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
-use tasklog_testkit::{admin_url, free_port, TestDatabase};
+use tasklog_testkit::{admin_url, free_port, TestClickHouse, TestDatabase};
 
 fn token(user: Uuid) -> String {
     tasklog_testkit::token(user, "ann")
@@ -144,12 +144,15 @@ impl Drop for Cluster {
 /// `tasklog serve` against `cluster`, on free ports.
 struct Served {
     _child: Child,
+    /// Its analytics store's databases, dropped with it.
+    _clickhouse: TestClickHouse,
     command: String,
     query: String,
 }
 
 async fn serve(cluster: &Cluster) -> Served {
     let (command_port, query_port) = (free_port(), free_port());
+    let clickhouse = TestClickHouse::migrated().await;
     let log = std::fs::File::create(cluster.dir.join("serve.log")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_tasklog"))
         .arg("serve")
@@ -157,6 +160,7 @@ async fn serve(cluster: &Cluster) -> Served {
         .env("TASKLOG_ADMIN_DATABASE_URL", cluster.url("postgres"))
         .env("TASKLOG_COMMAND_ADDR", format!("127.0.0.1:{command_port}"))
         .env("TASKLOG_QUERY_ADDR", format!("127.0.0.1:{query_port}"))
+        .envs(clickhouse.env())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(log)
@@ -165,6 +169,7 @@ async fn serve(cluster: &Cluster) -> Served {
         .expect("the tasklog binary starts");
     let served = Served {
         _child: child,
+        _clickhouse: clickhouse,
         command: format!("http://127.0.0.1:{command_port}"),
         query: format!("http://127.0.0.1:{query_port}"),
     };

@@ -74,3 +74,51 @@ fn post(url: &str, sql: &str) -> std::io::Result<()> {
     stream.read_to_string(&mut reply)?;
     Ok(())
 }
+
+impl TestClickHouse {
+    /// The settings `tasklog` reads to use these databases, for a test
+    /// that runs the binary.
+    pub fn env(&self) -> [(&'static str, String); 3] {
+        [
+            ("TASKLOG_CLICKHOUSE_URL", self.config.url.clone()),
+            ("TASKLOG_CLICKHOUSE_DATABASE", self.config.database.clone()),
+            (
+                "TASKLOG_CLICKHOUSE_REPORTING_DATABASE",
+                self.config.reporting.clone(),
+            ),
+        ]
+    }
+
+    /// Every reporting view's rows, sorted, view by view: what an analyst
+    /// would read. Columns measured against the clock (`open_seconds`,
+    /// which grows with `now()`) are left out, so two snapshots taken
+    /// moments apart compare equal when the data do.
+    pub async fn views(&self) -> Vec<(String, Vec<String>)> {
+        let reporting = &self.config.reporting;
+        let views = self
+            .tsv(&format!(
+                "SELECT name FROM system.tables WHERE database = '{reporting}' ORDER BY name"
+            ))
+            .await;
+        let mut out = Vec::new();
+        for view in views.lines() {
+            let columns = self
+                .tsv(&format!(
+                    "SELECT name FROM system.columns WHERE database = '{reporting}' AND table = '{view}' \
+                     AND name NOT IN ('open_seconds')"
+                ))
+                .await;
+            let list: Vec<String> = columns.lines().map(|c| format!("`{c}`")).collect();
+            let rows = self
+                .tsv(&format!(
+                    "SELECT {} FROM {reporting}.{view}",
+                    list.join(", ")
+                ))
+                .await;
+            let mut rows: Vec<String> = rows.lines().map(str::to_owned).collect();
+            rows.sort();
+            out.push((view.to_owned(), rows));
+        }
+        out
+    }
+}
