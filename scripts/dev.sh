@@ -2,7 +2,8 @@
 # Tasklog developer entry point. Works from any directory.
 #
 #   scripts/dev.sh run     start local services, `tasklog migrate`, then `tasklog serve`
-#   scripts/dev.sh test    start local services, fmt check, clippy -D warnings, all tests,
+#   scripts/dev.sh test    start local services, fmt check, the ClickHouse SQL on current
+#                          ClickHouse (chdb) and the local one, clippy -D warnings, all tests,
 #                          then schemathesis against both APIs (scripts/schemathesis.sh)
 #   scripts/dev.sh bench   start local services, `cargo bench -p tasklog --bench throughput`
 #
@@ -78,6 +79,9 @@ cmd_test() {
     step "cargo fmt --all -- --check"
     cargo fmt --all -- --check || die "formatting differs: run \`cargo fmt --all\`"
 
+    step "scripts/check-clickhouse-sql.py: every ClickHouse migration and reporting view on current ClickHouse (chdb) and on the local server"
+    clickhouse_sql_check
+
     step "cargo clippy --workspace --all-targets -- -D warnings"
     cargo clippy --workspace --all-targets -- -D warnings || die "clippy found problems"
 
@@ -91,6 +95,23 @@ cmd_test() {
 
     step "scripts/schemathesis.sh: both served OpenAPI documents, every check, on a populated organization"
     "$ROOT/scripts/schemathesis.sh" || die "schemathesis found failures: see the list above and .data/schemathesis/"
+}
+
+# The ClickHouse SQL must run on the local server (Debian's 18.16) and on a
+# current release: chdb-core (PyPI) embeds current ClickHouse, no server needed.
+# Its venv is large (~900 MB) and kept outside the checkout, across runs.
+clickhouse_sql_check() {
+    local venv="${XDG_CACHE_HOME:-$HOME/.cache}/tasklog/chdb-venv"
+    if ! "$venv/bin/python" -c 'import chdb' >/dev/null 2>&1; then
+        rm -rf "$venv"
+        python3 -m venv "$venv" || die "cannot create a Python venv at $venv (apt-get install python3-venv)"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check 'chdb-core>=26.9,<27' \
+            || die "pip install chdb-core failed: current ClickHouse cannot be checked"
+    fi
+    "$venv/bin/python" "$ROOT/scripts/check-clickhouse-sql.py" \
+        || die "the ClickHouse SQL fails on current ClickHouse (chdb)"
+    python3 "$ROOT/scripts/check-clickhouse-sql.py" --client --db tasklog_sqlcheck --reporting reporting_sqlcheck \
+        || die "the ClickHouse SQL fails on the local ClickHouse server"
 }
 
 cmd_bench() {

@@ -20,6 +20,8 @@
 #   TASKLOG_CH_TCP_PORT    ClickHouse native port                 (default 9000)
 #   TASKLOG_CH_DATA        data dir of a server started here      (default .data/clickhouse)
 #   TASKLOG_CH_WAIT_SECS   how long to wait for ClickHouse /ping  (default 60)
+#   TASKLOG_CLICKHOUSE_ANALYST_PASSWORD  password of the read-only ClickHouse user
+#                          `analyst`, read by a server started here  (default analyst-dev-only)
 
 _tasklog_services_main() {
     set -euo pipefail
@@ -269,6 +271,15 @@ EOF
 </yandex>
 EOF
 
+        # The read-only `analyst` user (docs/reporting.md), password from the
+        # server's environment. 18.16 checks a view's reader against every
+        # database the view reads, so here it may also read the tables'
+        # database (read-only); current releases run the views as their
+        # definer and need `reporting` alone (compose.yaml).
+        mkdir -p "$ch_data/users.d"
+        sed 's#<database>reporting</database>#&<database>tasklog</database>#' \
+            "$root/deploy/clickhouse/users.d/analyst.xml" >"$ch_data/users.d/analyst.xml"
+
         local pidfile="$ch_data/clickhouse-server.pid"
         local old_pid=""
         [[ -f "$pidfile" ]] && old_pid="$(cat "$pidfile" 2>/dev/null || true)"
@@ -283,7 +294,8 @@ EOF
             # mode); no inherited stdin/stdout/stderr, so CI runners and `$(...)` callers
             # do not wait on it.
             # shellcheck disable=SC2086  # ch_bin may be "clickhouse server"
-            (cd "$ch_data" && $ch_bin --daemon --config-file="$ch_data/config.xml" \
+            (cd "$ch_data" && TASKLOG_CLICKHOUSE_ANALYST_PASSWORD="${TASKLOG_CLICKHOUSE_ANALYST_PASSWORD:-analyst-dev-only}" \
+                $ch_bin --daemon --config-file="$ch_data/config.xml" \
                 --pid-file="$pidfile" </dev/null >>"$ch_data/log/stdout.log" 2>&1) \
                 || { tail -n 30 "$ch_data/log/clickhouse-server.err.log" >&2 2>/dev/null || true
                      die "clickhouse-server --daemon failed to start (logs: $ch_data/log)"; }

@@ -6,7 +6,14 @@
 //!    from a command's 2xx to the `tasks` checkpoint reaching its consistency
 //!    token (p50/p99/max);
 //! d) the query API's task list (filters, sorts, keyset pages) over a log of
-//!    BENCH_TASKS tasks: p50/p99.
+//!    BENCH_TASKS tasks: p50/p99;
+//! e) the analytics store (ClickHouse, databases BENCH_CLICKHOUSE_DATABASE /
+//!    BENCH_CLICKHOUSE_REPORTING, dropped first): its rebuild over the log of
+//!    a) in events/s beside a)'s COPY rate (part `analytics`), and each
+//!    reporting view's p50/p99 filtered to one organization and to one
+//!    project (part `views`, BENCH_VIEW_QUERIES each). The lag of c) is
+//!    measured for the projection BENCH_LAG_PROJECTION (tasks; `analytics`:
+//!    command 2xx -> in the reporting views).
 //!
 //! `cargo bench -p tasklog --bench read_side`. Environment:
 //! BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres),
@@ -18,7 +25,7 @@
 //! 0 queries the first database instead), BENCH_TASKS_EVENTS (events in the
 //! query database, default 2.4 × BENCH_TASKS), BENCH_QUERIES (2000),
 //! BENCH_POOL (the command API's connections in the lag run, 40), BENCH_CHECKPOINT (1: CHECKPOINT before each lag run),
-//! BENCH_LAG_WORKERS (64), BENCH_ONLY (comma list of generate,rebuild,lag,query; default all).
+//! BENCH_LAG_WORKERS (64), BENCH_ONLY (comma list of generate,rebuild,lag,query,analytics,views; default all).
 //! Databases: tasklog_bench_read and tasklog_bench_read_tasks (dropped first).
 //! Compare with `../shared/bench/pg-insert-baseline.sh` run in the same sitting.
 
@@ -98,6 +105,30 @@ async fn main() -> anyhow::Result<()> {
         rebuild_all(&pool, report.events, &tasklog_projectors::all()).await?;
     }
 
+    if run("analytics") || run("views") || lag_projection() == "analytics" {
+        let config = bench_clickhouse();
+        for db in [&config.database, &config.reporting] {
+            config
+                .client()
+                .query(&format!("DROP DATABASE IF EXISTS {db}"))
+                .execute()
+                .await?;
+        }
+        tasklog_analytics::migrate::migrate(&config).await?;
+        println!(
+            "# e) analytics: rebuild into ClickHouse {} ({} events); generate's COPY above: {:.0} events/s",
+            config.url,
+            report.events,
+            report.events_per_second()
+        );
+        let analytics: Arc<dyn tasklog_projectors::Projection> =
+            Arc::new(tasklog_analytics::Analytics::new(&config)?);
+        rebuild_all(&pool, report.events, &[analytics]).await?;
+        if run("views") {
+            views(&config, &report, env_or("BENCH_VIEW_QUERIES", 20)).await?;
+        }
+    }
+
     if run("lag") {
         let rates = std::env::var("BENCH_RATE").unwrap_or_else(|_| "250,1000".into());
         let seconds: f64 = env_or("BENCH_LAG_SECONDS", 10.0);
@@ -121,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
                 println!(
                     "# c) projection lag under load: {rate:.0} commands/s for {seconds:.0} s \
                      (comment 40%, status 30%, assign 30%) on generated tasks, live steps \
-                     paced at {pace}x the last one's duration, {step} to {max} ms apart; lag = 2xx -> tasks checkpoint >= token"
+                     paced at {pace}x the last one's duration, {step} to {max} ms apart; lag = 2xx -> {} checkpoint >= token", lag_projection()
                 );
                 let mut config = ProjectorConfig {
                     min_step_interval: Duration::from_millis(step),
@@ -174,6 +205,54 @@ async fn main() -> anyhow::Result<()> {
             qreport.events
         );
         query_tasks(&qsettings, &qpool, &qreport, env_or("BENCH_QUERIES", 2000)).await?;
+    }
+    Ok(())
+}
+
+/// e) Each reporting view filtered to one organization, and to one of its
+/// projects: p50/p99 over `queries` reads each, the whole result read.
+async fn views(
+    config: &tasklog_analytics::ClickHouseConfig,
+    report: &GenerateReport,
+    queries: usize,
+) -> anyhow::Result<()> {
+    let client = config.client();
+    let reporting = &config.reporting;
+    let names: Vec<String> = client
+        .query("SELECT name FROM system.tables WHERE database = ? ORDER BY name")
+        .bind(reporting)
+        .fetch_all()
+        .await?;
+    println!(
+        "# e) reporting views: {queries} reads each, organizations and projects drawn from {} generated",
+        report.orgs.len()
+    );
+    for name in names {
+        for filter in ["org", "project"] {
+            let mut latency = histogram();
+            let mut rows = 0usize;
+            for i in 0..queries {
+                let org = &report.orgs[i % report.orgs.len()];
+                let mut sql = format!(
+                    "SELECT * FROM {reporting}.{name} WHERE org_id = toUUID('{}')",
+                    org.org_id
+                );
+                if filter == "project" {
+                    let project = &org.projects[i % org.projects.len()];
+                    sql.push_str(&format!(" AND project_id = toUUID('{}')", project.project_id));
+                }
+                let started = Instant::now();
+                let bytes = client.query(&sql).fetch_bytes("TabSeparated")?.collect().await?;
+                latency.record(started.elapsed().as_micros().max(1) as u64)?;
+                rows += bytes.iter().filter(|b| **b == b'\n').count();
+            }
+            println!(
+                "view           {name:<26} one {filter:<8} p50={:>8.1} ms p99={:>8.1} ms rows/read={:>7.0}",
+                ms(&latency, 0.5),
+                ms(&latency, 0.99),
+                rows as f64 / queries as f64
+            );
+        }
     }
     Ok(())
 }
@@ -262,13 +341,32 @@ async fn rebuild_all(
     Ok(())
 }
 
-/// The `tasks` projection's checkpoint (active generation).
+/// The projection whose lag c) measures (BENCH_LAG_PROJECTION, `tasks`).
+fn lag_projection() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| std::env::var("BENCH_LAG_PROJECTION").unwrap_or_else(|_| "tasks".into()))
+}
+
+/// The analytics store of the bench, when c) measures it or e) runs.
+fn bench_clickhouse() -> tasklog_analytics::ClickHouseConfig {
+    let mut config = tasklog_analytics::ClickHouseConfig::local(
+        &std::env::var("BENCH_CLICKHOUSE_DATABASE").unwrap_or_else(|_| "tasklog_bench".into()),
+        &std::env::var("BENCH_CLICKHOUSE_REPORTING").unwrap_or_else(|_| "reporting_bench".into()),
+    );
+    if let Ok(url) = std::env::var("TASKLOG_CLICKHOUSE_URL") {
+        config.url = url;
+    }
+    config
+}
+
+/// The lag projection's checkpoint (active generation).
 async fn tasks_checkpoint<'e>(db: impl sqlx::PgExecutor<'e>) -> Result<LogPosition, sqlx::Error> {
     let row: Option<(i64, i64)> = sqlx::query_as(
         "SELECT commit_id, event_position FROM projection_checkpoints c \
          JOIN projections p ON p.name = c.projection AND p.active_generation = c.generation \
-         WHERE c.projection = 'tasks'",
+         WHERE c.projection = $1",
     )
+    .bind(lag_projection())
     .fetch_optional(db)
     .await?;
     Ok(row.map_or(LogPosition::START, |(c, e)| LogPosition {
@@ -311,7 +409,8 @@ async fn lag_under_load(
     let projectors = {
         let (pool, stopped) = (pool.clone(), stopped.clone());
         std::thread::spawn(move || {
-            runtime()?.block_on(tasklog::run_projectors_with(pool, None, config, stopped))
+            let analytics = (lag_projection() == "analytics").then(bench_clickhouse);
+            runtime()?.block_on(tasklog::run_projectors_with(pool, analytics, config, stopped))
         })
     };
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
@@ -423,8 +522,9 @@ async fn lag_under_load(
                 moved = checkpoints.recv() => {
                     let Ok(moved) = moved else { continue };
                     wakes += 1;
-                    if let Some(("tasks", position)) = tasklog_projectors::parse_checkpoint(moved.payload())
+                    if let Some((_, position)) = tasklog_projectors::parse_checkpoint(moved.payload())
                         .map(|(name, _, p)| (name, p))
+                        .filter(|(name, _)| *name == lag_projection())
                     {
                         checkpoint = checkpoint.max(position);
                     }
@@ -652,7 +752,7 @@ async fn lag_under_load(
         // Say what held the projection back.
         let hwm = store.high_water_mark().await?;
         println!(
-            "lag.stuck      tasks checkpoint {} safe {:?} head {:?} held back {} oldest open {:?}",
+            "lag.stuck      lag projection's checkpoint {} safe {:?} head {:?} held back {} oldest open {:?}",
             tasks_checkpoint(pool).await?,
             hwm.safe,
             hwm.head,
