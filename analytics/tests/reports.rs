@@ -550,7 +550,7 @@ async fn another_organizations_figures_never_appear_in_the_first_ones_rows() {
     ] {
         let sql = format!(
             "SELECT count() FROM {{r}}.{view} WHERE (org_id = {{A}} AND project_id = {{OPS}}) \
-             OR (org_id = {{B}} AND project_id IN ({{WEB}}, {{API}}))"
+             OR (org_id = {{B}} AND (project_id = {{WEB}} OR project_id = {{API}}))"
         );
         assert_eq!(r.rows(&sql).await, table(&["0"]), "{view}");
     }
