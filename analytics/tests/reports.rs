@@ -583,3 +583,112 @@ async fn another_organizations_figures_never_appear_in_the_first_ones_rows() {
     assert_eq!(r.s.events[&r.s.other_org], 13);
     r.done().await;
 }
+
+/// Two tasks of a workflow the default one does not allow (the events are
+/// appended as they are, as a custom workflow would produce them): X goes
+/// todo → done at once, never started; Y goes todo 3/09 → in_progress 3/10
+/// → done 4/10 → cancelled 5/10.
+async fn outside_the_default_workflow() -> (TestDatabase, TestClickHouse, uuid::Uuid) {
+    use tasklog_domain::*;
+    let (db, pool) = TestDatabase::migrated("reports").await;
+    let ch = TestClickHouse::migrated().await;
+    let log = EventLog::new(&pool);
+    let (org, ann, project) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let by = |day, hour| tasklog_testkit::By { org, actor: ann, at: common::at(day, hour) };
+    let change = |from: &str, fc, to: &str, tc| {
+        TaskEvent::from(TaskStatusChanged {
+            from: from.into(),
+            to: to.into(),
+            from_category: fc,
+            to_category: tc,
+        })
+    };
+    use StatusCategory::*;
+    let mut head = LogPosition::START;
+    for (number, moves) in [
+        (1, vec![((4, 10), change("todo", Unstarted, "done", Completed))]),
+        (
+            2,
+            vec![
+                ((3, 10), change("todo", Unstarted, "in_progress", Started)),
+                ((4, 10), change("in_progress", Started, "done", Completed)),
+                ((5, 10), change("done", Completed, "cancelled", Cancelled)),
+            ],
+        ),
+    ] {
+        let task = uuid::Uuid::now_v7();
+        let stream = format!("task-{task}");
+        let created = TaskEvent::from(TaskCreated {
+            task_id: task,
+            org_id: org,
+            project_id: project,
+            number,
+            key: format!("X-{number}"),
+            title: "t".into(),
+            description: String::new(),
+            priority: Priority::None,
+            due_date: None,
+            status: "todo".into(),
+            status_category: Unstarted,
+            created_by: ann,
+        });
+        head = log.append(&stream, by(3, 9), [created]).await.position;
+        for ((day, hour), event) in moves {
+            head = log.append(&stream, by(day, hour), [event]).await.position;
+        }
+    }
+    common::project(&pool, &log, &ch.config, head).await;
+    (db, ch, org)
+}
+
+#[tokio::test]
+async fn done_to_cancelled_is_not_a_reopening() {
+    let (db, ch, org) = outside_the_default_workflow().await;
+    let r = &ch.config.reporting;
+    // X-2 leaves done for cancelled on Mar 5: a cancellation, not a
+    // reopening (it never becomes open again).
+    assert_eq!(
+        ch.tsv(&format!(
+            "SELECT task_key, times_reopened, cancelled_at, completed_at FROM {r}.task_cycle \
+             WHERE org_id = toUUID('{org}') ORDER BY task_key"
+        ))
+        .await,
+        "X-1\t0\t\\N\t2026-03-04 10:00:00\nX-2\t0\t2026-03-05 10:00:00\t\\N\n"
+    );
+    assert_eq!(
+        ch.tsv(&format!(
+            "SELECT day, completed, cancelled, reopened FROM {r}.created_vs_resolved_daily \
+             WHERE org_id = toUUID('{org}') AND day BETWEEN '2026-03-03' AND '2026-03-05' ORDER BY day"
+        ))
+        .await,
+        "2026-03-03\t0\t0\t0\n2026-03-04\t1\t0\t0\n2026-03-05\t0\t1\t0\n"
+    );
+    drop(ch);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_task_that_never_started_has_no_cycle_time() {
+    let (db, ch, org) = outside_the_default_workflow().await;
+    let r = &ch.config.reporting;
+    // X-1: lead 4/10 − 3/09 = 90000 s; never started, so no cycle time and
+    // no cycle sample: the week's cycle percentiles are NULL, not 0.
+    assert_eq!(
+        ch.tsv(&format!(
+            "SELECT task_key, lead_time_seconds, cycle_time_seconds FROM {r}.task_cycle \
+             WHERE org_id = toUUID('{org}') AND task_key = 'X-1'"
+        ))
+        .await,
+        "X-1\t90000\t\\N\n"
+    );
+    assert_eq!(
+        ch.tsv(&format!(
+            "SELECT week, completed, lead_time_p50_seconds, cycle_samples, cycle_time_p50_seconds, \
+             cycle_time_p95_seconds FROM {r}.cycle_time_weekly WHERE org_id = toUUID('{org}')"
+        ))
+        .await,
+        "2026-03-02\t1\t90000\t0\t\\N\t\\N\n"
+    );
+    drop(ch);
+    db.drop_database().await;
+}
