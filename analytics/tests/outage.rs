@@ -67,9 +67,18 @@ async fn project_afresh(pool: &PgPool, store: &dyn EventStore, config: &ClickHou
     tasklog_analytics::migrate::migrate(config).await.unwrap();
     let analytics = Analytics::new(config).unwrap();
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query("CREATE SCHEMA afresh").execute(&mut *tx).await.unwrap();
-    sqlx::query("SET LOCAL search_path TO afresh").execute(&mut *tx).await.unwrap();
-    sqlx::raw_sql(analytics.ddl()).execute(&mut *tx).await.unwrap();
+    sqlx::query("CREATE SCHEMA afresh")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("SET LOCAL search_path TO afresh")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::raw_sql(analytics.ddl())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     let mut after = LogPosition::START;
     loop {
         let events = store.read_all(after, 500).await.unwrap();
@@ -112,7 +121,8 @@ async fn dead_letters(pool: &PgPool) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clickhouse_down_holds_back_only_the_analytics_projection_and_its_figures_are_exact_once_it_returns() {
+async fn clickhouse_down_holds_back_only_the_analytics_projection_and_its_figures_are_exact_once_it_returns(
+) {
     let mut server = ClickHouseServer::start().await;
     let (database, owner) = TestDatabase::migrated("outage").await;
     let pool = app_pool(&database, 12).await;
@@ -132,13 +142,22 @@ async fn clickhouse_down_holds_back_only_the_analytics_projection_and_its_figure
         max_backoff: Duration::from_millis(500),
         ..Default::default()
     };
-    let runner = tokio::spawn(tasklog::run_projectors_with(pool.clone(), Some(config.clone()), fast, stopped));
+    let runner = tokio::spawn(tasklog::run_projectors_with(
+        pool.clone(),
+        Some(config.clone()),
+        fast,
+        stopped,
+    ));
 
     // Given week 1 projected everywhere, ClickHouse included ...
     let mut story = Story::week_one(&log).await;
-    until(&owner, store.as_ref(), &projections, "every projection applies week 1", |s| {
-        s.iter().all(caught_up)
-    })
+    until(
+        &owner,
+        store.as_ref(),
+        &projections,
+        "every projection applies week 1",
+        |s| s.iter().all(caught_up),
+    )
     .await;
 
     // ... when ClickHouse stops and week 2 is written meanwhile ...
@@ -156,15 +175,26 @@ async fn clickhouse_down_holds_back_only_the_analytics_projection_and_its_figure
     )
     .await;
     let analytics = standing.iter().find(|p| p.name == "analytics").unwrap();
-    assert!(analytics.lag_events > 0, "analytics cannot apply week 2 yet: {analytics:?}");
+    assert!(
+        analytics.lag_events > 0,
+        "analytics cannot apply week 2 yet: {analytics:?}"
+    );
     assert!(standing.iter().all(|p| p.parked == 0), "{standing:?}");
-    assert_eq!(dead_letters(&owner).await, 0, "a ClickHouse outage parks nothing");
+    assert_eq!(
+        dead_letters(&owner).await,
+        0,
+        "a ClickHouse outage parks nothing"
+    );
 
     // When it is back, analytics catches up, still parking nothing ...
     server.start_again().await;
-    until(&owner, store.as_ref(), &projections, "analytics catches up once ClickHouse is back", |s| {
-        s.iter().all(caught_up)
-    })
+    until(
+        &owner,
+        store.as_ref(),
+        &projections,
+        "analytics catches up once ClickHouse is back",
+        |s| s.iter().all(caught_up),
+    )
     .await;
     assert_eq!(dead_letters(&owner).await, 0);
 
@@ -173,14 +203,26 @@ async fn clickhouse_down_holds_back_only_the_analytics_projection_and_its_figure
     fresh.url = server.url();
     project_afresh(&owner, store.as_ref(), &fresh).await;
     for (view, columns) in VIEWS {
-        let live = rows(&config, &format!("SELECT {columns} FROM {}.{view}", config.reporting)).await;
-        let afresh = rows(&fresh, &format!("SELECT {columns} FROM {}.{view}", fresh.reporting)).await;
+        let live = rows(
+            &config,
+            &format!("SELECT {columns} FROM {}.{view}", config.reporting),
+        )
+        .await;
+        let afresh = rows(
+            &fresh,
+            &format!("SELECT {columns} FROM {}.{view}", fresh.reporting),
+        )
+        .await;
         assert!(!live.is_empty(), "{view} has rows");
         assert_eq!(live, afresh, "{view}");
     }
     let events: usize = story.events.values().sum();
     assert_eq!(
-        rows(&config, &format!("SELECT count() FROM {}.events FINAL", config.database)).await,
+        rows(
+            &config,
+            &format!("SELECT count() FROM {}.events FINAL", config.database)
+        )
+        .await,
         [events.to_string()],
         "each event of the log once"
     );

@@ -168,7 +168,8 @@ async fn an_archived_task_leaves_the_flow_on_its_archive_day() {
 }
 
 #[tokio::test]
-async fn task_cycle_has_every_task_as_it_stands_with_lead_and_cycle_times_of_its_current_completion() {
+async fn task_cycle_has_every_task_as_it_stands_with_lead_and_cycle_times_of_its_current_completion(
+) {
     let r = reports().await;
     // Lead = completed_at − created_at, cycle = completed_at − first_started_at:
     // API-1: 13/10 − 9/10 = 345600; 13/10 − 12/10 = 86400.
@@ -372,7 +373,10 @@ async fn time_in_status_counts_each_status_entry_as_a_stay_finished_or_open_unti
         .parse()
         .unwrap();
     let expected = (Utc::now() - common::at(4, 12)).num_seconds();
-    assert!((open - expected).abs() <= 60, "open {open} s, expected about {expected} s");
+    assert!(
+        (open - expected).abs() <= 60,
+        "open {open} s, expected about {expected} s"
+    );
     r.done().await;
 }
 
@@ -515,7 +519,12 @@ async fn org_level_events_carry_no_project() {
 #[tokio::test]
 async fn every_event_of_the_log_is_in_the_event_log_once_in_log_order() {
     let r = reports().await;
-    let events = r.log.store().read_all(LogPosition::START, 10_000).await.unwrap();
+    let events = r
+        .log
+        .store()
+        .read_all(LogPosition::START, 10_000)
+        .await
+        .unwrap();
     let expected: Vec<String> = events
         .iter()
         .map(|e| format!("{} | {} | {}", e.event_id, e.stream_id, e.stream_version))
@@ -563,7 +572,8 @@ async fn another_organizations_figures_never_appear_in_the_first_ones_rows() {
         table(&["OPS | 2026-03-02 | yan | 1"])
     );
     assert_eq!(
-        r.rows("SELECT task_key, lead_time_seconds FROM {r}.task_cycle WHERE org_id = {B}").await,
+        r.rows("SELECT task_key, lead_time_seconds FROM {r}.task_cycle WHERE org_id = {B}")
+            .await,
         table(&["OPS-1 | 194400"])
     );
     assert_eq!(
@@ -577,7 +587,8 @@ async fn another_organizations_figures_never_appear_in_the_first_ones_rows() {
         table(&["OPS | 2026-03-09 | 1 | 1 | 1"])
     );
     assert_eq!(
-        r.rows("SELECT count() FROM {r}.event_log WHERE org_id = {B}").await,
+        r.rows("SELECT count() FROM {r}.event_log WHERE org_id = {B}")
+            .await,
         table(&[&r.s.events[&r.s.other_org].to_string()])
     );
     assert_eq!(r.s.events[&r.s.other_org], 13);
@@ -593,8 +604,16 @@ async fn outside_the_default_workflow() -> (TestDatabase, TestClickHouse, uuid::
     let (db, pool) = TestDatabase::migrated("reports").await;
     let ch = TestClickHouse::migrated().await;
     let log = EventLog::new(&pool);
-    let (org, ann, project) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-    let by = |day, hour| tasklog_testkit::By { org, actor: ann, at: common::at(day, hour) };
+    let (org, ann, project) = (
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+    );
+    let by = |day, hour| tasklog_testkit::By {
+        org,
+        actor: ann,
+        at: common::at(day, hour),
+    };
     let change = |from: &str, fc, to: &str, tc| {
         TaskEvent::from(TaskStatusChanged {
             from: from.into(),
@@ -606,7 +625,10 @@ async fn outside_the_default_workflow() -> (TestDatabase, TestClickHouse, uuid::
     use StatusCategory::*;
     let mut head = LogPosition::START;
     for (number, moves) in [
-        (1, vec![((4, 10), change("todo", Unstarted, "done", Completed))]),
+        (
+            1,
+            vec![((4, 10), change("todo", Unstarted, "done", Completed))],
+        ),
         (
             2,
             vec![

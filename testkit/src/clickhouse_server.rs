@@ -27,7 +27,8 @@ pub struct ClickHouseServer {
 impl ClickHouseServer {
     /// A new server on a fresh data directory and free ports, answering.
     pub async fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("tasklog-ch-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("tasklog-ch-{}", uuid::Uuid::new_v4().simple()));
         for sub in ["data", "tmp", "log", "user_files", "format_schemas"] {
             std::fs::create_dir_all(dir.join(sub)).expect("the server's directories are created");
         }
@@ -56,7 +57,10 @@ impl ClickHouseServer {
     /// Starts it (again) on the same data directory and ports, and waits
     /// until it answers `/ping`.
     pub async fn start_again(&mut self) {
-        assert!(self.child.is_none(), "the server is stopped before it starts again");
+        assert!(
+            self.child.is_none(),
+            "the server is stopped before it starts again"
+        );
         let log = |name: &str| {
             std::fs::OpenOptions::new()
                 .create(true)
@@ -67,7 +71,10 @@ impl ClickHouseServer {
         let (program, args) = binary();
         let child = Command::new(program)
             .args(args)
-            .arg(format!("--config-file={}", self.dir.join("config.xml").display()))
+            .arg(format!(
+                "--config-file={}",
+                self.dir.join("config.xml").display()
+            ))
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log("stdout.log"))
@@ -86,8 +93,15 @@ impl ClickHouseServer {
             if matches!(ping, Ok(ref r) if r.status().is_success()) {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("clickhouse-server exited with {status} (logs in {})", self.dir.join("log").display());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "clickhouse-server exited with {status} (logs in {})",
+                    self.dir.join("log").display()
+                );
             }
             assert!(
                 Instant::now() < deadline,

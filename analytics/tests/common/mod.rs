@@ -81,7 +81,11 @@ impl<A: Aggregate> Agg<A> {
             .state
             .decide(command)
             .unwrap_or_else(|e| panic!("{}: the story's command is refused: {e:?}", self.stream));
-        assert!(!events.is_empty(), "{}: every command of the story changes something", self.stream);
+        assert!(
+            !events.is_empty(),
+            "{}: every command of the story changes something",
+            self.stream
+        );
         for e in &events {
             self.state = std::mem::take(&mut self.state).evolve(e);
         }
@@ -147,8 +151,10 @@ impl Story {
             s.names.push((id, name.into()));
         }
         let (ann, bob, cat, zed, yan) = (s.ann, s.bob, s.cat, s.zed, s.yan);
-        s.organization(a, "Acme", ann, "ann", &[(bob, "bob"), (cat, "cat")]).await;
-        s.organization(b, "Other", zed, "zed", &[(yan, "yan")]).await;
+        s.organization(a, "Acme", ann, "ann", &[(bob, "bob"), (cat, "cat")])
+            .await;
+        s.organization(b, "Other", zed, "zed", &[(yan, "yan")])
+            .await;
         s.project(a, ann, "WEB", "Web").await;
         s.project(a, ann, "API", "Api").await;
         s.project(b, zed, "OPS", "Ops").await;
@@ -174,7 +180,8 @@ impl Story {
         let due = NaiveDate::from_ymd_opt(2026, 3, 5);
         s.create(a, "WEB", (3, 10), Some(cat), due).await;
         s.status(a, "WEB-4", (4, 10), "todo").await;
-        s.task(a, "WEB-4", ann, (6, 10), TaskCommand::ArchiveTask).await;
+        s.task(a, "WEB-4", ann, (6, 10), TaskCommand::ArchiveTask)
+            .await;
 
         s.read(a, bob, (2, 12), "WEB-1 assigned bob").await;
 
@@ -195,7 +202,15 @@ impl Story {
         self.status(a, "WEB-5", (9, 10), "todo").await;
         let c1 = Uuid::now_v7();
         let added = self
-            .comment(a, "WEB-5", ann, (9, 12), c1, "@bob @cat look", vec![bob, cat])
+            .comment(
+                a,
+                "WEB-5",
+                ann,
+                (9, 12),
+                c1,
+                "@bob @cat look",
+                vec![bob, cat],
+            )
             .await;
         self.causes.insert("C1", added);
         self.task(
@@ -273,7 +288,15 @@ impl Story {
         self.read(a, ann, (11, 10), "C2").await;
 
         let added = self
-            .comment(b, "OPS-1", zed, (9, 12), Uuid::now_v7(), "@yan see", vec![yan])
+            .comment(
+                b,
+                "OPS-1",
+                zed,
+                (9, 12),
+                Uuid::now_v7(),
+                "@yan see",
+                vec![yan],
+            )
             .await;
         self.causes.insert("OPS C", added);
         self.read(b, yan, (9, 13), "OPS C").await;
@@ -288,9 +311,9 @@ impl Story {
 
     /// `text` with every uuid of the story replaced by its name.
     pub fn named(&self, text: &str) -> String {
-        self.names
-            .iter()
-            .fold(text.to_owned(), |t, (id, name)| t.replace(&id.to_string(), name))
+        self.names.iter().fold(text.to_owned(), |t, (id, name)| {
+            t.replace(&id.to_string(), name)
+        })
     }
 
     pub fn task_id(&self, key: &str) -> Uuid {
@@ -323,8 +346,19 @@ impl Story {
         appended
     }
 
-    async fn organization(&mut self, org: Uuid, name: &str, owner: Uuid, handle: &str, members: &[(Uuid, &str)]) {
-        let by = By { org, actor: owner, at: at(2, 8) };
+    async fn organization(
+        &mut self,
+        org: Uuid,
+        name: &str,
+        owner: Uuid,
+        handle: &str,
+        members: &[(Uuid, &str)],
+    ) {
+        let by = By {
+            org,
+            actor: owner,
+            at: at(2, 8),
+        };
         let mut agg = Agg::<Organization>::new(org);
         let command = OrgCommand::CreateOrganization {
             org_id: org,
@@ -332,7 +366,15 @@ impl Story {
             owner_id: owner,
             owner_handle: handle.into(),
         };
-        Self::append(&self.log, &mut self.events, &mut self.head, &mut agg, by, command).await;
+        Self::append(
+            &self.log,
+            &mut self.events,
+            &mut self.head,
+            &mut agg,
+            by,
+            command,
+        )
+        .await;
         for (user, handle) in members {
             let command = OrgCommand::AddMember {
                 by: owner,
@@ -340,20 +382,40 @@ impl Story {
                 handle: (*handle).into(),
                 role: Role::Member,
             };
-            Self::append(&self.log, &mut self.events, &mut self.head, &mut agg, by, command).await;
+            Self::append(
+                &self.log,
+                &mut self.events,
+                &mut self.head,
+                &mut agg,
+                by,
+                command,
+            )
+            .await;
         }
         self.orgs.insert(org, agg);
     }
 
     async fn project(&mut self, org: Uuid, owner: Uuid, key: &'static str, name: &str) {
-        let by = By { org, actor: owner, at: at(2, 8) };
+        let by = By {
+            org,
+            actor: owner,
+            at: at(2, 8),
+        };
         let id = Uuid::now_v7();
         let register = OrgCommand::RegisterProjectKey {
             project_id: id,
             key: key.into(),
         };
         let org_agg = self.orgs.get_mut(&org).unwrap();
-        Self::append(&self.log, &mut self.events, &mut self.head, org_agg, by, register).await;
+        Self::append(
+            &self.log,
+            &mut self.events,
+            &mut self.head,
+            org_agg,
+            by,
+            register,
+        )
+        .await;
         let mut agg = Agg::<Project>::new(id);
         let create = ProjectCommand::CreateProject {
             project_id: id,
@@ -361,7 +423,15 @@ impl Story {
             name: name.into(),
             key: key.into(),
         };
-        Self::append(&self.log, &mut self.events, &mut self.head, &mut agg, by, create).await;
+        Self::append(
+            &self.log,
+            &mut self.events,
+            &mut self.head,
+            &mut agg,
+            by,
+            create,
+        )
+        .await;
         self.projects.insert(key, (id, agg));
         self.names.push((id, key.into()));
     }
@@ -377,12 +447,24 @@ impl Story {
         due_date: Option<NaiveDate>,
     ) -> Uuid {
         let owner = self.owner(org);
-        let by = By { org, actor: owner, at: at(day, hour) };
+        let by = By {
+            org,
+            actor: owner,
+            at: at(day, hour),
+        };
         let task_id = Uuid::now_v7();
         let (project_id, agg) = self.projects.get_mut(project).unwrap();
         let project_id = *project_id;
         let reserve = ProjectCommand::ReserveTaskNumber { task_id };
-        Self::append(&self.log, &mut self.events, &mut self.head, agg, by, reserve).await;
+        Self::append(
+            &self.log,
+            &mut self.events,
+            &mut self.head,
+            agg,
+            by,
+            reserve,
+        )
+        .await;
         let number = agg.state.next_task_number - 1;
         let key = format!("{project}-{number}");
         let mut task = Agg::<Task>::new(task_id);
@@ -399,7 +481,15 @@ impl Story {
             workflow: agg.state.workflow.clone(),
             created_by: owner,
         };
-        Self::append(&self.log, &mut self.events, &mut self.head, &mut task, by, create).await;
+        Self::append(
+            &self.log,
+            &mut self.events,
+            &mut self.head,
+            &mut task,
+            by,
+            create,
+        )
+        .await;
         self.names.push((task_id, key.clone()));
         self.tasks.insert(key.clone(), task);
         match assignee {
@@ -408,12 +498,30 @@ impl Story {
         }
     }
 
-    async fn task(&mut self, org: Uuid, key: &str, actor: Uuid, (day, hour): (u32, u32), command: TaskCommand) -> Uuid {
-        let by = By { org, actor, at: at(day, hour) };
+    async fn task(
+        &mut self,
+        org: Uuid,
+        key: &str,
+        actor: Uuid,
+        (day, hour): (u32, u32),
+        command: TaskCommand,
+    ) -> Uuid {
+        let by = By {
+            org,
+            actor,
+            at: at(day, hour),
+        };
         let agg = self.tasks.get_mut(key).unwrap();
-        Self::append(&self.log, &mut self.events, &mut self.head, agg, by, command)
-            .await
-            .event_ids[0]
+        Self::append(
+            &self.log,
+            &mut self.events,
+            &mut self.head,
+            agg,
+            by,
+            command,
+        )
+        .await
+        .event_ids[0]
     }
 
     async fn assign(&mut self, org: Uuid, key: &str, when: (u32, u32), assignee: Uuid) -> Uuid {
@@ -456,22 +564,46 @@ impl Story {
 
     /// `user` marks read the notification `cause` sent them.
     async fn read(&mut self, org: Uuid, user: Uuid, (day, hour): (u32, u32), cause: &str) {
-        let by = By { org, actor: user, at: at(day, hour) };
+        let by = By {
+            org,
+            actor: user,
+            at: at(day, hour),
+        };
         let command = InboxCommand::MarkNotificationRead {
             notification_id: notification_id(self.causes[cause], user),
         };
         let inbox = self.inboxes.entry(user).or_insert_with(|| Agg::new(user));
-        Self::append(&self.log, &mut self.events, &mut self.head, inbox, by, command).await;
+        Self::append(
+            &self.log,
+            &mut self.events,
+            &mut self.head,
+            inbox,
+            by,
+            command,
+        )
+        .await;
     }
 }
 
 /// Steps the real analytics projection (its first generation in `pool`'s
 /// database, writing to `config`'s ClickHouse databases) until it has
 /// applied `target`.
-pub async fn project(pool: &PgPool, log: &EventLog, config: &ClickHouseConfig, target: LogPosition) {
+pub async fn project(
+    pool: &PgPool,
+    log: &EventLog,
+    config: &ClickHouseConfig,
+    target: LogPosition,
+) {
     let analytics: Arc<dyn Projection> = Arc::new(Analytics::new(config).unwrap());
-    let g = generation::ensure_active(pool, analytics.as_ref()).await.unwrap();
-    let projector = Projector::new(pool.clone(), log.store(), analytics, ProjectorConfig::default());
+    let g = generation::ensure_active(pool, analytics.as_ref())
+        .await
+        .unwrap();
+    let projector = Projector::new(
+        pool.clone(),
+        log.store(),
+        analytics,
+        ProjectorConfig::default(),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let outcome = projector.project_next_batch(g, true).await.unwrap();
@@ -479,7 +611,10 @@ pub async fn project(pool: &PgPool, log: &EventLog, config: &ClickHouseConfig, t
         if outcome.position >= target {
             return;
         }
-        assert!(Instant::now() < deadline, "the analytics projection reaches {target}");
+        assert!(
+            Instant::now() < deadline,
+            "the analytics projection reaches {target}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
