@@ -303,8 +303,10 @@ impl Fold {
             }
             TaskEvent::TaskStatusChanged(s) => {
                 use StatusCategory::{Backlog, Cancelled, Completed, Started};
-                let reopened = matches!(s.from_category, Completed | Cancelled)
-                    && s.to_category != s.from_category;
+                // Reopened: back to an open category. Done → Cancelled
+                // stays closed, so it is no reopening (docs/reporting.md).
+                let reopened =
+                    matches!(s.from_category, Completed | Cancelled) && s.to_category.is_open();
                 let seconds = (at - task.status_since).num_seconds().max(0);
                 self.rows.status_changes.push(StatusChangeRow {
                     org_id: task.org_id,

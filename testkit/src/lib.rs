@@ -10,6 +10,7 @@
 
 pub mod apps;
 pub mod clickhouse;
+pub mod clickhouse_server;
 pub mod database;
 pub mod log;
 pub mod problem;
@@ -17,6 +18,7 @@ pub mod tokens;
 
 pub use apps::{app_pool, authenticator, serve, spawn_command_api, spawn_query_api};
 pub use clickhouse::{clickhouse_url, TestClickHouse};
+pub use clickhouse_server::ClickHouseServer;
 pub use database::{admin_url, as_app_role, free_port, TestDatabase};
 pub use log::{store, Appended, By, EventLog, Projections};
 pub use problem::{assert_problem, problem_body, redact};
