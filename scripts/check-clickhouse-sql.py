@@ -233,7 +233,7 @@ class Story:
                         status_from=t["status"], status_to=status, category_from=cf,
                         category_to=ct)
         secs = int((dt.datetime.fromisoformat(ts) - dt.datetime.fromisoformat(t["status_since"])).total_seconds())
-        reopened = int(cf in ("completed", "cancelled") and ct != cf)
+        reopened = int(cf in ("completed", "cancelled") and ct not in ("completed", "cancelled"))
         self.sc.append(dict(org_id=ORG, project_id=t["project_id"], task_id=tid,
                             commit_id=self.commit, event_seq=0, changed_at=ts,
                             status_from=t["status"], status_to=status, category_from=cf,

@@ -239,10 +239,17 @@ async fn views(
                 );
                 if filter == "project" {
                     let project = &org.projects[i % org.projects.len()];
-                    sql.push_str(&format!(" AND project_id = toUUID('{}')", project.project_id));
+                    sql.push_str(&format!(
+                        " AND project_id = toUUID('{}')",
+                        project.project_id
+                    ));
                 }
                 let started = Instant::now();
-                let bytes = client.query(&sql).fetch_bytes("TabSeparated")?.collect().await?;
+                let bytes = client
+                    .query(&sql)
+                    .fetch_bytes("TabSeparated")?
+                    .collect()
+                    .await?;
                 latency.record(started.elapsed().as_micros().max(1) as u64)?;
                 rows += bytes.iter().filter(|b| **b == b'\n').count();
             }
@@ -410,7 +417,9 @@ async fn lag_under_load(
         let (pool, stopped) = (pool.clone(), stopped.clone());
         std::thread::spawn(move || {
             let analytics = (lag_projection() == "analytics").then(bench_clickhouse);
-            runtime()?.block_on(tasklog::run_projectors_with(pool, analytics, config, stopped))
+            runtime()?.block_on(tasklog::run_projectors_with(
+                pool, analytics, config, stopped,
+            ))
         })
     };
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
