@@ -84,7 +84,8 @@ impl Analytics {
                     fold.projects.insert(id, serde_json::from_value(facts)?);
                 }
                 "member" => {
-                    fold.members.insert((org, id), serde_json::from_value(facts)?);
+                    fold.members
+                        .insert((org, id), serde_json::from_value(facts)?);
                 }
                 "tag" => {
                     fold.tags.insert((org, id), serde_json::from_value(facts)?);
