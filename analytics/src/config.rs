@@ -108,9 +108,7 @@ mod tests {
             .is_ok());
         for bad in ["", "1db", "db; DROP TABLE x", "db.x", "db-x", "d`b"] {
             assert!(
-                ClickHouseConfig::local(bad, "reporting")
-                    .validate()
-                    .is_err(),
+                ClickHouseConfig::local(bad, "reporting").validate().is_err(),
                 "{bad:?}"
             );
         }

@@ -121,11 +121,7 @@ impl Decoded {
             "org" => Decoded::Org(decode(e)?),
             "tags" => Decoded::Tags(decode(e)?),
             "inbox" => Decoded::Inbox(decode(e)?),
-            other => {
-                return Err(ApplyError::Failed(format!(
-                    "unknown stream category {other}"
-                )))
-            }
+            other => return Err(ApplyError::Failed(format!("unknown stream category {other}"))),
         })
     }
 
@@ -241,7 +237,8 @@ impl Fold {
                     created_by: Some(c.created_by),
                     first_left_backlog_at: (c.status_category != StatusCategory::Backlog)
                         .then_some(at),
-                    first_started_at: (c.status_category == StatusCategory::Started).then_some(at),
+                    first_started_at: (c.status_category == StatusCategory::Started)
+                        .then_some(at),
                     completed_at: None,
                     completed_by_assignee: None,
                     cancelled_at: None,
@@ -465,12 +462,7 @@ impl Fold {
         }
     }
 
-    fn tag(
-        &mut self,
-        e: &RecordedEvent,
-        event: &TagEvent,
-        row: &mut EventRow,
-    ) -> Result<(), ApplyError> {
+    fn tag(&mut self, e: &RecordedEvent, event: &TagEvent, row: &mut EventRow) -> Result<(), ApplyError> {
         let org = e.metadata.org_id;
         let tag_id = match event {
             TagEvent::TagCreated(t) => {

@@ -31,9 +31,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
 pub enum MigrateError {
     #[error("ClickHouse: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),
-    #[error(
-        "ClickHouse migration {0} was changed after it was applied (checksum {1}, applied {2})"
-    )]
+    #[error("ClickHouse migration {0} was changed after it was applied (checksum {1}, applied {2})")]
     Changed(u32, String, String),
     #[error("ClickHouse migration {0}: placeholder left unfilled in: {1}")]
     Placeholder(u32, String),
@@ -42,11 +40,7 @@ pub enum MigrateError {
 }
 
 /// The statements of a migration file, placeholders filled in.
-pub fn statements(
-    config: &ClickHouseConfig,
-    version: u32,
-    sql: &str,
-) -> Result<Vec<String>, MigrateError> {
+pub fn statements(config: &ClickHouseConfig, version: u32, sql: &str) -> Result<Vec<String>, MigrateError> {
     let code: String = sql
         .lines()
         .filter(|l| !l.trim_start().starts_with("--"))
@@ -191,11 +185,7 @@ mod tests {
             assert!(!statements.is_empty());
             assert!(statements.iter().all(|s| !s.contains("--")), "{version}");
         }
-        let broken = statements(
-            &config,
-            9,
-            "CREATE TABLE ${nope}.t (a UInt8) ENGINE = Memory;",
-        );
+        let broken = statements(&config, 9, "CREATE TABLE ${nope}.t (a UInt8) ENGINE = Memory;");
         assert!(matches!(broken, Err(MigrateError::Placeholder(9, _))));
     }
 }

@@ -84,8 +84,7 @@ impl Analytics {
                     fold.projects.insert(id, serde_json::from_value(facts)?);
                 }
                 "member" => {
-                    fold.members
-                        .insert((org, id), serde_json::from_value(facts)?);
+                    fold.members.insert((org, id), serde_json::from_value(facts)?);
                 }
                 "tag" => {
                     fold.tags.insert((org, id), serde_json::from_value(facts)?);

@@ -32,11 +32,7 @@ async fn small_history(log: &EventLog) -> Small {
         Uuid::now_v7(),
         Uuid::now_v7(),
     );
-    let by = |t| By {
-        org,
-        actor: owner,
-        at: t,
-    };
+    let by = |t| By { org, actor: owner, at: t };
     log.append(
         &format!("org-{org}"),
         by(at(1, 9)),
@@ -102,18 +98,10 @@ async fn small_history(log: &EventLog) -> Small {
         })
     };
     use StatusCategory::*;
-    log.append(
-        &task_stream,
-        by(at(2, 9)),
-        [change("backlog", Backlog, "todo", Unstarted)],
-    )
-    .await;
-    log.append(
-        &task_stream,
-        by(at(2, 10)),
-        [change("todo", Unstarted, "in_progress", Started)],
-    )
-    .await;
+    log.append(&task_stream, by(at(2, 9)), [change("backlog", Backlog, "todo", Unstarted)])
+        .await;
+    log.append(&task_stream, by(at(2, 10)), [change("todo", Unstarted, "in_progress", Started)])
+        .await;
     log.append(
         &task_stream,
         by(at(3, 10)),
@@ -126,11 +114,7 @@ async fn small_history(log: &EventLog) -> Small {
     )
     .await;
     let last = log
-        .append(
-            &task_stream,
-            by(at(3, 12)),
-            [change("in_progress", Started, "done", Completed)],
-        )
+        .append(&task_stream, by(at(3, 12)), [change("in_progress", Started, "done", Completed)])
         .await
         .position;
     Small {
@@ -144,10 +128,7 @@ async fn small_history(log: &EventLog) -> Small {
 
 async fn catch_up(projector: &Projector, generation: i32, target: LogPosition) {
     for _ in 0..500 {
-        let outcome = projector
-            .project_next_batch(generation, true)
-            .await
-            .unwrap();
+        let outcome = projector.project_next_batch(generation, true).await.unwrap();
         assert_eq!(outcome.parked, 0, "nothing is parked");
         if outcome.position >= target {
             return;
@@ -164,23 +145,14 @@ async fn every_event_reaches_clickhouse_flattened_with_its_task_facts() {
     let log = EventLog::new(&pool);
     let w = small_history(&log).await;
     let analytics: Arc<dyn Projection> = Arc::new(Analytics::new(&ch.config).unwrap());
-    let g = generation::ensure_active(&pool, analytics.as_ref())
-        .await
-        .unwrap();
-    let projector = Projector::new(
-        pool.clone(),
-        log.store(),
-        analytics,
-        ProjectorConfig::default(),
-    );
+    let g = generation::ensure_active(&pool, analytics.as_ref()).await.unwrap();
+    let projector = Projector::new(pool.clone(), log.store(), analytics, ProjectorConfig::default());
     catch_up(&projector, g, w.last).await;
 
     assert_eq!(
-        ch.tsv(
-            "SELECT event_type, toString(project_id), toString(task_id) FROM events FINAL \
-                WHERE event_type IN ('MemberAdded', 'TaskAssigned') ORDER BY commit_id, event_seq"
-        )
-        .await,
+        ch.tsv("SELECT event_type, toString(project_id), toString(task_id) FROM events FINAL \
+                WHERE event_type IN ('MemberAdded', 'TaskAssigned') ORDER BY commit_id, event_seq")
+            .await,
         format!(
             "MemberAdded\t\\N\t\\N\nTaskAssigned\t{}\t{}\n",
             w.project, w.task
@@ -212,17 +184,12 @@ async fn every_event_reaches_clickhouse_flattened_with_its_task_facts() {
         "creation enters the first status; each change closes a stay"
     );
     assert_eq!(
-        ch.tsv("SELECT kind, toString(user_id) FROM notifications FINAL ORDER BY kind")
-            .await,
+        ch.tsv("SELECT kind, toString(user_id) FROM notifications FINAL ORDER BY kind").await,
         format!("assigned\t{bob}\nmentioned\t{bob}\n", bob = w.bob),
         "the notifications read model's rules: assigned and mentioned"
     );
     assert_eq!(
-        ch.tsv(&format!(
-            "SELECT handle, role FROM members FINAL WHERE org_id = toUUID('{}') ORDER BY handle",
-            w.org
-        ))
-        .await,
+        ch.tsv(&format!("SELECT handle, role FROM members FINAL WHERE org_id = toUUID('{}') ORDER BY handle", w.org)).await,
         "ann\towner\nbob\tmember\n"
     );
     db.drop_database().await;
@@ -235,70 +202,32 @@ async fn a_batch_sent_again_after_a_crash_is_never_counted_twice() {
     let log = EventLog::new(&pool);
     let w = small_history(&log).await;
     let analytics = Arc::new(Analytics::new(&ch.config).unwrap());
-    let g = generation::ensure_active(&pool, analytics.as_ref())
-        .await
-        .unwrap();
+    let g = generation::ensure_active(&pool, analytics.as_ref()).await.unwrap();
 
     // A batch that reached ClickHouse, whose checkpoint never committed (the
     // process died between the two) ...
-    let events = log
-        .store()
-        .read_all(LogPosition::START, 1000)
+    let events = log.store().read_all(LogPosition::START, 1000).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query(&format!("SET LOCAL search_path TO {}", generation::schema("analytics", g)))
+        .execute(&mut *tx)
         .await
         .unwrap();
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query(&format!(
-        "SET LOCAL search_path TO {}",
-        generation::schema("analytics", g)
-    ))
-    .execute(&mut *tx)
-    .await
-    .unwrap();
     analytics.apply(&mut tx, &events).await.unwrap();
     tx.rollback().await.unwrap();
     // ... is sent again by the next step.
-    let projector = Projector::new(
-        pool.clone(),
-        log.store(),
-        analytics,
-        ProjectorConfig::default(),
-    );
+    let projector = Projector::new(pool.clone(), log.store(), analytics, ProjectorConfig::default());
     catch_up(&projector, g, w.last).await;
 
     let raw = ch.tsv("SELECT count() FROM events").await;
-    assert_eq!(
-        raw.trim(),
-        (2 * events.len()).to_string(),
-        "both copies are stored"
-    );
+    assert_eq!(raw.trim(), (2 * events.len()).to_string(), "both copies are stored");
     let counted = ch.tsv("SELECT count() FROM events FINAL").await;
-    assert_eq!(
-        counted.trim(),
-        events.len().to_string(),
-        "each is counted once"
-    );
+    assert_eq!(counted.trim(), events.len().to_string(), "each is counted once");
     // And once merged, once stored.
-    for table in [
-        "events",
-        "status_changes",
-        "tasks",
-        "notifications",
-        "members",
-        "projects",
-    ] {
+    for table in ["events", "status_changes", "tasks", "notifications", "members", "projects"] {
         ch.tsv(&format!("OPTIMIZE TABLE {table} FINAL")).await;
     }
-    assert_eq!(
-        ch.tsv("SELECT count() FROM events").await.trim(),
-        events.len().to_string()
-    );
-    assert_eq!(
-        ch.tsv("SELECT count() FROM status_changes").await.trim(),
-        "4"
-    );
-    assert_eq!(
-        ch.tsv("SELECT count() FROM notifications").await.trim(),
-        "2"
-    );
+    assert_eq!(ch.tsv("SELECT count() FROM events").await.trim(), events.len().to_string());
+    assert_eq!(ch.tsv("SELECT count() FROM status_changes").await.trim(), "4");
+    assert_eq!(ch.tsv("SELECT count() FROM notifications").await.trim(), "2");
     db.drop_database().await;
 }

@@ -54,12 +54,7 @@ pub struct Settings {
     pub clickhouse_user: String,
 
     /// Its password.
-    #[arg(
-        long,
-        env = "TASKLOG_CLICKHOUSE_PASSWORD",
-        default_value = "",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "TASKLOG_CLICKHOUSE_PASSWORD", default_value = "", hide_env_values = true)]
     pub clickhouse_password: SecretString,
 
     /// The ClickHouse database of the analytics tables.
@@ -67,11 +62,7 @@ pub struct Settings {
     pub clickhouse_database: String,
 
     /// The ClickHouse database of the reporting views analysts read.
-    #[arg(
-        long,
-        env = "TASKLOG_CLICKHOUSE_REPORTING_DATABASE",
-        default_value = "reporting"
-    )]
+    #[arg(long, env = "TASKLOG_CLICKHOUSE_REPORTING_DATABASE", default_value = "reporting")]
     pub clickhouse_reporting_database: String,
 
     /// A ClickHouse cluster: the analytics DDL then runs `ON CLUSTER` it,

@@ -5,10 +5,10 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use sqlx::PgPool;
 use tasklog_analytics::{Analytics, ClickHouseConfig};
-use tasklog_event_store_postgres::projector_pool;
 use tasklog_projectors::Projection;
+use sqlx::PgPool;
+use tasklog_event_store_postgres::projector_pool;
 use tasklog_projectors::{status, ProjectorConfig};
 use tokio::sync::watch;
 

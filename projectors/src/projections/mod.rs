@@ -13,7 +13,7 @@ mod tasks;
 
 pub use activity::Activity;
 pub use directory::Directory;
-pub use notifications::{notices, notification_id, Notice, Notifications};
+pub use notifications::{notification_id, notices, Notice, Notifications};
 pub use tasks::Tasks;
 
 use serde::Serialize;
