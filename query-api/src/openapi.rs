@@ -196,8 +196,9 @@ fn build(api: Api<QueryState>) -> Value {
         (403, "Not a member of the organization; a non-member gets this whether or not the organization exists."),
         (404, "No such resource in this organization (another organization's is not found either)."),
         (422, "A query parameter is unknown, repeated or malformed (not UTF-8, a NUL byte, a date \
-               outside 0001-01-01 to 9999-12-31, a cursor this endpoint did not give); `errors` \
-               names it."),
+               outside 0001-01-01 to 9999-12-31, a cursor this endpoint did not give), or, for \
+               a member, a report's required parameter is missing or its range is not one it \
+               takes; `errors` names it."),
         (500, "A bug; the log has the details."),
         (503, "`not_yet_consistent`: a projection this endpoint reads has not applied the \
                `X-Consistency-Token` within the wait (2 s by default); retry. Or `unavailable`: \

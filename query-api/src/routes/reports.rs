@@ -31,8 +31,9 @@ const READS: &[ReadModel] = &[ReadModel::Analytics];
 pub const REPORT_YEARS: std::ops::RangeInclusive<i32> = 1970..=2099;
 /// The longest range of a daily report, in days (both ends included).
 pub const MAX_DAILY_DAYS: i64 = 366;
-/// The longest range of a weekly report, in days (both ends included): about three years.
-pub const MAX_WEEKLY_DAYS: i64 = 3 * 365 + 1;
+/// The longest range of a weekly report, in days (both ends included):
+/// three years, however many leap days they hold.
+pub const MAX_WEEKLY_DAYS: i64 = 3 * 366;
 
 const RANGE_PARAMS: &[&str] = &["project", "from", "to"];
 
@@ -60,7 +61,7 @@ pub fn routes(api: &mut Api<QueryState>) {
     .required(RANGE_PARAMS)
     .described(
         "The rows of `cycle_time_weekly` for the weeks that overlap `from` to `to` (at most \
-         1096 days): from the Monday of `from`'s week to the last Monday not after `to`.",
+         1098 days): from the Monday of `from`'s week to the last Monday not after `to`.",
     )
     .mount(api, cycle_time);
     read::<RangeReport<ThroughputRow>>(
@@ -73,7 +74,7 @@ pub fn routes(api: &mut Api<QueryState>) {
     .required(RANGE_PARAMS)
     .described(
         "The rows of `throughput_weekly` for the weeks that overlap `from` to `to` (at most \
-         1096 days), by week, then assignee (unassigned last).",
+         1098 days), by week, then assignee (unassigned last).",
     )
     .mount(api, throughput);
     read::<RangeReport<CreatedVsResolvedRow>>(
@@ -180,7 +181,7 @@ impl RangeParams {
                 refuse(
                     "to",
                     format!(
-                        "must be at most {} days after from (both included); this range has {days}",
+                        "must make a range of at most {} days with from (both included), not {days}",
                         span.max_days()
                     ),
                 );
