@@ -604,13 +604,13 @@ async fn malformed_missing_or_unbounded_report_parameters_are_422_naming_the_fie
     let (org, p) = (w.org, w.project);
     let cases: Vec<(String, &str)> = vec![
         (
-            format!("cumulative-flow?from=2026-03-01&to=2026-03-02"),
+            "cumulative-flow?from=2026-03-01&to=2026-03-02".to_owned(),
             "project",
         ),
         (format!("cumulative-flow?project={p}&to=2026-03-02"), "from"),
         (format!("cumulative-flow?project={p}&from=2026-03-01"), "to"),
         (
-            format!("cumulative-flow?project=web&from=2026-03-01&to=2026-03-02"),
+            "cumulative-flow?project=web&from=2026-03-01&to=2026-03-02".to_owned(),
             "project",
         ),
         (
@@ -649,8 +649,8 @@ async fn malformed_missing_or_unbounded_report_parameters_are_422_naming_the_fie
             format!("cumulative-flow?project={p}&project={p}&from=2026-03-01&to=2026-03-02"),
             "project",
         ),
-        (format!("workload?project=none"), "project"),
-        (format!("workload?from=2026-03-01"), "from"),
+        ("workload?project=none".to_owned(), "project"),
+        ("workload?from=2026-03-01".to_owned(), "from"),
     ];
     for (suffix, field) in cases {
         let path = format!("/v1/orgs/{org}/reports/{suffix}");
