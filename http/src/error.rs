@@ -34,12 +34,13 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     Unavailable,
     NotYetConsistent,
+    AnalyticsUnavailable,
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in the order the documents list them.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 21] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::NotFound,
@@ -59,6 +60,7 @@ impl ErrorCode {
         Self::IdempotencyKeyReused,
         Self::Unavailable,
         Self::NotYetConsistent,
+        Self::AnalyticsUnavailable,
         Self::Internal,
     ];
 
@@ -116,6 +118,11 @@ impl ErrorCode {
                 S::SERVICE_UNAVAILABLE,
                 "not_yet_consistent",
                 "Not yet consistent",
+            ),
+            Self::AnalyticsUnavailable => (
+                S::SERVICE_UNAVAILABLE,
+                "analytics_unavailable",
+                "Analytics unavailable",
             ),
             Self::Internal => (
                 S::INTERNAL_SERVER_ERROR,
@@ -207,6 +214,10 @@ pub enum ApiError {
         /// The projections that had not applied it.
         behind: Vec<String>,
     },
+    /// 503: the analytics store (ClickHouse) that reports are read from is
+    /// down, failing or not configured; every other read is unaffected. Retry.
+    #[error("{0}")]
+    AnalyticsUnavailable(String),
     /// 500: anything else; the body says nothing, the log says everything.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -280,6 +291,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => C::IdempotencyKeyReused,
             Self::Unavailable(_) => C::Unavailable,
             Self::NotYetConsistent { .. } => C::NotYetConsistent,
+            Self::AnalyticsUnavailable(_) => C::AnalyticsUnavailable,
             Self::Internal(_) => C::Internal,
         }
     }
@@ -339,7 +351,10 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         match &self {
-            Self::Unavailable(_) | Self::Conflict(_) | Self::NotYetConsistent { .. } => {
+            Self::Unavailable(_)
+            | Self::Conflict(_)
+            | Self::NotYetConsistent { .. }
+            | Self::AnalyticsUnavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::Unauthenticated(_) => {

@@ -41,15 +41,18 @@ pub enum ReadModel {
     Activity,
     /// Each user's notifications.
     Notifications,
+    /// The analytics store in ClickHouse, which the reports read.
+    Analytics,
 }
 
 impl ReadModel {
     /// Every read model the query API serves from.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Directory,
         Self::Tasks,
         Self::Activity,
         Self::Notifications,
+        Self::Analytics,
     ];
 
     /// The name in `projections` and `projection_checkpoints`.
@@ -59,6 +62,7 @@ impl ReadModel {
             Self::Tasks => "tasks",
             Self::Activity => "activity",
             Self::Notifications => "notifications",
+            Self::Analytics => "analytics",
         }
     }
 }

@@ -5,10 +5,15 @@
 //! organization (any role); objects of another organization are answered
 //! exactly like missing ones. A request carrying `X-Consistency-Token` waits
 //! until the projections it reads have applied that position.
+//!
+//! The reports (`…/reports/…`) are read from the reporting views in
+//! ClickHouse, under the same rules; ClickHouse down or not configured makes
+//! them 503 and leaves every other route as it is.
 
 pub mod consistency;
 pub mod cursor;
 pub mod openapi;
+pub mod reports;
 mod routes;
 pub mod views;
 
@@ -21,12 +26,13 @@ use axum::{Json, Router};
 use serde_json::json;
 use sqlx::PgPool;
 use tasklog_domain::{decode_event, replay, stream_name, OrgEvent, Organization};
-use tasklog_event_store::EventStore;
+use tasklog_event_store::{EventStore, LogPosition};
 use tasklog_http::auth::{Authenticator, Caller, HasAuthenticator};
 use tasklog_http::{Api, ApiError};
 use uuid::Uuid;
 
 pub use consistency::{Consistency, ReadModel, CHECKPOINT_CHANNEL};
+pub use reports::Reports;
 
 /// How long a request waits for its consistency token by default.
 pub const DEFAULT_CONSISTENCY_WAIT: Duration = Duration::from_secs(2);
@@ -47,6 +53,9 @@ pub struct QueryState {
     pub consistency_poll: Duration,
     /// Wakes requests waiting for a consistency token.
     pub checkpoint_moves: consistency::CheckpointMoves,
+    /// The reporting views in ClickHouse; without them the report routes
+    /// answer 503 `analytics_unavailable` (and nothing else changes).
+    pub reports: Option<Reports>,
 }
 
 impl HasAuthenticator for QueryState {
@@ -65,7 +74,13 @@ impl QueryState {
             consistency_wait: DEFAULT_CONSISTENCY_WAIT,
             consistency_poll: consistency::DEFAULT_POLL_EVERY,
             checkpoint_moves: Default::default(),
+            reports: None,
         }
+    }
+
+    /// This state, reading reports from `reports`.
+    pub fn with_reports(self, reports: Option<Reports>) -> Self {
+        Self { reports, ..self }
     }
 
     /// Lets the caller read organization `org`: requires membership, then
@@ -83,10 +98,26 @@ impl QueryState {
         consistency: Consistency,
         reads: &[ReadModel],
     ) -> Result<(), ApiError> {
-        let forbidden = || ApiError::Forbidden("you are not a member of this organization".into());
+        let admission = self.authorize(caller, org, consistency).await?;
+        self.settle(caller, org, admission, reads).await
+    }
+
+    /// The first half of [`Self::admit`]: whether the caller may read `org`
+    /// at all, decided at once (403 for a non-member, whether or not the
+    /// organization exists). A route that checks more of its request
+    /// before it waits calls [`Self::settle`] afterwards.
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        org: Uuid,
+        consistency: Consistency,
+    ) -> Result<Admission, ApiError> {
         let Some(token) = consistency.0 else {
             return match self.is_member(caller, org).await? {
-                Some(true) => Ok(()),
+                Some(true) => Ok(Admission {
+                    token: None,
+                    shown: true,
+                }),
                 Some(false) => Err(forbidden()),
                 None => Err(not_built()),
             };
@@ -98,6 +129,25 @@ impl QueryState {
         if !shown && !self.is_member_in_log(caller, org).await? {
             return Err(forbidden());
         }
+        Ok(Admission {
+            token: Some(token),
+            shown,
+        })
+    }
+
+    /// The second half of [`Self::admit`]: waits for the consistency token
+    /// on `reads` (and `directory`), then lets the read model as of the
+    /// token decide a membership only the log showed.
+    pub async fn settle(
+        &self,
+        caller: &Caller,
+        org: Uuid,
+        admission: Admission,
+        reads: &[ReadModel],
+    ) -> Result<(), ApiError> {
+        let Some(token) = admission.token else {
+            return Ok(());
+        };
         let mut needed = vec![ReadModel::Directory];
         needed.extend(reads.iter().filter(|p| **p != ReadModel::Directory));
         consistency::wait_until_applied(
@@ -110,7 +160,7 @@ impl QueryState {
         )
         .await?;
         // The read model now as of the token: it decides, as without one.
-        if shown || self.is_member(caller, org).await? == Some(true) {
+        if admission.shown || self.is_member(caller, org).await? == Some(true) {
             Ok(())
         } else {
             Err(forbidden())
@@ -153,6 +203,19 @@ impl QueryState {
     }
 }
 
+/// A caller [`QueryState::authorize`] let in, with what is left to wait for.
+#[derive(Debug)]
+#[must_use = "settle the admission: it may still have a consistency token to wait for"]
+pub struct Admission {
+    token: Option<LogPosition>,
+    /// The directory read model showed the membership already.
+    shown: bool,
+}
+
+fn forbidden() -> ApiError {
+    ApiError::Forbidden("you are not a member of this organization".into())
+}
+
 /// SQLSTATE of a relation that does not exist.
 const UNDEFINED_TABLE: &str = "42P01";
 
@@ -173,6 +236,7 @@ pub(crate) fn api() -> Api<QueryState> {
     routes::tasks::routes(&mut api);
     routes::directory::routes(&mut api);
     routes::notifications::routes(&mut api);
+    routes::reports::routes(&mut api);
     api.operational(
         "Readiness: the database answers; shows where each projection is.",
         readyz,

@@ -36,6 +36,9 @@ pub(crate) struct Read {
     etag: bool,
     /// The query parameters, from the struct the handler reads them into.
     query: fn(&mut Components) -> Vec<Value>,
+    /// The query parameters a request must give (the struct reads each as
+    /// optional, so that only a member learns what is missing).
+    required: &'static [&'static str],
 }
 
 /// A read route answering with a `R`: its path, `operationId`, tag and summary.
@@ -54,6 +57,7 @@ pub(crate) fn read<R: JsonSchema>(
         response: |c| c.response::<R>(),
         etag: false,
         query: |c| c.query_parameters::<NoParams>(),
+        required: &[],
     }
 }
 
@@ -78,6 +82,14 @@ impl Read {
         }
     }
 
+    /// Documents the query parameters `names` as required.
+    pub fn required(self, names: &'static [&'static str]) -> Self {
+        Self {
+            required: names,
+            ..self
+        }
+    }
+
     /// Serves `handler` on this route, documented.
     pub fn mount<H, T>(self, api: &mut Api<QueryState>, handler: H)
     where
@@ -94,7 +106,15 @@ fn operation(route: &Read, components: &mut Components) -> Value {
         .into_iter()
         .map(path_param)
         .collect();
-    parameters.extend((route.query)(components));
+    let mut query = (route.query)(components);
+    for name in route.required {
+        let parameter = query
+            .iter_mut()
+            .find(|p| p["name"] == *name)
+            .unwrap_or_else(|| panic!("{}: no query parameter {name} to require", route.path));
+        parameter["required"] = json!(true);
+    }
+    parameters.extend(query);
     parameters.push(json!({ "$ref": "#/components/parameters/X-Consistency-Token" }));
     if route.etag {
         parameters.push(json!({
@@ -160,6 +180,7 @@ fn build(api: Api<QueryState>) -> Value {
         { "name": "tasks", "description": "Task lists, details and history." },
         { "name": "directory", "description": "The organization's tags and members." },
         { "name": "notifications", "description": "The caller's notifications." },
+        { "name": "reports", "description": "The organization's reports, read from the analytics store (ClickHouse)." },
         { "name": "operations", "description": "Health, readiness and this document." }
     ]);
     let (paths, mut components) = api.into_document_parts();
@@ -175,12 +196,14 @@ fn build(api: Api<QueryState>) -> Value {
         (403, "Not a member of the organization; a non-member gets this whether or not the organization exists."),
         (404, "No such resource in this organization (another organization's is not found either)."),
         (422, "A query parameter is unknown, repeated or malformed (not UTF-8, a NUL byte, a date \
-               outside 0001-01-01 to 9999-12-31, a cursor this endpoint did not give); `errors` \
-               names it."),
+               outside 0001-01-01 to 9999-12-31, a cursor this endpoint did not give), or, for \
+               a member, a report's required parameter is missing or its range is not one it \
+               takes; `errors` names it."),
         (500, "A bug; the log has the details."),
         (503, "`not_yet_consistent`: a projection this endpoint reads has not applied the \
                `X-Consistency-Token` within the wait (2 s by default); retry. Or `unavailable`: \
-               the database is down."),
+               the database is down. Or, for reports only, `analytics_unavailable`: the \
+               analytics store (ClickHouse) is down, failing or not configured; retry."),
     ]));
     c["parameters"] = json!({
         "X-Consistency-Token": {

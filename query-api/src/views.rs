@@ -231,6 +231,100 @@ pub struct Items<T> {
     pub items: Vec<T>,
 }
 
+/// A report of one project over a range of days.
+#[derive(Serialize, JsonSchema, Debug)]
+#[schemars(rename = "{R}Report")]
+pub struct RangeReport<R> {
+    pub project: Uuid,
+    /// The first day asked for (`YYYY-MM-DD`).
+    pub from: NaiveDate,
+    /// The last day asked for (`YYYY-MM-DD`).
+    pub to: NaiveDate,
+    pub rows: Vec<R>,
+}
+
+/// Tasks in one status at the end of one UTC day (`cumulative_flow_daily`);
+/// every day from the project's first task to today, for every status the
+/// project has used, zeros included.
+#[derive(Serialize, JsonSchema, Debug)]
+pub struct CumulativeFlowRow {
+    pub day: NaiveDate,
+    pub status: String,
+    pub category: StatusCategory,
+    /// Tasks in that status at 24:00 UTC that day.
+    pub tasks: u64,
+}
+
+/// Tasks completed in one week and their lead and cycle times
+/// (`cycle_time_weekly`): exact percentiles, in whole seconds.
+#[derive(Serialize, JsonSchema, Debug)]
+pub struct CycleTimeRow {
+    /// The Monday that starts the week.
+    pub week: NaiveDate,
+    /// Tasks whose current completion falls in the week.
+    pub completed: u64,
+    pub lead_time_p50_seconds: i64,
+    pub lead_time_p85_seconds: i64,
+    pub lead_time_p95_seconds: i64,
+    /// Of those, the tasks that were ever started (the cycle-time samples).
+    pub cycle_samples: u64,
+    /// Null when `cycle_samples` is 0.
+    pub cycle_time_p50_seconds: Option<i64>,
+    /// Null when `cycle_samples` is 0.
+    pub cycle_time_p85_seconds: Option<i64>,
+    /// Null when `cycle_samples` is 0.
+    pub cycle_time_p95_seconds: Option<i64>,
+}
+
+/// Tasks completed in one week by one assignee (`throughput_weekly`).
+#[derive(Serialize, JsonSchema, Debug)]
+pub struct ThroughputRow {
+    /// The Monday that starts the week.
+    pub week: NaiveDate,
+    /// The assignee at completion; null for unassigned tasks.
+    pub assignee: Option<Uuid>,
+    pub completed: u64,
+}
+
+/// What happened to a project's tasks on one UTC day
+/// (`created_vs_resolved_daily`); every day from the project's first task
+/// to today.
+#[derive(Serialize, JsonSchema, Debug)]
+pub struct CreatedVsResolvedRow {
+    pub day: NaiveDate,
+    pub created: u64,
+    /// Tasks whose current completion falls on the day.
+    pub completed: u64,
+    /// Tasks whose current cancellation falls on the day.
+    pub cancelled: u64,
+    /// Status changes out of a completed or cancelled status that day.
+    pub reopened: u64,
+    pub archived: u64,
+}
+
+/// The open work of a project or a whole organization now
+/// (`workload_current`).
+#[derive(Serialize, JsonSchema, Debug)]
+pub struct WorkloadReport {
+    /// The project asked for; null for the whole organization.
+    pub project: Option<Uuid>,
+    pub rows: Vec<WorkloadRow>,
+}
+
+/// Open tasks (not completed, cancelled or archived) of one project, assignee
+/// and status.
+#[derive(Serialize, JsonSchema, Debug)]
+pub struct WorkloadRow {
+    pub project: Uuid,
+    /// The current assignee; null for unassigned tasks.
+    pub assignee: Option<Uuid>,
+    pub status: String,
+    pub category: StatusCategory,
+    pub open_tasks: u64,
+    /// Of those, the tasks due before today (UTC).
+    pub overdue_tasks: u64,
+}
+
 /// `body` with a strong `ETag: "<version>-<digest>"`, or 304 when
 /// `If-None-Match` names it already. The digest is of the serialized body,
 /// so the tag changes whenever the body does, also when something the body

@@ -38,10 +38,14 @@ mod tests {
     }
 
     /// Every read model the query API waits for is kept by a projection of
-    /// that name (a wait on any other name would never end).
+    /// that name (a wait on any other name would never end): the
+    /// PostgreSQL projections, and `analytics`, which the binary adds when
+    /// it is given ClickHouse.
     #[test]
     fn every_read_model_the_query_api_waits_for_is_a_projection() {
-        let projections: Vec<String> = tasklog_projectors::all()
+        let clickhouse = tasklog_analytics::ClickHouseConfig::local("tasklog", "reporting");
+        let projections: Vec<String> = crate::projections::projections(Some(&clickhouse))
+            .expect("the local ClickHouse configuration is valid")
             .iter()
             .map(|p| p.name().to_owned())
             .collect();

@@ -128,7 +128,9 @@ impl QueryApi {
     pub async fn build(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
         let auth = Arc::new(Authenticator::new(&settings.auth()?)?);
         let store = event_store(&pool);
-        let state = tasklog_query_api::QueryState::new(pool, store, auth);
+        let reports = Self::reports(&settings.clickhouse())?;
+        let state =
+            tasklog_query_api::QueryState::new(pool, store, auth).with_reports(Some(reports));
         let router = tasklog_query_api::router(state);
         let listener = TcpListener::bind(settings.query_addr).await?;
         Ok(Self {
@@ -136,6 +138,21 @@ impl QueryApi {
             router,
             limits: settings.http_limits(),
         })
+    }
+
+    /// Where the query API reads its reports: the reporting views of
+    /// `config`. Nothing is sent to ClickHouse here; it is first asked by
+    /// a report request, so the query API starts and serves everything
+    /// else without it.
+    pub fn reports(
+        config: &tasklog_analytics::ClickHouseConfig,
+    ) -> anyhow::Result<tasklog_query_api::Reports> {
+        config.validate()?;
+        Ok(tasklog_query_api::Reports::new(
+            config.client(),
+            &config.reporting,
+            config.timeout,
+        ))
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use tasklog::{CommandApi, Settings};
+use tasklog_analytics::ClickHouseConfig;
 use tasklog_http::Authenticator;
 
 use crate::TestDatabase;
@@ -44,10 +45,26 @@ pub async fn spawn_command_api(pool: PgPool) -> String {
 
 /// The query API over `pool`, its read-your-writes waits bounded by `wait`
 /// and the fallback read every `poll`, on a random port; its base URL.
+/// No ClickHouse: its report routes answer 503.
 pub async fn spawn_query_api(pool: PgPool, wait: Duration, poll: Duration) -> String {
+    spawn_query_api_with_reports(pool, wait, poll, None).await
+}
+
+/// [`spawn_query_api`], reading its reports from the reporting views of
+/// `clickhouse` (as `tasklog` sets them up from its settings) when given.
+pub async fn spawn_query_api_with_reports(
+    pool: PgPool,
+    wait: Duration,
+    poll: Duration,
+    clickhouse: Option<&ClickHouseConfig>,
+) -> String {
     init_logs();
     let store = crate::store(&pool);
-    let mut state = tasklog_query_api::QueryState::new(pool, store, Arc::new(authenticator()));
+    let reports = clickhouse.map(|config| {
+        tasklog::QueryApi::reports(config).expect("a valid ClickHouse configuration")
+    });
+    let mut state = tasklog_query_api::QueryState::new(pool, store, Arc::new(authenticator()))
+        .with_reports(reports);
     state.consistency_wait = wait;
     state.consistency_poll = poll;
     serve(tasklog_query_api::router(state)).await

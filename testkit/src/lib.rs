@@ -16,7 +16,10 @@ pub mod log;
 pub mod problem;
 pub mod tokens;
 
-pub use apps::{app_pool, authenticator, serve, spawn_command_api, spawn_query_api};
+pub use apps::{
+    app_pool, authenticator, serve, spawn_command_api, spawn_query_api,
+    spawn_query_api_with_reports,
+};
 pub use clickhouse::{clickhouse_url, TestClickHouse};
 pub use clickhouse_server::ClickHouseServer;
 pub use database::{admin_url, as_app_role, free_port, TestDatabase};

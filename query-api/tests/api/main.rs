@@ -1,4 +1,5 @@
-//! The query API over a real socket against real PostgreSQL.
+//! The query API over a real socket against real PostgreSQL (and, for the
+//! reports, real ClickHouse).
 
 mod access;
 mod bad_input;
@@ -8,4 +9,5 @@ mod helpers;
 mod lists;
 mod live;
 mod problems;
+mod reports;
 mod world;
