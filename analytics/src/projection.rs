@@ -141,17 +141,18 @@ impl Analytics {
             .get_or_try_init(|| async { crate::migrate::migrate(&self.config).await.map(|_| ()) })
             .await
             .map_err(|e| ApplyError::Transient(format!("ClickHouse migrations: {e}").into()))?;
-        let sent = async {
-            self.insert("events", &rows.events).await?;
-            self.insert("status_changes", &rows.status_changes).await?;
-            self.insert("tasks", &rows.tasks).await?;
-            self.insert("projects", &rows.projects).await?;
-            self.insert("members", &rows.members).await?;
-            self.insert("tags", &rows.tags).await?;
-            self.insert("notifications", &rows.notifications).await
-        };
-        sent.await
-            .map_err(|e| ApplyError::Transient(format!("ClickHouse: {e}").into()))
+        // Side by side: each table's insert is a request of its own.
+        tokio::try_join!(
+            self.insert("events", &rows.events),
+            self.insert("status_changes", &rows.status_changes),
+            self.insert("tasks", &rows.tasks),
+            self.insert("projects", &rows.projects),
+            self.insert("members", &rows.members),
+            self.insert("tags", &rows.tags),
+            self.insert("notifications", &rows.notifications),
+        )
+        .map(|_| ())
+        .map_err(|e| ApplyError::Transient(format!("ClickHouse: {e}").into()))
     }
 }
 
@@ -184,13 +185,24 @@ impl Projection for Analytics {
             .collect();
         keys.sort_unstable();
         keys.dedup();
+        let started = std::time::Instant::now();
         let mut fold = self.load(tx, &keys).await?;
         for (e, d) in events.iter().zip(&decoded) {
             fold.apply(e, d)?;
         }
         let (rows, fold) = fold.finish();
-        self.send(&rows).await?;
-        self.save(tx, &fold).await
+        let folded = started.elapsed();
+        // The facts are saved while ClickHouse takes the rows: the runner
+        // commits them only if both succeed.
+        tokio::try_join!(self.send(&rows), self.save(tx, &fold))?;
+        tracing::debug!(
+            events = events.len(),
+            facts = keys.len(),
+            ?folded,
+            sent = ?started.elapsed() - folded,
+            "analytics batch"
+        );
+        Ok(())
     }
 }
 
