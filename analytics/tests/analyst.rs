@@ -86,6 +86,8 @@ async fn a_wrong_password_is_refused() {
     config.url = clickhouse_url();
     config.user = "analyst".into();
     config.password = "not-the-password".into();
-    let refused = run(&config.client(), "SELECT 1").await.expect_err("refused");
+    let refused = run(&config.client(), "SELECT 1")
+        .await
+        .expect_err("refused");
     assert!(refused.contains("password"), "{refused}");
 }
