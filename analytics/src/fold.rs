@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use tasklog_domain::{
-    decode_event, DomainEvent, InboxEvent, OrgEvent, ProjectEvent, StatusCategory, TagEvent,
+    decode_event_ref, DomainEvent, InboxEvent, OrgEvent, ProjectEvent, StatusCategory, TagEvent,
     TaskEvent,
 };
 use tasklog_event_store::RecordedEvent;
@@ -103,7 +103,7 @@ pub enum Decoded {
 }
 
 fn decode<E: DomainEvent>(e: &RecordedEvent) -> Result<E, ApplyError> {
-    Ok(decode_event::<E>(&e.event_type, e.payload.clone())?)
+    Ok(decode_event_ref::<E>(&e.event_type, &e.payload)?)
 }
 
 impl Decoded {

@@ -18,7 +18,9 @@ mod workflow;
 mod testing;
 
 pub use error::{DomainError, FieldError};
-pub use event::{decode_event, encode_event, replay, stream_name, Aggregate, DomainEvent};
+pub use event::{
+    decode_event, decode_event_ref, encode_event, replay, stream_name, Aggregate, DomainEvent,
+};
 pub use inbox::{Inbox, InboxCommand, InboxEvent, NotificationRead};
 pub use mentions::{mentioned_handles, validate_handle};
 pub use org::{

@@ -17,7 +17,7 @@ pub use notifications::{notices, notification_id, Notice, Notifications};
 pub use tasks::Tasks;
 
 use serde::Serialize;
-use tasklog_domain::{decode_event, DomainEvent, Priority};
+use tasklog_domain::{decode_event_ref, DomainEvent, Priority};
 use tasklog_event_store::RecordedEvent;
 use uuid::Uuid;
 
@@ -36,7 +36,7 @@ fn stream_parts(e: &RecordedEvent) -> Result<(&str, Uuid), ApplyError> {
 }
 
 fn decode<E: DomainEvent>(e: &RecordedEvent) -> Result<E, ApplyError> {
-    Ok(decode_event::<E>(&e.event_type, e.payload.clone())?)
+    Ok(decode_event_ref::<E>(&e.event_type, &e.payload)?)
 }
 
 /// An enum's wire name (`Role::Admin` → "admin").
