@@ -4,7 +4,7 @@
 //! and events give the same rows, which is what makes a batch sent twice
 //! harmless.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
@@ -587,5 +587,109 @@ fn task_row(id: Uuid, t: &TaskFacts) -> TaskRow {
         archived: t.archived_at.is_some().into(),
         archived_at: t.archived_at,
         version: t.version,
+    }
+}
+
+/// Every fact, held in memory by a rebuild between its batches: a batch
+/// folds over copies of the facts it touches, and they are kept only once
+/// the batch went through, so a batch that fails changes nothing here.
+#[derive(Default)]
+pub struct Facts {
+    tasks: HashMap<Uuid, TaskFacts>,
+    projects: HashMap<Uuid, ProjectFacts>,
+    members: HashMap<(Uuid, Uuid), MemberFacts>,
+    tags: HashMap<(Uuid, Uuid), TagFacts>,
+}
+
+impl Facts {
+    /// A fold over copies of the facts of `keys`.
+    pub fn load(&self, keys: &[Key]) -> Fold {
+        let mut fold = Fold::default();
+        for key in keys {
+            match *key {
+                Key::Task(id) => {
+                    if let Some(f) = self.tasks.get(&id) {
+                        fold.tasks.insert(id, f.clone());
+                    }
+                }
+                Key::Project(id) => {
+                    if let Some(f) = self.projects.get(&id) {
+                        fold.projects.insert(id, f.clone());
+                    }
+                }
+                Key::Member(org, user) => {
+                    if let Some(f) = self.members.get(&(org, user)) {
+                        fold.members.insert((org, user), f.clone());
+                    }
+                }
+                Key::Tag(org, tag) => {
+                    if let Some(f) = self.tags.get(&(org, tag)) {
+                        fold.tags.insert((org, tag), f.clone());
+                    }
+                }
+            }
+        }
+        fold
+    }
+
+    /// Keeps what a finished fold changed.
+    pub fn keep(&mut self, fold: Fold) {
+        let Fold {
+            mut tasks,
+            mut projects,
+            mut members,
+            mut tags,
+            touched,
+            ..
+        } = fold;
+        for key in touched {
+            match key {
+                Key::Task(id) => {
+                    if let Some(f) = tasks.remove(&id) {
+                        self.tasks.insert(id, f);
+                    }
+                }
+                Key::Project(id) => {
+                    if let Some(f) = projects.remove(&id) {
+                        self.projects.insert(id, f);
+                    }
+                }
+                Key::Member(org, user) => {
+                    if let Some(f) = members.remove(&(org, user)) {
+                        self.members.insert((org, user), f);
+                    }
+                }
+                Key::Tag(org, tag) => {
+                    if let Some(f) = tags.remove(&(org, tag)) {
+                        self.tags.insert((org, tag), f);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tasks.len() + self.projects.len() + self.members.len() + self.tags.len()
+    }
+
+    /// Every fact as stored: (kind, org, id) and its JSON.
+    pub fn stored(&self) -> impl Iterator<Item = Result<(Key, String), serde_json::Error>> + '_ {
+        let tasks = self
+            .tasks
+            .iter()
+            .map(|(id, f)| Ok((Key::Task(*id), serde_json::to_string(f)?)));
+        let projects = self
+            .projects
+            .iter()
+            .map(|(id, f)| Ok((Key::Project(*id), serde_json::to_string(f)?)));
+        let members = self
+            .members
+            .iter()
+            .map(|((o, u), f)| Ok((Key::Member(*o, *u), serde_json::to_string(f)?)));
+        let tags = self
+            .tags
+            .iter()
+            .map(|((o, t), f)| Ok((Key::Tag(*o, *t), serde_json::to_string(f)?)));
+        tasks.chain(projects).chain(members).chain(tags)
     }
 }

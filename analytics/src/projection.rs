@@ -2,6 +2,7 @@
 //! PostgreSQL, sends ClickHouse the rows, then saves the facts; the runner
 //! commits them with the checkpoint.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,11 +12,21 @@ use tasklog_event_store::RecordedEvent;
 use tasklog_projectors::{ApplyError, Projection};
 use uuid::Uuid;
 
-use crate::fold::{Decoded, Fold, Key};
+use tokio::sync::mpsc;
+
+use crate::fold::{Decoded, Facts, Fold, Key};
+use crate::rows::Rows;
 use crate::{ClickHouseConfig, ConfigError};
 
 /// The projection into ClickHouse.
 pub struct Analytics {
+    sink: Arc<Sink>,
+    /// Set on the copy a rebuild applies through (see [`Analytics::for_rebuild`]).
+    rebuilding: Option<Rebuilding>,
+}
+
+/// Where rows go: the analytics database.
+struct Sink {
     config: ClickHouseConfig,
     client: clickhouse::Client,
     timeout: Duration,
@@ -24,33 +35,34 @@ pub struct Analytics {
     migrated: tokio::sync::OnceCell<()>,
 }
 
+/// A rebuild's state: every fact in memory, and rows sent behind by a task of
+/// their own while the next batches fold. Nobody reads the generation a
+/// rebuild fills and a stopped rebuild is thrown away, so neither needs to be
+/// written with each checkpoint; `finish_rebuild` waits for the last rows and
+/// writes the facts once, before the switch.
+struct Rebuilding {
+    facts: std::sync::Mutex<Facts>,
+    queue: tokio::sync::Mutex<Option<mpsc::Sender<Rows>>>,
+    sender: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Batches of rows a rebuild may hold queued for ClickHouse.
+const REBUILD_QUEUE: usize = 4;
+/// Events whose rows a rebuild sends in one insert per table.
+const REBUILD_INSERT_EVENTS: usize = 100_000;
+
 impl Analytics {
     pub fn new(config: &ClickHouseConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
-            config: config.clone(),
-            client: config.client().with_database(&config.database),
-            timeout: config.timeout,
-            migrated: tokio::sync::OnceCell::new(),
+            sink: Arc::new(Sink {
+                config: config.clone(),
+                client: config.client().with_database(&config.database),
+                timeout: config.timeout,
+                migrated: tokio::sync::OnceCell::new(),
+            }),
+            rebuilding: None,
         })
-    }
-
-    async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<(), clickhouse::error::Error>
-    where
-        T: clickhouse::RowOwned + clickhouse::RowWrite + Serialize,
-    {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut insert = self
-            .client
-            .insert::<T>(table)
-            .await?
-            .with_timeouts(Some(self.timeout), Some(self.timeout));
-        for row in rows {
-            insert.write(row).await?;
-        }
-        insert.end().await
     }
 
     async fn load(&self, tx: &mut PgConnection, keys: &[Key]) -> Result<Fold, ApplyError> {
@@ -133,10 +145,57 @@ impl Analytics {
         Ok(())
     }
 
+    /// A batch of a rebuild: folds over the facts in memory and queues the
+    /// rows; the facts are kept once the rows are queued.
+    async fn apply_rebuilding(
+        r: &Rebuilding,
+        events: &[RecordedEvent],
+        decoded: &[Decoded],
+        keys: &[Key],
+    ) -> Result<(), ApplyError> {
+        let mut fold = r.facts.lock().expect("facts lock").load(keys);
+        for (e, d) in events.iter().zip(decoded) {
+            fold.apply(e, d)?;
+        }
+        let (rows, fold) = fold.finish();
+        let queue = r.queue.lock().await;
+        let sent = match queue.as_ref() {
+            Some(queue) => queue.send(rows).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(ApplyError::Failed(
+                "the rebuild's ClickHouse sender has stopped".into(),
+            ));
+        }
+        r.facts.lock().expect("facts lock").keep(fold);
+        Ok(())
+    }
+}
+
+impl Sink {
+    async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<(), clickhouse::error::Error>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowWrite + Serialize,
+    {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self
+            .client
+            .insert::<T>(table)
+            .await?
+            .with_timeouts(Some(self.timeout), Some(self.timeout));
+        for row in rows {
+            insert.write(row).await?;
+        }
+        insert.end().await
+    }
+
     /// Sends a batch's rows. Any failure is transient: ClickHouse being
     /// down, slow or refusing is no fault of the events, and the batch is
     /// sent again whole (its rows collapse with any that got through).
-    async fn send(&self, rows: &crate::rows::Rows) -> Result<(), ApplyError> {
+    async fn send(&self, rows: &Rows) -> Result<(), ApplyError> {
         self.migrated
             .get_or_try_init(|| async { crate::migrate::migrate(&self.config).await.map(|_| ()) })
             .await
@@ -154,6 +213,56 @@ impl Analytics {
         .map(|_| ())
         .map_err(|e| ApplyError::Transient(format!("ClickHouse: {e}").into()))
     }
+
+    /// A rebuild's sender: sends queued rows in order, gathered into inserts
+    /// of [`REBUILD_INSERT_EVENTS`] (fewer, larger parts for ClickHouse to
+    /// write and merge), each until it goes through: as the live projection
+    /// retries, ClickHouse being away only delays the rebuild.
+    async fn send_queued(self: Arc<Self>, mut queue: mpsc::Receiver<Rows>) {
+        let mut gathered = Rows::default();
+        loop {
+            let next = queue.recv().await;
+            let last = next.is_none();
+            if let Some(rows) = next {
+                gathered.append(rows);
+            }
+            if gathered.events.len() < REBUILD_INSERT_EVENTS && !last {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let mut backoff = Duration::from_millis(100);
+            while let Err(e) = self.send(&gathered).await {
+                tracing::warn!(error = %e, "rebuild: ClickHouse refused a batch; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            tracing::debug!(events = gathered.events.len(), sending = ?started.elapsed(), "rebuild: rows sent");
+            if last {
+                return;
+            }
+            gathered = Rows::default();
+        }
+    }
+}
+
+/// Writes every fact of a rebuild into its generation, in one COPY.
+async fn copy_facts(tx: &mut PgConnection, facts: &Facts) -> Result<(), ApplyError> {
+    let mut csv = String::with_capacity(facts.len() * 400);
+    for stored in facts.stored() {
+        let (key, json) = stored?;
+        let (kind, org, id) = key.parts();
+        // CSV: the JSON quoted, its quotes doubled.
+        csv.push_str(&format!(
+            "{kind},{org},{id},\"{}\"\n",
+            json.replace('"', "\"\"")
+        ));
+    }
+    let mut copy = tx
+        .copy_in_raw("COPY analytics_facts (kind, org_id, id, facts) FROM STDIN (FORMAT csv)")
+        .await?;
+    copy.send(csv.into_bytes()).await?;
+    copy.finish().await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -174,6 +283,7 @@ impl Projection for Analytics {
         tx: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), ApplyError> {
+        let started = std::time::Instant::now();
         let decoded = events
             .iter()
             .map(Decoded::of)
@@ -185,8 +295,12 @@ impl Projection for Analytics {
             .collect();
         keys.sort_unstable();
         keys.dedup();
-        let started = std::time::Instant::now();
+        if let Some(r) = &self.rebuilding {
+            return Self::apply_rebuilding(r, events, &decoded, &keys).await;
+        }
+        let decoding = started.elapsed();
         let mut fold = self.load(tx, &keys).await?;
+        let loading = started.elapsed() - decoding;
         for (e, d) in events.iter().zip(&decoded) {
             fold.apply(e, d)?;
         }
@@ -194,14 +308,52 @@ impl Projection for Analytics {
         let folded = started.elapsed();
         // The facts are saved while ClickHouse takes the rows: the runner
         // commits them only if both succeed.
-        tokio::try_join!(self.send(&rows), self.save(tx, &fold))?;
+        let ((sent, sending), (saved, saving)) = tokio::join!(
+            async { (self.sink.send(&rows).await, started.elapsed() - folded) },
+            async { (self.save(tx, &fold).await, started.elapsed() - folded) },
+        );
+        sent.and(saved)?;
         tracing::debug!(
             events = events.len(),
             facts = keys.len(),
-            ?folded,
-            sent = ?started.elapsed() - folded,
+            ?decoding,
+            ?loading,
+            folding = ?folded - decoding - loading,
+            ?sending,
+            ?saving,
             "analytics batch"
         );
+        Ok(())
+    }
+
+    fn for_rebuild(&self) -> Option<Arc<dyn Projection>> {
+        let (queue, queued) = mpsc::channel(REBUILD_QUEUE);
+        let sender = tokio::spawn(self.sink.clone().send_queued(queued));
+        Some(Arc::new(Analytics {
+            sink: self.sink.clone(),
+            rebuilding: Some(Rebuilding {
+                facts: Default::default(),
+                queue: tokio::sync::Mutex::new(Some(queue)),
+                sender: tokio::sync::Mutex::new(Some(sender)),
+            }),
+        }))
+    }
+
+    async fn finish_rebuild(&self, tx: &mut PgConnection) -> Result<(), ApplyError> {
+        let Some(r) = &self.rebuilding else {
+            return Ok(());
+        };
+        // The last rows: closing the queue ends the sender once it is empty.
+        r.queue.lock().await.take();
+        if let Some(sender) = r.sender.lock().await.take() {
+            sender
+                .await
+                .map_err(|e| ApplyError::Failed(format!("the rebuild's ClickHouse sender: {e}")))?;
+        }
+        let facts = std::mem::take(&mut *r.facts.lock().expect("facts lock"));
+        let started = std::time::Instant::now();
+        copy_facts(tx, &facts).await?;
+        tracing::debug!(facts = facts.len(), copied = ?started.elapsed(), "rebuild: facts written");
         Ok(())
     }
 }

@@ -203,3 +203,16 @@ pub struct Rows {
     pub tags: Vec<TagRow>,
     pub notifications: Vec<NotificationRow>,
 }
+
+impl Rows {
+    /// Adds `other`'s rows after these.
+    pub fn append(&mut self, mut other: Rows) {
+        self.events.append(&mut other.events);
+        self.status_changes.append(&mut other.status_changes);
+        self.tasks.append(&mut other.tasks);
+        self.projects.append(&mut other.projects);
+        self.members.append(&mut other.members);
+        self.tags.append(&mut other.tags);
+        self.notifications.append(&mut other.notifications);
+    }
+}

@@ -75,6 +75,21 @@ pub trait Projection: Send + Sync + 'static {
         tx: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), ApplyError>;
+    /// What a rebuild applies its batches through; `None`, this projection.
+    /// A rebuild fills a generation nobody reads, and one that stops is
+    /// thrown away (the next starts a new generation), so what this returns
+    /// may keep its state in memory between batches, or send work behind, as
+    /// long as [`Projection::finish_rebuild`] writes it all out.
+    fn for_rebuild(&self) -> Option<std::sync::Arc<dyn Projection>> {
+        None
+    }
+    /// Called once on what [`Projection::for_rebuild`] returned, after the
+    /// rebuild's last batch and before the switch, in a transaction of the new
+    /// generation (search_path set): writes out whatever `apply` kept in
+    /// memory or sent behind, or fails the rebuild.
+    async fn finish_rebuild(&self, _tx: &mut PgConnection) -> Result<(), ApplyError> {
+        Ok(())
+    }
 }
 
 /// Every projection into PostgreSQL, in the order they are run and shown

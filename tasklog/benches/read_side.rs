@@ -84,6 +84,13 @@ async fn fresh_database(server: &str, name: &str) -> anyhow::Result<Settings> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // RUST_LOG=tasklog_analytics=debug shows where a batch's time goes.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let server = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let events: usize = env_or("BENCH_EVENTS", 1_000_000);

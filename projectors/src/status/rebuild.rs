@@ -55,13 +55,17 @@ pub async fn rebuild(
         batch_size,
         ..ProjectorConfig::default()
     };
-    let projector = Projector::new(pool.clone(), store.clone(), projection.clone(), config);
+    let applying = projection
+        .for_rebuild()
+        .unwrap_or_else(|| projection.clone());
+    let projector = Projector::new(pool.clone(), store.clone(), applying.clone(), config);
     let mut applied = 0u64;
     catch_up(&projector, new, target, total, &mut applied, &progress).await?;
     generation::create_indexes(pool, projection.as_ref(), new).await?;
     // Events that came while indexing.
     let head = store.high_water_mark().await?.head.unwrap_or_default();
     catch_up(&projector, new, head, total, &mut applied, &progress).await?;
+    finish(pool, applying.as_ref(), new).await?;
 
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT active_generation FROM projections WHERE name = $1 FOR UPDATE")
@@ -110,6 +114,28 @@ pub async fn rebuild(
         .execute(pool)
         .await?;
     Ok(new)
+}
+
+/// Lets the projection write out what it kept in memory or sent behind.
+async fn finish(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    generation: i32,
+) -> Result<(), ProjectorError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('search_path', $1, true)")
+        .bind(format!("{}, public", schema(projection.name(), generation)))
+        .execute(&mut *tx)
+        .await?;
+    projection
+        .finish_rebuild(&mut tx)
+        .await
+        .map_err(|e| match e {
+            crate::ApplyError::Transient(e) => ProjectorError::Unavailable(e),
+            crate::ApplyError::Failed(e) => ProjectorError::Unknown(e),
+        })?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Applies batches to `generation` until its checkpoint reaches `target`.
