@@ -17,7 +17,8 @@
 #   SCHEMATHESIS_SEED          explore: seeded random examples instead of the
 #                              deterministic ones                   (default unset)
 #   SCHEMATHESIS_MAX_EXAMPLES  examples per operation               (default 25)
-#   SCHEMATHESIS_TIME_LIMIT    seconds per document before stopping (default 600)
+#   SCHEMATHESIS_TIME_LIMIT    seconds per document; reaching it fails the
+#                              run, after listing what it found   (default 600)
 #   TASKLOG_BIN                the tasklog binary                   (default: cargo build -p tasklog)
 #   TASKLOG_ADMIN_DATABASE_URL / TASKLOG_DATABASE_URL, as scripts/dev.sh sets them
 set -euo pipefail
@@ -172,12 +173,21 @@ run_schemathesis() {
         --no-color \
         --report junit --report-junit-path "$OUT/$name.xml" \
         >"$OUT/$name.txt" 2>&1 || status=$?
-    # 124: the time limit stopped it; what it found so far is in the report.
-    if [[ $status -ne 0 && ! -s "$OUT/$name.xml" ]]; then
+    # 124 (137 once SIGKILLed too): the time limit stopped it. The run is
+    # incomplete, so it fails, after the findings so far are listed below.
+    if [[ $status -eq 124 || $status -eq 137 ]]; then
+        step "TIME LIMIT: schemathesis against $url was stopped after ${TIME_LIMIT}s (exit $status)"
+        timed_out+=("$name ($url, exit $status)")
+        if [[ ! -s "$OUT/$name.xml" ]]; then
+            tail -n 40 "$OUT/$name.txt" >&2
+            die "schemathesis hit its time limit of ${TIME_LIMIT}s against $url before writing a report; see $OUT/$name.txt"
+        fi
+    elif [[ $status -ne 0 && ! -s "$OUT/$name.xml" ]]; then
         tail -n 40 "$OUT/$name.txt" >&2
         die "schemathesis did not run against $url (exit $status); see $OUT/$name.txt"
     fi
 }
+timed_out=()
 run_schemathesis query "$query_url"
 run_schemathesis command "$command_url"
 
@@ -185,6 +195,7 @@ run_schemathesis command "$command_url"
 # the verdict.
 printf '%s\n' "${SCHEMATHESIS_KNOWN_FAILURES[@]}" >"$OUT/known.txt"
 printf '%s\n' "${SCHEMATHESIS_ACCEPTED[@]}" >"$OUT/accepted.txt"
+set +e
 "$VENV/bin/python" - "$OUT" <<'EOF'
 import json, re, sys, xml.etree.ElementTree as ET
 out = sys.argv[1]
@@ -229,3 +240,9 @@ print(f"schemathesis: {len(found)} distinct findings: {len(new)} unexpected, {n_
       f"{n_accepted} accepted (what it cannot know); examples in {out}/*.txt")
 sys.exit(1 if new else 0)
 EOF
+verdict=$?
+set -e
+if [[ ${#timed_out[@]} -gt 0 ]]; then
+    die "schemathesis hit its time limit of ${TIME_LIMIT}s, so its run is incomplete (failing): ${timed_out[*]}. Raise SCHEMATHESIS_TIME_LIMIT or lower SCHEMATHESIS_MAX_EXAMPLES."
+fi
+exit "$verdict"

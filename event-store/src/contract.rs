@@ -155,6 +155,61 @@ pub async fn an_append_to_several_streams_stores_all_or_nothing(store: &dyn Even
     assert_eq!(store.read_stream(&child, 1).await.unwrap().len(), 1);
 }
 
+/// A command that creates a child under a parent (a task under the number
+/// its project hands out) appends to the parent first. When a later part
+/// fails (here the child exists already), the parent's part, current as it
+/// was, is not stored either: the whole call is an error.
+pub async fn an_append_to_several_streams_whose_later_part_fails_stores_nothing(
+    store: &dyn EventStore,
+) {
+    let (parent, child) = (new_stream(), new_stream());
+    store
+        .append(&parent, ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+    store
+        .append(&child, ExpectedVersion::NoStream, vec![event(2)])
+        .await
+        .unwrap();
+
+    let parent_part = StreamAppend {
+        stream: parent.clone(),
+        expected: ExpectedVersion::Exact(1),
+        events: vec![event(3)],
+    };
+    let failed = store
+        .append_all(vec![
+            parent_part.clone(),
+            StreamAppend {
+                stream: child.clone(),
+                expected: ExpectedVersion::NoStream,
+                events: vec![event(4)],
+            },
+        ])
+        .await;
+    assert!(
+        matches!(&failed, Err(StoreError::Conflict { stream, actual: Some(1), .. }) if *stream == child),
+        "{failed:?}"
+    );
+    let parent_events = store.read_stream(&parent, 1).await.unwrap();
+    assert_eq!(
+        parent_events.len(),
+        1,
+        "the parent got no event: {parent_events:?}"
+    );
+    assert!(store
+        .find_event(parent_part.events[0].event_id)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(store.read_stream(&child, 1).await.unwrap().len(), 1);
+
+    // The parent is still at version 1: its part alone goes in there.
+    let alone = store.append_all(vec![parent_part]).await.unwrap();
+    assert_eq!(alone[0].stream_version, 2);
+    assert!(!alone[0].deduplicated);
+}
+
 pub async fn several_streams_read_at_once_come_back_in_the_order_asked(store: &dyn EventStore) {
     let (a, b, empty) = (new_stream(), new_stream(), new_stream());
     store
@@ -452,6 +507,7 @@ macro_rules! contract_tests {
             appending_to_a_new_stream_starts_at_version_one,
             a_stale_expected_version_is_a_conflict_and_stores_nothing,
             an_append_to_several_streams_stores_all_or_nothing,
+            an_append_to_several_streams_whose_later_part_fails_stores_nothing,
             reappending_stored_event_ids_returns_the_original_result_and_stores_nothing,
             an_event_id_stored_in_another_stream_is_rejected,
             several_streams_read_at_once_come_back_in_the_order_asked,

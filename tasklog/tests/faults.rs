@@ -1,5 +1,6 @@
 //! Faults: PostgreSQL restarting under load, a process dying while it holds
-//! an `Idempotency-Key`, and clients that hold connections open.
+//! an `Idempotency-Key`, clients that hold connections open, and a process
+//! short of file descriptors (the binary under util-linux `prlimit`).
 //!
 //! The restart test runs its own PostgreSQL cluster (initdb into a temporary
 //! directory, a free port): it must never restart the shared one.
@@ -696,4 +697,194 @@ async fn past_the_connection_cap_with_every_connection_busy_a_new_client_gets_a_
             "busy connection {i} was kept"
         );
     }
+}
+
+/// `tasklog command-api` started by `prlimit --nofile=<soft>:<hard>` (which
+/// sets the limits, then becomes the server: the same process), with
+/// connections idle for up to a minute; its log goes to `log`. Answers
+/// `/healthz` (which needs no tables) when this returns.
+struct Limited {
+    child: Child,
+    addr: String,
+}
+
+impl Limited {
+    async fn start(soft: u64, hard: u64, log: &std::path::Path) -> Self {
+        let port = free_port();
+        let child = Command::new("prlimit")
+            .arg(format!("--nofile={soft}:{hard}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_tasklog"))
+            .arg("command-api")
+            .env("TASKLOG_DATABASE_URL", admin_url())
+            .env("TASKLOG_COMMAND_ADDR", format!("127.0.0.1:{port}"))
+            .env("TASKLOG_HTTP_IDLE_TIMEOUT_SECS", "60")
+            .env("RUST_LOG", "warn")
+            // Its logs go to stdout.
+            .stdout(std::fs::File::create(log).unwrap())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("prlimit (util-linux) starts the tasklog binary");
+        let addr = format!("127.0.0.1:{port}");
+        wait_for("the server to answer", async || {
+            match TcpStream::connect(&addr).await {
+                Ok(mut s) => healthz(&mut s).await.starts_with("HTTP/1.1 200"),
+                Err(_) => false,
+            }
+        })
+        .await;
+        Self { child, addr }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().expect("the server runs")
+    }
+
+    /// (soft, hard) limit on open files, as the kernel holds them for it.
+    fn open_files_limit(&self) -> (u64, u64) {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.pid())).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap_or_else(|| panic!("no open-files line in {limits}"));
+        let values: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        (values[0], values[1])
+    }
+
+    /// Descriptors it has open now.
+    fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
+    }
+}
+
+/// This process's hard limit on open files.
+fn own_hard_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct given.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every unix
+    let hard = limit.rlim_max as u64;
+    hard
+}
+
+#[tokio::test]
+async fn the_server_raises_its_soft_open_files_limit_to_the_hard_limit_at_start() {
+    let hard = own_hard_limit().min(65_536);
+    let soft = 200;
+    assert!(
+        hard > soft,
+        "a hard limit above {soft} to raise to (have {hard})"
+    );
+    let log = std::env::temp_dir().join(format!("tasklog-fd-{}.log", Uuid::now_v7().simple()));
+    let server = Limited::start(soft, hard, &log).await;
+    let exe = std::fs::read_link(format!("/proc/{}/exe", server.pid())).unwrap();
+    assert!(
+        exe.ends_with("tasklog"),
+        "the limits read are the server's own, not prlimit's: {exe:?}"
+    );
+    assert_eq!(
+        server.open_files_limit(),
+        (hard, hard),
+        "started with {soft}:{hard}, it runs with the hard limit as its soft one"
+    );
+    drop(server);
+    let _ = std::fs::remove_file(log);
+}
+
+/// Opens `n` keep-alive clients one after the other, each answered 200, and
+/// leaves them idle.
+async fn idle_clients(addr: &str, n: usize) -> Vec<TcpStream> {
+    let mut idle = Vec::new();
+    for i in 0..n {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let answer = healthz(&mut s).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "client {i}: {answer}");
+        idle.push(s);
+    }
+    idle
+}
+
+/// After `idle_clients`: room was made by closing the connection idle the
+/// longest, the newest is still served, and so is a fresh client.
+async fn assert_room_was_made(addr: &str, idle: &mut [TcpStream]) {
+    assert!(
+        closed_within(&mut idle[0], Duration::from_secs(10)).await,
+        "the connection idle the longest was closed"
+    );
+    let newest = idle.last_mut().unwrap();
+    assert!(healthz(newest).await.starts_with("HTTP/1.1 200"));
+    let mut fresh = TcpStream::connect(addr).await.unwrap();
+    assert!(healthz(&mut fresh).await.starts_with("HTTP/1.1 200"));
+}
+
+/// With a low open-files limit the connection cap is cut to fit it (16
+/// here): more idle keep-alive clients than that are each served, by
+/// closing the connection idle the longest, and `accept` never runs out of
+/// descriptors.
+#[tokio::test]
+async fn with_a_low_open_files_limit_the_connection_cap_fits_it_and_accept_never_runs_out() {
+    let limit = 64;
+    let log = std::env::temp_dir().join(format!("tasklog-cap-{}.log", Uuid::now_v7().simple()));
+    let server = Limited::start(limit, limit, &log).await;
+    assert_eq!(server.open_files_limit(), (limit, limit));
+    let spare = limit as usize - server.open_files();
+    assert!(
+        spare > 16,
+        "more spare descriptors ({spare}) than the cap of 16"
+    );
+
+    let mut idle = idle_clients(&server.addr, 2 * spare).await;
+    assert_room_was_made(&server.addr, &mut idle).await;
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log_text.contains("fewer HTTP connections than configured fit"),
+        "the cap was cut to the limit: {log_text}"
+    );
+    assert!(
+        !log_text.contains("accept failed"),
+        "accept never ran out of descriptors: {log_text}"
+    );
+    drop(server);
+    let _ = std::fs::remove_file(log);
+}
+
+/// With fewer descriptors than even the smallest cap (16) needs, idle
+/// keep-alive clients exhaust them and `accept` fails (EMFILE): the server
+/// closes the connection idle the longest and serves the newcomer, every
+/// time, instead of leaving new clients waiting until someone hangs up.
+#[tokio::test]
+async fn when_accept_runs_out_of_descriptors_the_longest_idle_connection_makes_room_for_a_new_client(
+) {
+    let limit = 24;
+    let log = std::env::temp_dir().join(format!("tasklog-emfile-{}.log", Uuid::now_v7().simple()));
+    let server = Limited::start(limit, limit, &log).await;
+    assert_eq!(server.open_files_limit(), (limit, limit));
+    let spare = limit as usize - server.open_files();
+    assert!(
+        spare < 16,
+        "the descriptors ({spare} spare) run out before the connection cap of 16"
+    );
+
+    // Twice as many idle clients as there are spare descriptors.
+    let mut idle = idle_clients(&server.addr, 2 * spare).await;
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log_text.contains("accept failed") && log_text.contains("Too many open files"),
+        "accept ran out of descriptors (EMFILE): {log_text}"
+    );
+    assert_room_was_made(&server.addr, &mut idle).await;
+    drop(server);
+    let _ = std::fs::remove_file(log);
 }

@@ -294,6 +294,45 @@ async fn input_the_database_would_refuse_is_rejected_at_the_edge_and_takes_no_nu
     assert_eq!(stored[0].1["due_date"], "9999-12-31");
 }
 
+/// A role is one of the roles: `null`, a number or an unknown name is 422
+/// naming `role` (not 400 "not valid JSON"), adding a member and changing
+/// one's role alike, and appends nothing.
+#[tokio::test]
+async fn a_role_that_is_null_or_not_a_role_is_rejected_naming_role() {
+    let app = spawn_app().await;
+    let (org, owner) = app.org().await;
+    let member = app.member(org, &owner, "mona", "member").await;
+    let before = app.event_count(org).await;
+    let members = format!("/v1/orgs/{org}/members");
+    for role in [json!(null), json!(5), json!("boss")] {
+        let r = app
+            .post(
+                &members,
+                &owner,
+                json!({"user_id": Uuid::now_v7(), "handle": "newbie", "role": role}),
+            )
+            .await;
+        let body = assert_problem(r, 422, "validation_failed").await;
+        assert_eq!(
+            body["errors"][0]["field"], "role",
+            "adding with role {role}"
+        );
+        let r = app
+            .patch(
+                &format!("{members}/{}", member.id),
+                &owner,
+                json!({ "role": role }),
+            )
+            .await;
+        let body = assert_problem(r, 422, "validation_failed").await;
+        assert_eq!(
+            body["errors"][0]["field"], "role",
+            "changing to role {role}"
+        );
+    }
+    assert_eq!(app.event_count(org).await, before, "nothing was appended");
+}
+
 /// 405 is its own problem, not a 400.
 #[tokio::test]
 async fn a_wrong_method_is_a_405_method_not_allowed_problem() {

@@ -9,6 +9,7 @@ mod idempotency;
 mod idempotency_crash;
 mod problems;
 mod readiness;
+mod rejected_creates;
 mod system;
 mod tasks;
 mod tenancy;

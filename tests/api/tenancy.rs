@@ -157,6 +157,87 @@ async fn every_route_answers_a_foreign_id_exactly_as_a_missing_one() {
     );
 }
 
+/// The matrix above names no real notification (they are the read side's).
+/// Here one is real and the caller's own, in another of her organizations:
+/// marked read through this one, it is not found, exactly as a missing one,
+/// and nothing is appended anywhere. Through its own organization it is.
+#[tokio::test]
+async fn a_notification_of_another_of_the_callers_organizations_is_not_found_through_this_one() {
+    let sys = crate::system::spawn_system().await;
+    let app = &sys.app;
+    let (org_a, alice) = app.org().await;
+    let (org_b, bob) = app.org().await;
+    let r = app
+        .post(
+            &format!("/v1/orgs/{org_b}/members"),
+            &bob,
+            json!({"user_id": alice.id, "handle": "alice", "role": "member"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let project = app.project(org_b, &bob, "NTF").await;
+    let task = app.task(org_b, project, &bob, "Review").await;
+    let r = app
+        .post(
+            &format!("/v1/orgs/{org_b}/tasks/{task}/comments"),
+            &bob,
+            json!({"body": "@alice please review"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let written: Value = r.json().await.unwrap();
+    let r = sys
+        .get(
+            &format!("/v1/orgs/{org_b}/me/notifications"),
+            &alice,
+            written["consistency_token"].as_str(),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let inbox: Value = r.json().await.unwrap();
+    assert_eq!(inbox["items"].as_array().unwrap().len(), 1, "{inbox}");
+    let notification = inbox["items"][0]["id"].as_str().unwrap().to_owned();
+
+    // The test's database is its own: every event in it is this test's.
+    let all_events = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events")
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+    };
+    let before = all_events().await;
+    let alice = &alice;
+    let mark = |org: Uuid, id: String, if_match: Option<&'static str>| {
+        let headers: Vec<(&str, &str)> = if_match.map(|v| ("if-match", v)).into_iter().collect();
+        async move {
+            let path = format!("/v1/orgs/{org}/me/notifications/{id}/read");
+            app.request(Method::POST, &path, alice, None, &headers)
+                .await
+        }
+    };
+    for if_match in [None, Some("\"1\""), Some("*")] {
+        let r = mark(org_a, notification.clone(), if_match).await;
+        let through_a = assert_problem(r, 404, "not_found").await;
+        let r = mark(org_a, Uuid::now_v7().to_string(), if_match).await;
+        let missing = assert_problem(r, 404, "not_found").await;
+        assert_eq!(
+            through_a, missing,
+            "If-Match {if_match:?}: her notification in B reads through A exactly as a missing one"
+        );
+    }
+    assert_eq!(all_events().await, before, "nothing was appended");
+    assert!(app.stream(&format!("inbox-{}", alice.id)).await.is_empty());
+
+    // It is real and hers: through B it is marked read.
+    let r = mark(org_b, notification.clone(), None).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let inbox = app.stream(&format!("inbox-{}", alice.id)).await;
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].0, "NotificationRead");
+    assert_eq!(inbox[0].1["notification_id"], notification.as_str());
+    sys.stop().await;
+}
+
 /// An organization with one object of every kind a path can name.
 struct World {
     ids: std::collections::HashMap<&'static str, Uuid>,

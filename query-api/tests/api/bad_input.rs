@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use tasklog_query_api::cursor;
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, spawn_app};
+use crate::helpers::{assert_problem, documented_routes, spawn_app};
 
 /// Asserts a 422 `validation_failed` that names `parameter`.
 async fn assert_names(r: reqwest::Response, parameter: &str, what: &str) {
@@ -14,64 +14,36 @@ async fn assert_names(r: reqwest::Response, parameter: &str, what: &str) {
     assert_eq!(body["errors"][0]["field"], parameter, "{what}: {body}");
 }
 
-/// The parameters each route with a query string takes.
-fn routes_and_parameters(org: Uuid, project: Uuid, task: Uuid) -> Vec<(String, Vec<&'static str>)> {
-    vec![
-        (
-            format!("/v1/orgs/{org}/projects/{project}/tasks"),
-            vec![
-                "status",
-                "assignee",
-                "tag",
-                "priority",
-                "due_before",
-                "due_after",
-                "q",
-                "archived",
-                "sort",
-                "limit",
-                "cursor",
-            ],
-        ),
-        (
-            format!("/v1/orgs/{org}/tasks/{task}/activity"),
-            vec!["limit", "cursor"],
-        ),
-        (
-            format!("/v1/orgs/{org}/me/notifications"),
-            vec!["unread", "limit", "cursor"],
-        ),
-    ]
-}
-
 #[tokio::test]
 async fn a_nul_byte_in_any_query_parameter_is_refused_naming_it() {
     let app = spawn_app().await;
     let w = &app.world;
-    let task = w.task("Crash on save").id;
-
-    for (path, parameters) in routes_and_parameters(w.org, w.project, task) {
-        for parameter in parameters {
+    let ids = [
+        ("org", w.org),
+        ("project", w.project),
+        ("task", w.task("Crash on save").id),
+    ];
+    // Every parameter the document lists (reports' too), on its route.
+    let routes = documented_routes(&app.client, &app.address).await;
+    let mut named = 0;
+    for route in &routes {
+        let path = route.path(&ids);
+        for parameter in &route.query {
             for value in ["%00", "a%00b", "todo,%00"] {
-                let url = format!("{path}?{parameter}={value}");
-                assert_names(app.get(&url, &w.alice).await, parameter, &url).await;
+                let url = format!("{path}?{}={value}", parameter.name);
+                assert_names(app.get(&url, &w.alice).await, &parameter.name, &url).await;
+            }
+            named += 1;
+        }
+        // Routes without parameters refuse any, named, NUL or not.
+        if route.query.is_empty() {
+            for query in ["x=%00", "x=1"] {
+                let url = format!("{path}?{query}");
+                assert_names(app.get(&url, &w.alice).await, "x", &url).await;
             }
         }
     }
-    // Routes without parameters refuse any, named, NUL or not.
-    for suffix in [
-        "projects".to_owned(),
-        format!("projects/{}", w.project),
-        format!("projects/{}/board", w.project),
-        format!("tasks/{task}"),
-        "tags".to_owned(),
-        "members".to_owned(),
-    ] {
-        for query in ["x=%00", "x=1"] {
-            let url = format!("/v1/orgs/{}/{suffix}?{query}", w.org);
-            assert_names(app.get(&url, &w.alice).await, "x", &url).await;
-        }
-    }
+    assert!(named >= 29, "only {named} parameters documented");
     // A name that is not text cannot be named: a plain 400.
     let url = format!("/v1/orgs/{}/members?a%00b=1", w.org);
     assert_problem(app.get(&url, &w.alice).await, 400, "bad_request").await;
@@ -94,6 +66,21 @@ async fn a_query_string_that_is_not_utf8_is_refused_naming_the_parameter() {
     ] {
         let url = format!("{tasks}?{query}");
         assert_names(app.get(&url, &w.alice).await, parameter, &url).await;
+    }
+    // Every parameter the document lists (reports' too), on its route.
+    let ids = [
+        ("org", w.org),
+        ("project", w.project),
+        ("task", w.task("Crash on save").id),
+    ];
+    for route in documented_routes(&app.client, &app.address).await {
+        let path = route.path(&ids);
+        for parameter in &route.query {
+            for value in ["%ff%fe", "2026-03-0%c3"] {
+                let url = format!("{path}?{}={value}", parameter.name);
+                assert_names(app.get(&url, &w.alice).await, &parameter.name, &url).await;
+            }
+        }
     }
     let url = format!("{tasks}?%ff%fe=1");
     assert_problem(app.get(&url, &w.alice).await, 400, "bad_request").await;

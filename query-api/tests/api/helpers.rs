@@ -99,3 +99,145 @@ pub fn ids(body: &Value) -> Vec<Uuid> {
         .map(|i| i["id"].as_str().unwrap().parse().unwrap())
         .collect()
 }
+
+/// A query parameter of a documented route.
+#[derive(Clone, Debug)]
+pub struct Param {
+    pub name: String,
+    pub required: bool,
+    /// A UUID (filled with the id of the same name when there is one).
+    pub uuid: bool,
+    /// The document's example value, if any.
+    pub example: Option<String>,
+}
+
+/// A route of the organization (`/v1/orgs/{org}/…`) as the served
+/// `/openapi.json` lists it: a new route or parameter is in every test
+/// that walks these, without anyone adding it to a list.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub template: String,
+    pub query: Vec<Param>,
+}
+
+/// The ids a route's parameters name, by parameter name.
+pub type Ids<'a> = &'a [(&'a str, Uuid)];
+
+impl Route {
+    /// The names of its path parameters, `org` first.
+    pub fn path_params(&self) -> Vec<&str> {
+        self.template
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .collect()
+    }
+
+    /// Its path with every `{param}` filled from `ids`.
+    pub fn path(&self, ids: Ids) -> String {
+        self.template
+            .split('/')
+            .map(
+                |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(p) => id_named(ids, p)
+                        .unwrap_or_else(|| {
+                            panic!("no id for path parameter {{{p}}} of {}", self.template)
+                        })
+                        .to_string(),
+                    None => s.to_owned(),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// The value of query parameter `p`: the id of its name for a UUID,
+    /// else the document's example.
+    fn value(p: &Param, ids: Ids) -> Option<String> {
+        p.uuid
+            .then(|| id_named(ids, &p.name).map(|id| id.to_string()))
+            .flatten()
+            .or_else(|| p.example.clone())
+    }
+
+    /// Its whole URLs: with the required query parameters only, and (when
+    /// there are others) with every parameter that has a value.
+    pub fn urls(&self, ids: Ids) -> Vec<String> {
+        let path = self.path(ids);
+        let query = |all: bool| -> String {
+            self.query
+                .iter()
+                .filter(|p| all || p.required)
+                .filter_map(|p| Some(format!("{}={}", p.name, Self::value(p, ids)?)))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        let mut urls = Vec::new();
+        for all in [false, true] {
+            let q = query(all);
+            let url = if q.is_empty() {
+                path.clone()
+            } else {
+                format!("{path}?{q}")
+            };
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+        for p in self.query.iter().filter(|p| p.required) {
+            assert!(
+                Self::value(p, ids).is_some(),
+                "required parameter {} of {} has neither an id nor an example",
+                p.name,
+                self.template
+            );
+        }
+        urls
+    }
+}
+
+fn id_named(ids: Ids, name: &str) -> Option<Uuid> {
+    ids.iter().find(|(n, _)| *n == name).map(|(_, id)| *id)
+}
+
+/// Every GET route under `/v1/orgs/{org}` of the document the query API at
+/// `address` serves.
+pub async fn documented_routes(client: &reqwest::Client, address: &str) -> Vec<Route> {
+    let doc: Value = client
+        .get(format!("{address}/openapi.json"))
+        .send()
+        .await
+        .expect("the API answers")
+        .json()
+        .await
+        .expect("the OpenAPI document is JSON");
+    let mut routes = Vec::new();
+    for (template, item) in doc["paths"].as_object().expect("paths") {
+        if !template.starts_with("/v1/orgs/{org}") {
+            continue;
+        }
+        for (method, op) in item.as_object().expect("operations") {
+            assert_eq!(method, "get", "{template}: the query API only reads");
+            let query = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query")
+                .map(|p| Param {
+                    name: p["name"].as_str().expect("a name").to_owned(),
+                    required: p["required"] == true,
+                    uuid: p["schema"]["format"] == "uuid",
+                    example: match &p["example"] {
+                        Value::Null => None,
+                        Value::String(s) => Some(s.clone()),
+                        other => Some(other.to_string()),
+                    },
+                })
+                .collect();
+            routes.push(Route {
+                template: template.clone(),
+                query,
+            });
+        }
+    }
+    routes
+}
