@@ -154,6 +154,7 @@ impl Analytics {
         keys: &[Key],
     ) -> Result<(), ApplyError> {
         let mut fold = r.facts.lock().expect("facts lock").load(keys);
+        fold.rows.events.reserve(events.len());
         for (e, d) in events.iter().zip(decoded) {
             fold.apply(e, d)?;
         }
@@ -301,6 +302,7 @@ impl Projection for Analytics {
         let decoding = started.elapsed();
         let mut fold = self.load(tx, &keys).await?;
         let loading = started.elapsed() - decoding;
+        fold.rows.events.reserve(events.len());
         for (e, d) in events.iter().zip(&decoded) {
             fold.apply(e, d)?;
         }
@@ -345,15 +347,22 @@ impl Projection for Analytics {
         };
         // The last rows: closing the queue ends the sender once it is empty.
         r.queue.lock().await.take();
-        if let Some(sender) = r.sender.lock().await.take() {
-            sender
-                .await
-                .map_err(|e| ApplyError::Failed(format!("the rebuild's ClickHouse sender: {e}")))?;
-        }
+        let sender = r.sender.lock().await.take();
+        let sent = async {
+            match sender {
+                Some(sender) => sender.await.map_err(|e| {
+                    ApplyError::Failed(format!("the rebuild's ClickHouse sender: {e}"))
+                }),
+                None => Ok(()),
+            }
+        };
+        // The facts are final once the last batch folded: they are written
+        // while ClickHouse takes the last rows.
         let facts = std::mem::take(&mut *r.facts.lock().expect("facts lock"));
         let started = std::time::Instant::now();
-        copy_facts(tx, &facts).await?;
-        tracing::debug!(facts = facts.len(), copied = ?started.elapsed(), "rebuild: facts written");
+        let (sent, copied) = tokio::join!(sent, copy_facts(tx, &facts));
+        sent.and(copied)?;
+        tracing::debug!(facts = facts.len(), finished = ?started.elapsed(), "rebuild: facts written, rows sent");
         Ok(())
     }
 }

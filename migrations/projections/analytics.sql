@@ -6,6 +6,7 @@ CREATE TABLE analytics_facts (
     kind text NOT NULL,
     org_id uuid NOT NULL,
     id uuid NOT NULL,
-    facts jsonb NOT NULL,
-    PRIMARY KEY (kind, org_id, id)
+    facts jsonb NOT NULL
 );
+-- A rebuild writes every fact at once, then builds this index.
+CREATE UNIQUE INDEX analytics_facts_key ON analytics_facts (kind, org_id, id);

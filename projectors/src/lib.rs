@@ -75,18 +75,20 @@ pub trait Projection: Send + Sync + 'static {
         tx: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), ApplyError>;
-    /// What a rebuild applies its batches through; `None`, this projection.
-    /// A rebuild fills a generation nobody reads, and one that stops is
-    /// thrown away (the next starts a new generation), so what this returns
-    /// may keep its state in memory between batches, or send work behind, as
-    /// long as [`Projection::finish_rebuild`] writes it all out.
+    /// What a rebuild applies its batches through up to the log's head as
+    /// it started; `None`, this projection. A rebuild fills a generation
+    /// nobody reads, and one that stops is thrown away (the next starts a new
+    /// generation), so what this returns may keep its state in memory between
+    /// batches, or send work behind, as long as
+    /// [`Projection::finish_rebuild`] writes it all out. Events after that
+    /// head go through this projection, once the deferred indexes are built.
     fn for_rebuild(&self) -> Option<std::sync::Arc<dyn Projection>> {
         None
     }
-    /// Called once on what [`Projection::for_rebuild`] returned, after the
-    /// rebuild's last batch and before the switch, in a transaction of the new
-    /// generation (search_path set): writes out whatever `apply` kept in
-    /// memory or sent behind, or fails the rebuild.
+    /// Called once on what [`Projection::for_rebuild`] returned, after its
+    /// last batch and before the deferred indexes are built, in a
+    /// transaction of the new generation (search_path set): writes out
+    /// whatever `apply` kept in memory or sent behind, or fails the rebuild.
     async fn finish_rebuild(&self, _tx: &mut PgConnection) -> Result<(), ApplyError> {
         Ok(())
     }

@@ -55,17 +55,18 @@ pub async fn rebuild(
         batch_size,
         ..ProjectorConfig::default()
     };
-    let applying = projection
-        .for_rebuild()
-        .unwrap_or_else(|| projection.clone());
-    let projector = Projector::new(pool.clone(), store.clone(), applying.clone(), config);
     let mut applied = 0u64;
+    if let Some(bulk) = projection.for_rebuild() {
+        let projector = Projector::new(pool.clone(), store.clone(), bulk.clone(), config.clone());
+        catch_up(&projector, new, target, total, &mut applied, &progress).await?;
+        finish(pool, bulk.as_ref(), new).await?;
+    }
+    let projector = Projector::new(pool.clone(), store.clone(), projection.clone(), config);
     catch_up(&projector, new, target, total, &mut applied, &progress).await?;
     generation::create_indexes(pool, projection.as_ref(), new).await?;
     // Events that came while indexing.
     let head = store.high_water_mark().await?.head.unwrap_or_default();
     catch_up(&projector, new, head, total, &mut applied, &progress).await?;
-    finish(pool, applying.as_ref(), new).await?;
 
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT active_generation FROM projections WHERE name = $1 FOR UPDATE")
