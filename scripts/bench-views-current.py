@@ -11,14 +11,14 @@
 #   ~/.cache/tasklog/chdb-venv/bin/python scripts/bench-views-current.py 10000000
 #
 # (the venv is the one `scripts/dev.sh test` creates.) Prints figures; asserts nothing.
-import os, sys, time, tempfile
+import glob, os, sys, time, tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from chdb import session
 s = session.Session(tempfile.mkdtemp())
 def run(sql, fmt="CSV"):
     return s.query(sql, fmt)
-for f in ["migrations/clickhouse/0001_tables.sql", "migrations/clickhouse/0002_reporting.sql"]:
-    text = open(os.path.join(ROOT, f)).read()
+for f in sorted(glob.glob(os.path.join(ROOT, "migrations/clickhouse/*.sql"))):
+    text = open(f).read()
     text = "\n".join(l for l in text.splitlines() if not l.strip().startswith("--"))
     for st in text.split(";"):
         st = st.strip()

@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "reporting",
         include_str!("../../migrations/clickhouse/0002_reporting.sql"),
     ),
+    (
+        3,
+        "notifications_without_final",
+        include_str!("../../migrations/clickhouse/0003_notifications_without_final.sql"),
+    ),
 ];
 
 /// Why migrating failed.

@@ -49,7 +49,7 @@ struct Rebuilding {
 /// Batches of rows a rebuild may hold queued for ClickHouse.
 const REBUILD_QUEUE: usize = 4;
 /// Events whose rows a rebuild sends in one insert per table.
-const REBUILD_INSERT_EVENTS: usize = 100_000;
+const REBUILD_INSERT_EVENTS: usize = 250_000;
 
 impl Analytics {
     pub fn new(config: &ClickHouseConfig) -> Result<Self, ConfigError> {
