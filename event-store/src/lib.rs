@@ -25,6 +25,7 @@ use uuid::Uuid;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
 pub mod hash;
+pub mod verify;
 mod signal;
 
 pub use signal::{AppendSignal, Appends};
