@@ -25,8 +25,8 @@ use uuid::Uuid;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
 pub mod hash;
-pub mod verify;
 mod signal;
+pub mod verify;
 
 pub use signal::{AppendSignal, Appends};
 

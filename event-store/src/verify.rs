@@ -625,6 +625,9 @@ mod tests {
             event_id: id(3),
         }
         .to_string();
-        assert!(line.contains(&id(3).to_string()) && !line.contains('\n'), "{line}");
+        assert!(
+            line.contains(&id(3).to_string()) && !line.contains('\n'),
+            "{line}"
+        );
     }
 }

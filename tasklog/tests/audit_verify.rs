@@ -384,8 +384,8 @@ async fn the_documented_recipe_recomputes_a_stored_events_hash_from_its_row() {
     .unwrap();
     assert_eq!(chained, row.get::<String, _>("hash"));
 
-    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/audit.md"))
-        .unwrap();
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/audit.md")).unwrap();
     for documented in [EXAMPLE_CANONICAL, content.as_str(), chained.as_str()] {
         assert!(
             docs.contains(documented),
