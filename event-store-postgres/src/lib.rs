@@ -21,6 +21,7 @@
 //! [`EventStore::appends`] hears them through one `LISTEN` connection per
 //! store: both tasks start when first needed, not when the store is built.
 
+pub mod audit;
 pub mod bulk;
 
 use std::collections::VecDeque;

@@ -26,6 +26,7 @@ use uuid::Uuid;
 pub mod contract;
 pub mod hash;
 mod signal;
+pub mod verify;
 
 pub use signal::{AppendSignal, Appends};
 

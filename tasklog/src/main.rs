@@ -54,6 +54,11 @@ enum Action {
     },
     /// Event store state: how far readers can safely read, and what holds them back.
     Store,
+    /// Check the stored events: hash chains and versions (see docs/audit.md).
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Write a realistic, valid event log straight into `events` (COPY, as the schema owner).
     Generate {
         /// Organizations.
@@ -68,6 +73,17 @@ enum Action {
         /// Seed of the generator (same seed, same day: same log).
         #[arg(long, default_value_t = 42)]
         seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Recompute every stream's hash chain as the schema owner; print one
+    /// line per finding and a summary; exit 1 on any finding.
+    Verify {
+        /// Only the streams of this organization.
+        #[arg(long)]
+        org: Option<Uuid>,
     },
 }
 
@@ -196,6 +212,14 @@ async fn main() -> anyhow::Result<()> {
                 ..tasklog::generate::GenerateOptions::new(orgs, events)
             };
             tasklog::generate::cli(&settings.admin_database_url, options).await
+        }
+        Action::Audit {
+            action: AuditAction::Verify { org },
+        } => {
+            if !tasklog::audit::verify_cli(&settings.admin_database_url, org).await? {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Action::Store => {
             let pool = tasklog::connect(&settings.database_url, 2).await?;

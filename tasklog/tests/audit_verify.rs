@@ -1,0 +1,397 @@
+//! `tasklog audit verify` against a real database whose events were changed
+//! as a superuser would change them (triggers off), one kind of tampering per
+//! test, each in an organization of its own: the verifier names the event.
+
+use std::process::{Command, Output};
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::{PgPool, Row};
+use tasklog_event_store::verify::Finding;
+use tasklog_event_store::{EventMetadata, ExpectedVersion, NewEvent};
+use tasklog_testkit::{as_app_role, TestDatabase};
+use uuid::Uuid;
+
+fn verify(db: &TestDatabase, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tasklog"))
+        .args(["audit", "verify"])
+        .args(args)
+        .env("TASKLOG_DATABASE_URL", &db.app_url)
+        .env("TASKLOG_ADMIN_DATABASE_URL", &db.owner_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the tasklog binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One organization's two streams of five events each, appended by the
+/// application role; returns the organization and the streams' event ids.
+struct Org {
+    id: Uuid,
+    stream: String,
+    events: Vec<Uuid>,
+}
+
+async fn org_with_events(db: &TestDatabase) -> Org {
+    let app = PgPool::connect_with(as_app_role(&PgPool::connect_lazy(&db.owner_url).unwrap()))
+        .await
+        .unwrap();
+    let store = tasklog_testkit::store(&app);
+    let org = Uuid::now_v7();
+    let mut first = None;
+    for _ in 0..2 {
+        let stream = format!("task-{}", Uuid::now_v7());
+        let events: Vec<NewEvent> = (1..=5)
+            .map(|n| NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: "TaskRenamed".into(),
+                schema_version: 1,
+                payload: json!({ "title": format!("title {n}") }),
+                metadata: EventMetadata {
+                    org_id: org,
+                    actor_id: Some(Uuid::now_v7()),
+                    correlation_id: Uuid::now_v7(),
+                    causation_id: None,
+                    occurred_at: Utc::now(),
+                },
+            })
+            .collect();
+        let ids = events.iter().map(|e| e.event_id).collect();
+        for e in events {
+            store
+                .append(&stream, ExpectedVersion::Any, vec![e])
+                .await
+                .unwrap();
+        }
+        first.get_or_insert(Org {
+            id: org,
+            stream,
+            events: ids,
+        });
+    }
+    app.close().await;
+    first.unwrap()
+}
+
+/// Runs `statements` as the superuser with every trigger off.
+async fn tamper(owner: &PgPool, statements: &[&str]) {
+    let mut tx = owner.begin().await.unwrap();
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    for s in statements {
+        sqlx::query(s).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// `audit verify --org` fails and prints exactly `findings`, then the summary.
+fn assert_findings(db: &TestDatabase, org: &Org, events: u64, findings: &[Finding]) {
+    let out = verify(db, &["--org", &org.id.to_string()]);
+    let mut expected: Vec<String> = findings.iter().map(|f| f.to_string()).collect();
+    expected.push(format!(
+        "verified 2 streams, {events} events: {} findings",
+        findings.len()
+    ));
+    assert_eq!(
+        stdout(&out).lines().collect::<Vec<_>>(),
+        expected,
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "findings fail the command");
+}
+
+#[tokio::test]
+async fn a_clean_log_verifies_with_exit_code_zero() {
+    let (db, owner) = TestDatabase::migrated("tasklog_audit_clean").await;
+    let generated = Command::new(env!("CARGO_BIN_EXE_tasklog"))
+        .args(["generate", "--orgs", "2", "--events", "400"])
+        .env("TASKLOG_ADMIN_DATABASE_URL", &db.owner_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{generated:?}");
+    org_with_events(&db).await;
+    let (streams, events): (i64, i64) =
+        sqlx::query_as("SELECT count(DISTINCT stream_id), count(*) FROM events")
+            .fetch_one(&owner)
+            .await
+            .unwrap();
+
+    let out = verify(&db, &[]);
+
+    assert_eq!(
+        stdout(&out),
+        format!("verified {streams} streams, {events} events: 0 findings\n"),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0));
+    owner.close().await;
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn an_edited_payload_is_named_as_changed_content() {
+    let (db, owner) = TestDatabase::shared("tasklog_audit").await;
+    let org = org_with_events(&db).await;
+    tamper(
+        &owner,
+        &[&format!(
+            "UPDATE events SET payload = '{{\"title\": \"edited\"}}' \
+             WHERE stream_id = '{}' AND stream_version = 3",
+            org.stream
+        )],
+    )
+    .await;
+    assert_findings(
+        &db,
+        &org,
+        10,
+        &[Finding::ContentChanged {
+            stream: org.stream.clone(),
+            version: 3,
+            event_id: org.events[2],
+        }],
+    );
+}
+
+#[tokio::test]
+async fn an_edited_actor_or_time_is_named_as_changed_content() {
+    let (db, owner) = TestDatabase::shared("tasklog_audit").await;
+    let org = org_with_events(&db).await;
+    tamper(
+        &owner,
+        &[
+            &format!(
+                "UPDATE events SET actor_id = gen_random_uuid() \
+                 WHERE stream_id = '{}' AND stream_version = 2",
+                org.stream
+            ),
+            &format!(
+                "UPDATE events SET occurred_at = occurred_at - interval '1 day' \
+                 WHERE stream_id = '{}' AND stream_version = 4",
+                org.stream
+            ),
+        ],
+    )
+    .await;
+    assert_findings(
+        &db,
+        &org,
+        10,
+        &[2, 4].map(|v| Finding::ContentChanged {
+            stream: org.stream.clone(),
+            version: v,
+            event_id: org.events[v as usize - 1],
+        }),
+    );
+}
+
+#[tokio::test]
+async fn an_event_removed_mid_stream_is_named_by_its_version_and_the_event_after_it() {
+    let (db, owner) = TestDatabase::shared("tasklog_audit").await;
+    let org = org_with_events(&db).await;
+    tamper(
+        &owner,
+        &[&format!(
+            "DELETE FROM events WHERE stream_id = '{}' AND stream_version = 3",
+            org.stream
+        )],
+    )
+    .await;
+    assert_findings(
+        &db,
+        &org,
+        9,
+        &[Finding::Removed {
+            stream: org.stream.clone(),
+            first_version: 3,
+            count: 1,
+            before: org.events[3],
+            before_version: 4,
+            renumbered: 0,
+        }],
+    );
+}
+
+#[tokio::test]
+async fn two_swapped_events_are_each_named_with_the_version_they_were_written_as() {
+    let (db, owner) = TestDatabase::shared("tasklog_audit").await;
+    let org = org_with_events(&db).await;
+    let s = &org.stream;
+    tamper(
+        &owner,
+        &[
+            &format!("UPDATE events SET stream_version = 100 WHERE stream_id = '{s}' AND stream_version = 2"),
+            &format!("UPDATE events SET stream_version = 2 WHERE stream_id = '{s}' AND stream_version = 3"),
+            &format!("UPDATE events SET stream_version = 3 WHERE stream_id = '{s}' AND stream_version = 100"),
+        ],
+    )
+    .await;
+    assert_findings(
+        &db,
+        &org,
+        10,
+        &[
+            Finding::Reordered {
+                stream: s.clone(),
+                version: 2,
+                event_id: org.events[2],
+                written_as: 3,
+                count: 1,
+            },
+            Finding::Reordered {
+                stream: s.clone(),
+                version: 3,
+                event_id: org.events[1],
+                written_as: 2,
+                count: 1,
+            },
+        ],
+    );
+}
+
+#[tokio::test]
+async fn a_forged_event_inserted_mid_stream_is_named() {
+    let (db, owner) = TestDatabase::shared("tasklog_audit").await;
+    let org = org_with_events(&db).await;
+    let s = &org.stream;
+    let forged = Uuid::now_v7();
+    // The forger makes room at version 3, links the forgery to version 2 and
+    // gives it a hash of the right length.
+    tamper(
+        &owner,
+        &[
+            &format!("UPDATE events SET stream_version = stream_version + 100 WHERE stream_id = '{s}' AND stream_version >= 3"),
+            &format!("UPDATE events SET stream_version = stream_version - 99 WHERE stream_id = '{s}' AND stream_version > 100"),
+            &format!(
+                "INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, \
+                     occurred_at, org_id, actor_id, correlation_id, causation_id, payload, prev_hash, hash) \
+                 SELECT '{forged}', stream_id, 3, event_type, schema_version, occurred_at, org_id, \
+                     actor_id, gen_random_uuid(), NULL, '{{\"title\": \"forged\"}}', hash, sha256(hash) \
+                 FROM events WHERE stream_id = '{s}' AND stream_version = 2"
+            ),
+        ],
+    )
+    .await;
+    assert_findings(
+        &db,
+        &org,
+        11,
+        &[Finding::Inserted {
+            stream: s.clone(),
+            version: 3,
+            event_id: forged,
+            renumbered: 3,
+        }],
+    );
+}
+
+/// The worked example of docs/audit.md: these bytes, hashed as documented,
+/// give the stored hash.
+const EXAMPLE_CANONICAL: &str = r#"{"actor_id":"0192f5a0-0000-7000-8000-0000000000a2","causation_id":null,"correlation_id":"0192f5a0-0000-7000-8000-0000000000c3","event_id":"0192f5a0-0000-7000-8000-0000000000e1","event_type":"TaskRenamed","occurred_at":"2026-11-30T12:00:00.123456Z","org_id":"0192f5a0-0000-7000-8000-0000000000a1","payload":{"task_id":"0192f5a0-0000-7000-8000-0000000000b1","title":"Prüfbericht \"Q4\""},"schema_version":1,"stream_id":"task-0192f5a0-0000-7000-8000-0000000000b1"}"#;
+
+/// JSON with object keys sorted, no whitespace: what an auditor's own tool
+/// would write (kept apart from the writer's code on purpose).
+fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let body: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{}:{}", Value::from(k.as_str()), canonical(v)))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        }
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        scalar => scalar.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn the_documented_recipe_recomputes_a_stored_events_hash_from_its_row() {
+    let (db, owner) = TestDatabase::migrated("tasklog_audit_example").await;
+    let id = |n: &str| Uuid::parse_str(&format!("0192f5a0-0000-7000-8000-0000000000{n}")).unwrap();
+    let stream = format!("task-{}", id("b1"));
+    tasklog_testkit::store(&owner)
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![NewEvent {
+                event_id: id("e1"),
+                event_type: "TaskRenamed".into(),
+                schema_version: 1,
+                payload: json!({ "title": "Prüfbericht \"Q4\"", "task_id": id("b1") }),
+                metadata: EventMetadata {
+                    org_id: id("a1"),
+                    actor_id: Some(id("a2")),
+                    correlation_id: id("c3"),
+                    causation_id: None,
+                    occurred_at: "2026-11-30T12:00:00.123456Z"
+                        .parse::<DateTime<Utc>>()
+                        .unwrap(),
+                },
+            }],
+        )
+        .await
+        .unwrap();
+
+    // The envelope, from the stored row's columns.
+    let row = sqlx::query(
+        "SELECT event_id::text, stream_id, event_type, schema_version, \
+             to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS occurred_at, \
+             org_id::text, actor_id::text, correlation_id::text, causation_id::text, payload, \
+             stream_version, encode(hash, 'hex') AS hash \
+         FROM events WHERE stream_id = $1",
+    )
+    .bind(&stream)
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    let envelope = json!({
+        "event_id": row.get::<String, _>("event_id"),
+        "stream_id": row.get::<String, _>("stream_id"),
+        "event_type": row.get::<String, _>("event_type"),
+        "schema_version": row.get::<i32, _>("schema_version"),
+        "occurred_at": row.get::<String, _>("occurred_at"),
+        "org_id": row.get::<String, _>("org_id"),
+        "actor_id": row.get::<Option<String>, _>("actor_id"),
+        "correlation_id": row.get::<String, _>("correlation_id"),
+        "causation_id": row.get::<Option<String>, _>("causation_id"),
+        "payload": row.get::<Value, _>("payload"),
+    });
+    assert_eq!(canonical(&envelope), EXAMPLE_CANONICAL);
+
+    // The hashes, computed by PostgreSQL as an independent tool.
+    let (content, chained): (String, String) = sqlx::query_as(
+        "WITH c AS (SELECT sha256(convert_to(E'tasklog-event-v1\\n' || $1, 'UTF8')) AS h) \
+         SELECT encode(h, 'hex'), encode(sha256(''::bytea || int8send($2) || h), 'hex') FROM c",
+    )
+    .bind(EXAMPLE_CANONICAL)
+    .bind(row.get::<i64, _>("stream_version"))
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    assert_eq!(chained, row.get::<String, _>("hash"));
+
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/audit.md")).unwrap();
+    for documented in [EXAMPLE_CANONICAL, content.as_str(), chained.as_str()] {
+        assert!(
+            docs.contains(documented),
+            "docs/audit.md shows {documented}"
+        );
+    }
+    owner.close().await;
+    db.drop_database().await;
+}
