@@ -79,7 +79,8 @@ enum Action {
 #[derive(Subcommand)]
 enum AuditAction {
     /// Recompute every stream's hash chain as the schema owner; print one
-    /// line per finding and a summary; exit 1 on any finding.
+    /// line per finding and a summary; exit 1 on any finding, 2 when it
+    /// could not check.
     Verify {
         /// Only the streams of this organization.
         #[arg(long)]
@@ -216,10 +217,15 @@ async fn main() -> anyhow::Result<()> {
         Action::Audit {
             action: AuditAction::Verify { org },
         } => {
-            if !tasklog::audit::verify_cli(&settings.admin_database_url, org).await? {
-                std::process::exit(1);
+            // As diff does: 1 when something was found, 2 when it could not check.
+            match tasklog::audit::verify_cli(&settings.admin_database_url, org).await {
+                Ok(true) => Ok(()),
+                Ok(false) => std::process::exit(1),
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    std::process::exit(2)
+                }
             }
-            Ok(())
         }
         Action::Store => {
             let pool = tasklog::connect(&settings.database_url, 2).await?;

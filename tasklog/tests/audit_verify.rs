@@ -395,3 +395,24 @@ async fn the_documented_recipe_recomputes_a_stored_events_hash_from_its_row() {
     owner.close().await;
     db.drop_database().await;
 }
+
+#[test]
+fn a_verify_that_cannot_reach_the_database_exits_2_not_1() {
+    // Port 9 (discard) has no PostgreSQL: the check cannot run at all, which
+    // a script must be able to tell from "something was found".
+    let out = Command::new(env!("CARGO_BIN_EXE_tasklog"))
+        .args(["audit", "verify"])
+        .env("TASKLOG_DATABASE_URL", "postgres://nobody@127.0.0.1:9/none")
+        .env(
+            "TASKLOG_ADMIN_DATABASE_URL",
+            "postgres://nobody@127.0.0.1:9/none",
+        )
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("the tasklog binary runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        stdout(&out).is_empty(),
+        "no summary when nothing was checked"
+    );
+}
