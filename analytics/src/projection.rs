@@ -48,6 +48,8 @@ struct Rebuilding {
 
 /// Batches of rows a rebuild may hold queued for ClickHouse.
 const REBUILD_QUEUE: usize = 4;
+/// Connections a rebuild writes its facts through, side by side.
+const FACT_WRITERS: usize = 2;
 /// Events whose rows a rebuild sends in one insert per table.
 const REBUILD_INSERT_EVENTS: usize = 250_000;
 
@@ -246,23 +248,43 @@ impl Sink {
     }
 }
 
-/// Writes every fact of a rebuild into its generation, in one COPY.
-async fn copy_facts(tx: &mut PgConnection, facts: &Facts) -> Result<(), ApplyError> {
-    let mut csv = String::with_capacity(facts.len() * 400);
-    for stored in facts.stored() {
-        let (key, json) = stored?;
-        let (kind, org, id) = key.parts();
-        // CSV: the JSON quoted, its quotes doubled.
-        csv.push_str(&format!(
-            "{kind},{org},{id},\"{}\"\n",
-            json.replace('"', "\"\"")
-        ));
+/// Writes every fact of a rebuild into `schema`: one COPY per connection of
+/// [`FACT_WRITERS`], each with its share of the facts, streamed in chunks.
+async fn copy_facts(pool: &sqlx::PgPool, schema: &str, facts: Facts) -> Result<(), ApplyError> {
+    let facts = Arc::new(facts);
+    let writers: Vec<_> = (0..FACT_WRITERS)
+        .map(|share| {
+            let (pool, facts) = (pool.clone(), facts.clone());
+            let statement = format!(
+                "COPY {schema}.analytics_facts (kind, org_id, id, facts) FROM STDIN (FORMAT csv)"
+            );
+            tokio::spawn(async move {
+                let mut conn = pool.acquire().await?;
+                let mut copy = conn.copy_in_raw(&statement).await?;
+                let mut csv = String::new();
+                for stored in facts.stored().skip(share).step_by(FACT_WRITERS) {
+                    let (key, json) = stored?;
+                    let (kind, org, id) = key.parts();
+                    // CSV: the JSON quoted, its quotes doubled.
+                    csv.push_str(&format!(
+                        "{kind},{org},{id},\"{}\"\n",
+                        json.replace('"', "\"\"")
+                    ));
+                    if csv.len() >= 1 << 22 {
+                        copy.send(std::mem::take(&mut csv).into_bytes()).await?;
+                    }
+                }
+                copy.send(csv.into_bytes()).await?;
+                copy.finish().await?;
+                Ok::<_, ApplyError>(())
+            })
+        })
+        .collect();
+    // Spawned, so they run side by side; awaited in turn.
+    for written in writers {
+        let written = written.await;
+        written.map_err(|e| ApplyError::Failed(format!("writing facts: {e}")))??;
     }
-    let mut copy = tx
-        .copy_in_raw("COPY analytics_facts (kind, org_id, id, facts) FROM STDIN (FORMAT csv)")
-        .await?;
-    copy.send(csv.into_bytes()).await?;
-    copy.finish().await?;
     Ok(())
 }
 
@@ -341,7 +363,7 @@ impl Projection for Analytics {
         }))
     }
 
-    async fn finish_rebuild(&self, tx: &mut PgConnection) -> Result<(), ApplyError> {
+    async fn finish_rebuild(&self, pool: &sqlx::PgPool, schema: &str) -> Result<(), ApplyError> {
         let Some(r) = &self.rebuilding else {
             return Ok(());
         };
@@ -359,10 +381,10 @@ impl Projection for Analytics {
         // The facts are final once the last batch folded: they are written
         // while ClickHouse takes the last rows.
         let facts = std::mem::take(&mut *r.facts.lock().expect("facts lock"));
-        let started = std::time::Instant::now();
-        let (sent, copied) = tokio::join!(sent, copy_facts(tx, &facts));
+        let (count, started) = (facts.len(), std::time::Instant::now());
+        let (sent, copied) = tokio::join!(sent, copy_facts(pool, schema, facts));
         sent.and(copied)?;
-        tracing::debug!(facts = facts.len(), finished = ?started.elapsed(), "rebuild: facts written, rows sent");
+        tracing::debug!(facts = count, finished = ?started.elapsed(), "rebuild: facts written, rows sent");
         Ok(())
     }
 }

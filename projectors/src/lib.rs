@@ -86,10 +86,12 @@ pub trait Projection: Send + Sync + 'static {
         None
     }
     /// Called once on what [`Projection::for_rebuild`] returned, after its
-    /// last batch and before the deferred indexes are built, in a
-    /// transaction of the new generation (search_path set): writes out
-    /// whatever `apply` kept in memory or sent behind, or fails the rebuild.
-    async fn finish_rebuild(&self, _tx: &mut PgConnection) -> Result<(), ApplyError> {
+    /// last batch and before the deferred indexes are built: writes out
+    /// whatever `apply` kept in memory or sent behind into the new
+    /// generation's `schema`, or fails the rebuild. Nobody reads that schema
+    /// yet, so it may write through several connections of `pool`, each
+    /// committing on its own.
+    async fn finish_rebuild(&self, _pool: &sqlx::PgPool, _schema: &str) -> Result<(), ApplyError> {
         Ok(())
     }
 }

@@ -123,20 +123,13 @@ async fn finish(
     projection: &dyn Projection,
     generation: i32,
 ) -> Result<(), ProjectorError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT set_config('search_path', $1, true)")
-        .bind(format!("{}, public", schema(projection.name(), generation)))
-        .execute(&mut *tx)
-        .await?;
     projection
-        .finish_rebuild(&mut tx)
+        .finish_rebuild(pool, &schema(projection.name(), generation))
         .await
         .map_err(|e| match e {
             crate::ApplyError::Transient(e) => ProjectorError::Unavailable(e),
             crate::ApplyError::Failed(e) => ProjectorError::Unknown(e),
-        })?;
-    tx.commit().await?;
-    Ok(())
+        })
 }
 
 /// Applies batches to `generation` until its checkpoint reaches `target`.
