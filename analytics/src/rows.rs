@@ -205,6 +205,17 @@ pub struct Rows {
 }
 
 impl Rows {
+    /// Empties every table, keeping the memory for the next rows.
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.status_changes.clear();
+        self.tasks.clear();
+        self.projects.clear();
+        self.members.clear();
+        self.tags.clear();
+        self.notifications.clear();
+    }
+
     /// Adds `other`'s rows after these.
     pub fn append(&mut self, mut other: Rows) {
         self.events.append(&mut other.events);

@@ -751,7 +751,8 @@ async fn lag_under_load(
         latency.max() as f64 / 1000.0,
     );
     println!(
-        "lag.tasks      tokens={:<6} unresolved={unresolved:<4} p50={:>6.2}ms p99={:>6.2}ms max={:>7.2}ms (watcher wakes={polls})",
+        "lag.{:<10} tokens={:<6} unresolved={unresolved:<4} p50={:>6.2}ms p99={:>6.2}ms max={:>7.2}ms (watcher wakes={polls})",
+        lag_projection(),
         lag.len(),
         ms(&lag, 0.5),
         ms(&lag, 0.99),
