@@ -10,7 +10,7 @@
 //! `content_hash`; the database chains it in the append itself.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -31,24 +31,70 @@ pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
-/// The hash of one event's own content.
+/// The hash of one event's own content: `sha256("tasklog-event-v1\n" ||
+/// canonical_json(envelope))`, the canonical bytes written straight into the
+/// hash (the same bytes [`write_canonical`] gives for the envelope as a JSON
+/// object, without building one).
 pub fn content_hash(input: &HashInput<'_>) -> Vec<u8> {
     let m = input.metadata;
-    let envelope = json!({
-        "event_id": input.event_id,
-        "stream_id": input.stream_id,
-        "event_type": input.event_type,
-        "schema_version": input.schema_version,
-        "occurred_at": to_micros(m.occurred_at).to_rfc3339_opts(SecondsFormat::Micros, true),
-        "org_id": m.org_id,
-        "actor_id": m.actor_id,
-        "correlation_id": m.correlation_id,
-        "causation_id": m.causation_id,
-        "payload": input.payload,
-    });
-    let mut text = String::from("tasklog-event-v1\n");
-    write_canonical(&envelope, &mut text);
-    Sha256::digest(text.as_bytes()).to_vec()
+    let mut h = HashWriter(Sha256::new());
+    h.put(b"tasklog-event-v1\n{\"actor_id\":");
+    h.uuid(m.actor_id);
+    h.put(b",\"causation_id\":");
+    h.uuid(m.causation_id);
+    h.put(b",\"correlation_id\":");
+    h.uuid(Some(m.correlation_id));
+    h.put(b",\"event_id\":");
+    h.uuid(Some(input.event_id));
+    h.put(b",\"event_type\":");
+    h.string(input.event_type);
+    h.put(b",\"occurred_at\":");
+    h.string(&to_micros(m.occurred_at).to_rfc3339_opts(SecondsFormat::Micros, true));
+    h.put(b",\"org_id\":");
+    h.uuid(Some(m.org_id));
+    h.put(b",\"payload\":");
+    write_canonical_to(input.payload, &mut h);
+    h.put(b",\"schema_version\":");
+    h.put(input.schema_version.to_string().as_bytes());
+    h.put(b",\"stream_id\":");
+    h.string(input.stream_id);
+    h.put(b"}");
+    h.0.finalize().to_vec()
+}
+
+/// Canonical JSON written into a SHA-256 as it is produced.
+struct HashWriter(Sha256);
+
+impl HashWriter {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    fn uuid(&mut self, id: Option<Uuid>) {
+        match id {
+            Some(id) => {
+                let mut buf = [0u8; 38];
+                buf[0] = b'"';
+                id.hyphenated().encode_lower(&mut buf[1..37]);
+                buf[37] = b'"';
+                self.put(&buf);
+            }
+            None => self.put(b"null"),
+        }
+    }
+    fn string(&mut self, s: &str) {
+        // serde_json's own escaping: the bytes must be exactly its.
+        serde_json::to_writer(&mut *self, s).expect("writing to a hash cannot fail");
+    }
+}
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Links an event's content hash to the hash of the event before it.
@@ -107,40 +153,48 @@ pub fn verify_stream(events: &[RecordedEvent]) -> Result<(), ChainError> {
     Ok(())
 }
 
-/// Canonical JSON: keys sorted by their UTF-8 bytes, no insignificant space.
+/// Canonical JSON: keys sorted by their UTF-8 bytes, no insignificant space;
+/// strings and numbers as serde_json writes them.
 pub fn write_canonical(v: &Value, out: &mut String) {
+    let mut bytes = Vec::new();
+    write_canonical_to(v, &mut bytes);
+    out.push_str(std::str::from_utf8(&bytes).expect("JSON is UTF-8"));
+}
+
+fn write_canonical_to(v: &Value, out: &mut impl std::io::Write) {
     match v {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.write_all(b"{").expect("writing JSON");
+            for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.write_all(b",").expect("writing JSON");
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[k], out);
+                serde_json::to_writer(&mut *out, k).expect("writing JSON");
+                out.write_all(b":").expect("writing JSON");
+                write_canonical_to(v, out);
             }
-            out.push('}');
+            out.write_all(b"}").expect("writing JSON");
         }
         Value::Array(items) => {
-            out.push('[');
+            out.write_all(b"[").expect("writing JSON");
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.write_all(b",").expect("writing JSON");
                 }
-                write_canonical(item, out);
+                write_canonical_to(item, out);
             }
-            out.push(']');
+            out.write_all(b"]").expect("writing JSON");
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => serde_json::to_writer(out, scalar).expect("writing JSON"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn canonical_json_sorts_keys_at_every_depth() {
@@ -150,5 +204,62 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, r#"{"a":{"c":"x","d":[1,{"y":null,"z":0}]},"b":1}"#);
+    }
+
+    /// The recipe as docs/audit.md states it: the envelope as a JSON object,
+    /// written canonically, after the scheme's name.
+    fn content_hash_by_the_recipe(input: &HashInput<'_>) -> Vec<u8> {
+        let m = input.metadata;
+        let envelope = json!({
+            "event_id": input.event_id,
+            "stream_id": input.stream_id,
+            "event_type": input.event_type,
+            "schema_version": input.schema_version,
+            "occurred_at": to_micros(m.occurred_at).to_rfc3339_opts(SecondsFormat::Micros, true),
+            "org_id": m.org_id,
+            "actor_id": m.actor_id,
+            "correlation_id": m.correlation_id,
+            "causation_id": m.causation_id,
+            "payload": input.payload,
+        });
+        let mut text = String::from("tasklog-event-v1\n");
+        write_canonical(&envelope, &mut text);
+        Sha256::digest(text.as_bytes()).to_vec()
+    }
+
+    #[test]
+    fn the_content_hash_is_the_recipes_for_floats_large_integers_escapes_and_non_ascii() {
+        let metadata = EventMetadata {
+            org_id: Uuid::now_v7(),
+            actor_id: None,
+            correlation_id: Uuid::now_v7(),
+            causation_id: Some(Uuid::now_v7()),
+            occurred_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap(),
+        };
+        let payloads = [
+            json!({}),
+            json!({"float": 0.1, "neg": -1.5e-7, "big": 1e300, "whole": 3.0}),
+            json!({"max": u64::MAX, "min": i64::MIN, "zero": 0}),
+            json!({"esc": "quote \" backslash \\ tab \t nl \n nul \u{0} del \u{7f} slash /"}),
+            json!({"text": "Grüße, 東京, emoji 🦀, RTL עברית", "ключ": ["é", {"ß": null}]}),
+            json!({"b": 1, "a": [true, false, null], "A": {"z": {}, "y": []}, "é": 1, "e": 2}),
+        ];
+        for payload in &payloads {
+            for stream_id in ["task-1", "weird \"stream\" ü"] {
+                let input = HashInput {
+                    event_id: Uuid::now_v7(),
+                    stream_id,
+                    event_type: "TaskCreated",
+                    schema_version: 3,
+                    metadata: &metadata,
+                    payload,
+                };
+                assert_eq!(
+                    content_hash(&input),
+                    content_hash_by_the_recipe(&input),
+                    "{payload}"
+                );
+            }
+        }
     }
 }

@@ -14,6 +14,9 @@
 //!    project (part `views`, BENCH_VIEW_QUERIES each). The lag of c) is
 //!    measured for the projection BENCH_LAG_PROJECTION (tasks; `analytics`:
 //!    command 2xx -> in the reporting views).
+//! f) `tasklog audit verify` over the log of a) (part `audit`): events/s,
+//!    beside a plain sequential read of the whole log through the store in
+//!    the same run.
 //!
 //! `cargo bench -p tasklog --bench read_side`. Environment:
 //! BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres),
@@ -25,7 +28,7 @@
 //! 0 queries the first database instead), BENCH_TASKS_EVENTS (events in the
 //! query database, default 2.4 × BENCH_TASKS), BENCH_QUERIES (2000),
 //! BENCH_POOL (the command API's connections in the lag run, 40), BENCH_CHECKPOINT (1: CHECKPOINT before each lag run),
-//! BENCH_LAG_WORKERS (64), BENCH_ONLY (comma list of generate,rebuild,lag,query,analytics,views; default all).
+//! BENCH_LAG_WORKERS (64), BENCH_ONLY (comma list of generate,rebuild,lag,query,analytics,views,audit; default all).
 //! Databases: tasklog_bench_read and tasklog_bench_read_tasks (dropped first).
 //! Compare with `../shared/bench/pg-insert-baseline.sh` run in the same sitting.
 
@@ -111,6 +114,10 @@ async fn main() -> anyhow::Result<()> {
     println!("# a) generate: {events} events, {orgs} organizations, COPY in chunks of 50000");
     let report = generate(&owner, GenerateOptions::new(orgs, events)).await?;
     verify_sample(&pool, &report).await?;
+
+    if run("audit") {
+        audit(&owner, &pool, report.events).await?;
+    }
 
     if run("rebuild") || run("lag") {
         println!("# b) rebuild every projection from the log (projector role, as the CLI)");
@@ -318,6 +325,37 @@ async fn verify_sample(pool: &PgPool, report: &GenerateReport) -> anyhow::Result
     println!(
         "verify         hash chains of {} streams ({events} events) read back through the store: ok",
         streams.len()
+    );
+    Ok(())
+}
+
+/// f): the hash-chain verification of the whole log beside a sequential read.
+async fn audit(owner: &PgPool, pool: &PgPool, events: u64) -> anyhow::Result<()> {
+    println!("# f) audit verify over the whole log ({events} events), beside a sequential read");
+    let store = PgEventStore::open(pool.clone());
+    let started = Instant::now();
+    let (mut at, mut read) = (LogPosition::START, 0u64);
+    loop {
+        let page = store.read_all(at, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        at = last.position;
+        read += page.len() as u64;
+    }
+    let read_rate = read as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "audit.read     events={read:<8} seconds={:>6.1} events/s={read_rate:>8.0} (read_all, pages of 10000)",
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let summary = tasklog_event_store_postgres::audit::verify_log(owner, None, |_| {}).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let rate = summary.events as f64 / seconds;
+    println!(
+        "audit.verify   events={:<8} streams={:<7} findings={} seconds={seconds:>6.1} events/s={rate:>8.0} = {:.2}x the read",
+        summary.events,
+        summary.streams,
+        summary.findings,
+        rate / read_rate
     );
     Ok(())
 }
