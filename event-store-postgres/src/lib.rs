@@ -23,6 +23,7 @@
 
 pub mod audit;
 pub mod bulk;
+pub mod export;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};

@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 #[cfg(feature = "contract-tests")]
 pub mod contract;
+pub mod export;
 pub mod hash;
 mod signal;
 pub mod verify;

@@ -1,5 +1,7 @@
 //! `tasklog`: run any role of the system, or all of them in one process.
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 use tasklog::{config::DEV_JWT_SECRET, CommandApi, QueryApi, Settings};
@@ -54,7 +56,7 @@ enum Action {
     },
     /// Event store state: how far readers can safely read, and what holds them back.
     Store,
-    /// Check the stored events: hash chains and versions (see docs/audit.md).
+    /// Check the stored events (hash chains and versions) or an export; export an organization's events (see docs/audit.md).
     Audit {
         #[command(subcommand)]
         action: AuditAction,
@@ -85,6 +87,22 @@ enum AuditAction {
         /// Only the streams of this organization.
         #[arg(long)]
         org: Option<Uuid>,
+        /// Verify an export file instead, with no database (`-`: standard input).
+        #[arg(long, conflicts_with = "org")]
+        file: Option<PathBuf>,
+    },
+    /// Write an organization's events as NDJSON (tasklog-export-v1), with
+    /// their hashes, for `verify --file` or an auditor's own tools.
+    Export {
+        /// The organization.
+        #[arg(long)]
+        org: Uuid,
+        /// The file to write (standard output when omitted).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Events read from the database at a time.
+        #[arg(long, default_value_t = tasklog_event_store_postgres::export::EXPORT_PAGE)]
+        page_size: usize,
     },
 }
 
@@ -215,10 +233,14 @@ async fn main() -> anyhow::Result<()> {
             tasklog::generate::cli(&settings.admin_database_url, options).await
         }
         Action::Audit {
-            action: AuditAction::Verify { org },
+            action: AuditAction::Verify { org, file },
         } => {
+            let verified = match file {
+                Some(file) => tasklog::audit::verify_file_cli(&file),
+                None => tasklog::audit::verify_cli(&settings.admin_database_url, org).await,
+            };
             // As diff does: 1 when something was found, 2 when it could not check.
-            match tasklog::audit::verify_cli(&settings.admin_database_url, org).await {
+            match verified {
                 Ok(true) => Ok(()),
                 Ok(false) => std::process::exit(1),
                 Err(e) => {
@@ -226,6 +248,22 @@ async fn main() -> anyhow::Result<()> {
                     std::process::exit(2)
                 }
             }
+        }
+        Action::Audit {
+            action:
+                AuditAction::Export {
+                    org,
+                    output,
+                    page_size,
+                },
+        } => {
+            tasklog::audit::export_cli(
+                &settings.admin_database_url,
+                org,
+                output.as_deref(),
+                page_size,
+            )
+            .await
         }
         Action::Store => {
             let pool = tasklog::connect(&settings.database_url, 2).await?;
