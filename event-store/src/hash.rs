@@ -107,17 +107,25 @@ pub fn chain_hash(prev_hash: Option<&[u8]>, stream_version: u64, content_hash: &
         .to_vec()
 }
 
-/// Recomputes the hash of a stored event.
-pub fn recompute(e: &RecordedEvent) -> Vec<u8> {
-    let content = content_hash(&HashInput {
+/// The content hash of a stored event, from its row.
+pub fn content_hash_of(e: &RecordedEvent) -> Vec<u8> {
+    content_hash(&HashInput {
         event_id: e.event_id,
         stream_id: &e.stream_id,
         event_type: &e.event_type,
         schema_version: e.schema_version,
         metadata: &e.metadata,
         payload: &e.payload,
-    });
-    chain_hash(e.prev_hash.as_deref(), e.stream_version, &content)
+    })
+}
+
+/// Recomputes the hash of a stored event.
+pub fn recompute(e: &RecordedEvent) -> Vec<u8> {
+    chain_hash(
+        e.prev_hash.as_deref(),
+        e.stream_version,
+        &content_hash_of(e),
+    )
 }
 
 /// Where a stream's chain breaks.

@@ -19,7 +19,7 @@ use std::fmt;
 
 use uuid::Uuid;
 
-use crate::hash::{chain_hash, content_hash, HashInput};
+use crate::hash::{chain_hash, content_hash_of};
 use crate::RecordedEvent;
 
 /// One thing wrong with a stream, naming the event it is about.
@@ -298,14 +298,7 @@ impl StreamVerifier {
 
     /// In place, moved (and by how much) or altered.
     fn state_of(&self, e: &RecordedEvent) -> State {
-        let content = content_hash(&HashInput {
-            event_id: e.event_id,
-            stream_id: &e.stream_id,
-            event_type: &e.event_type,
-            schema_version: e.schema_version,
-            metadata: &e.metadata,
-            payload: &e.payload,
-        });
+        let content = content_hash_of(e);
         let intact_at = |v: u64| chain_hash(e.prev_hash.as_deref(), v, &content) == e.hash;
         let version = e.stream_version;
         if intact_at(version) {

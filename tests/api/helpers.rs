@@ -142,3 +142,50 @@ pub async fn id_of(r: Response) -> Uuid {
     let body: Value = r.json().await.unwrap();
     body["id"].as_str().expect("an id").parse().unwrap()
 }
+
+/// Inserts into `events` of `event_type` events of `org` fail with
+/// `sqlstate` and `message` until [`InsertRefusal::end`]: PostgreSQL itself
+/// refusing a real statement, met only by one test's organization.
+pub struct InsertRefusal {
+    name: String,
+}
+
+impl InsertRefusal {
+    pub async fn begin(
+        app: &TestApp,
+        org: Uuid,
+        event_type: &str,
+        sqlstate: &str,
+        message: &str,
+    ) -> Self {
+        let name = format!("test_refusal_{}", Uuid::now_v7().simple());
+        sqlx::query(&format!(
+            "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             RAISE EXCEPTION '{message}' USING ERRCODE = '{sqlstate}'; END $$"
+        ))
+        .execute(&app.db)
+        .await
+        .unwrap();
+        sqlx::query(&format!(
+            "CREATE TRIGGER {name} BEFORE INSERT ON events FOR EACH ROW \
+             WHEN (NEW.org_id = '{org}' AND NEW.event_type = '{event_type}') \
+             EXECUTE FUNCTION {name}()"
+        ))
+        .execute(&app.db)
+        .await
+        .unwrap();
+        Self { name }
+    }
+
+    pub async fn end(self, app: &TestApp) {
+        let name = &self.name;
+        sqlx::query(&format!("DROP TRIGGER {name} ON events"))
+            .execute(&app.db)
+            .await
+            .unwrap();
+        sqlx::query(&format!("DROP FUNCTION {name}()"))
+            .execute(&app.db)
+            .await
+            .unwrap();
+    }
+}

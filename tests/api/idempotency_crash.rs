@@ -13,46 +13,12 @@ use reqwest::{Method, Response};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, User};
+use crate::helpers::{InsertRefusal, TestApp, User};
 
 /// Appends of `event_type` events of `org` fail, as in an outage, until
-/// [`Outage::end`].
-struct Outage {
-    name: String,
-}
-
-impl Outage {
-    async fn begin(app: &TestApp, org: Uuid, event_type: &str) -> Self {
-        let name = format!("test_outage_{}", Uuid::now_v7().simple());
-        sqlx::query(&format!(
-            "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-             RAISE EXCEPTION 'simulated outage' USING ERRCODE = '57P01'; END $$"
-        ))
-        .execute(&app.db)
-        .await
-        .unwrap();
-        sqlx::query(&format!(
-            "CREATE TRIGGER {name} BEFORE INSERT ON events FOR EACH ROW \
-             WHEN (NEW.org_id = '{org}' AND NEW.event_type = '{event_type}') \
-             EXECUTE FUNCTION {name}()"
-        ))
-        .execute(&app.db)
-        .await
-        .unwrap();
-        Self { name }
-    }
-
-    async fn end(self, app: &TestApp) {
-        let name = &self.name;
-        sqlx::query(&format!("DROP TRIGGER {name} ON events"))
-            .execute(&app.db)
-            .await
-            .unwrap();
-        sqlx::query(&format!("DROP FUNCTION {name}()"))
-            .execute(&app.db)
-            .await
-            .unwrap();
-    }
+/// `end`.
+async fn outage(app: &TestApp, org: Uuid, event_type: &str) -> InsertRefusal {
+    InsertRefusal::begin(app, org, event_type, "57P01", "simulated outage").await
 }
 
 async fn send(app: &TestApp, path: &str, user: &User, body: &Value, key: Option<&str>) -> Response {
@@ -80,7 +46,7 @@ async fn a_task_create_that_died_after_reserving_its_number_is_finished_by_its_r
     let before = app.task(org, project, &owner, "Before").await;
 
     let body = json!({"title": "Interrupted"});
-    let outage = Outage::begin(&app, org, "TaskCreated").await;
+    let outage = outage(&app, org, "TaskCreated").await;
     let first = send(&app, &path, &owner, &body, Some("between")).await;
     assert!(
         first.status().is_server_error(),
@@ -136,7 +102,7 @@ async fn a_project_create_that_died_after_registering_its_key_is_finished_by_its
     let path = format!("/v1/orgs/{org}/projects");
     let body = json!({"name": "Website", "key": "WEB"});
 
-    let outage = Outage::begin(&app, org, "ProjectCreated").await;
+    let outage = outage(&app, org, "ProjectCreated").await;
     let first = send(&app, &path, &owner, &body, Some("between")).await;
     assert!(
         first.status().is_server_error(),

@@ -14,47 +14,19 @@
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, spawn_app, TestApp};
+use crate::helpers::{assert_problem, spawn_app, InsertRefusal, TestApp};
 
 /// Inserts of `event_type` events of `org` are refused (SQLSTATE 22P05,
-/// "unsupported Unicode escape sequence") until [`Refusal::end`].
-struct Refusal {
-    name: String,
-}
-
-impl Refusal {
-    async fn begin(app: &TestApp, org: Uuid, event_type: &str) -> Self {
-        let name = format!("test_refusal_{}", Uuid::now_v7().simple());
-        sqlx::query(&format!(
-            "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-             RAISE EXCEPTION 'unsupported Unicode escape sequence' USING ERRCODE = '22P05'; \
-             END $$"
-        ))
-        .execute(&app.db)
-        .await
-        .unwrap();
-        sqlx::query(&format!(
-            "CREATE TRIGGER {name} BEFORE INSERT ON events FOR EACH ROW \
-             WHEN (NEW.org_id = '{org}' AND NEW.event_type = '{event_type}') \
-             EXECUTE FUNCTION {name}()"
-        ))
-        .execute(&app.db)
-        .await
-        .unwrap();
-        Self { name }
-    }
-
-    async fn end(self, app: &TestApp) {
-        let name = &self.name;
-        sqlx::query(&format!("DROP TRIGGER {name} ON events"))
-            .execute(&app.db)
-            .await
-            .unwrap();
-        sqlx::query(&format!("DROP FUNCTION {name}()"))
-            .execute(&app.db)
-            .await
-            .unwrap();
-    }
+/// "unsupported Unicode escape sequence") until `end`.
+async fn refuse(app: &TestApp, org: Uuid, event_type: &str) -> InsertRefusal {
+    InsertRefusal::begin(
+        app,
+        org,
+        event_type,
+        "22P05",
+        "unsupported Unicode escape sequence",
+    )
+    .await
 }
 
 /// The payloads of `stream`'s events of `event_type`.
@@ -79,7 +51,7 @@ async fn a_task_create_the_database_refuses_reserves_no_number_and_the_next_task
         app.event_count(org).await,
     );
 
-    let refusal = Refusal::begin(&app, org, "TaskCreated").await;
+    let refusal = refuse(&app, org, "TaskCreated").await;
     let r = app
         .post(
             &format!("/v1/orgs/{org}/projects/{project}/tasks"),
@@ -121,7 +93,7 @@ async fn a_project_create_the_database_refuses_registers_no_key_and_the_key_stay
     let (org_before, count_before) = (app.stream(&org_stream).await, app.event_count(org).await);
     let body = json!({"name": "Website", "key": "WEB"});
 
-    let refusal = Refusal::begin(&app, org, "ProjectCreated").await;
+    let refusal = refuse(&app, org, "ProjectCreated").await;
     let r = app
         .post(&format!("/v1/orgs/{org}/projects"), &owner, body.clone())
         .await;
