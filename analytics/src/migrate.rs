@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "notifications_without_final",
         include_str!("../../migrations/clickhouse/0003_notifications_without_final.sql"),
     ),
+    (
+        4,
+        "views_without_final",
+        include_str!("../../migrations/clickhouse/0004_views_without_final.sql"),
+    ),
 ];
 
 /// Why migrating failed.
