@@ -246,6 +246,9 @@ EOF
             <!-- Lets a view's WHERE reach its tables (on by default in current
                  releases; migrations/clickhouse/0004_views_without_final.sql). -->
             <enable_optimize_predicate_expression>1</enable_optimize_predicate_expression>
+            <!-- The views fold duplicates with GROUP BY: one read over every
+                 organization spills to disk past 1.5 GB instead of failing. -->
+            <max_bytes_before_external_group_by>1500000000</max_bytes_before_external_group_by>
         </default>
     </profiles>
     <users>

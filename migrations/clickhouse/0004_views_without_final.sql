@@ -256,51 +256,41 @@ FROM (
 )
 GROUP BY org_id, project_id, tp_week, completed_by_assignee_id;
 
+-- A task's creation, current completion, cancellation and archiving come
+-- from one read of tasks_latest (one row per what, kept where it happened).
 CREATE VIEW ${reporting}.created_vs_resolved_daily ${on_cluster} AS
 SELECT
     org_id,
     project_id,
     cr_day AS day,
-    sum(n_created) AS created,
-    sum(n_completed) AS completed,
-    sum(n_cancelled) AS cancelled,
-    sum(n_reopened) AS reopened,
-    sum(n_archived) AS archived
+    sum(what = 1) AS created,
+    sum(what = 2) AS completed,
+    sum(what = 3) AS cancelled,
+    sum(what = 4) AS reopened,
+    sum(what = 5) AS archived
 FROM (
-    SELECT org_id, project_id, toDate(created_at) AS cr_day,
-        toUInt64(1) AS n_created, toUInt64(0) AS n_completed, toUInt64(0) AS n_cancelled,
-        toUInt64(0) AS n_reopened, toUInt64(0) AS n_archived
-    FROM ${db}.tasks_latest
+    SELECT org_id, project_id, what,
+        multiIf(what = 1, toDate(created_at),
+            what = 2, toDate(assumeNotNull(completed_at)),
+            what = 3, toDate(assumeNotNull(cancelled_at)),
+            toDate(assumeNotNull(archived_at))) AS cr_day
+    FROM (
+        SELECT org_id, project_id, created_at, completed_at, cancelled_at, archived, archived_at,
+            arrayJoin([1, 2, 3, 5]) AS what
+        FROM ${db}.tasks_latest
+    )
+    WHERE what = 1
+        OR (what = 2 AND completed_at IS NOT NULL)
+        OR (what = 3 AND cancelled_at IS NOT NULL)
+        OR (what = 5 AND archived = 1 AND archived_at IS NOT NULL)
     UNION ALL
-    SELECT org_id, project_id, toDate(assumeNotNull(completed_at)) AS cr_day,
-        toUInt64(0) AS n_created, toUInt64(1) AS n_completed, toUInt64(0) AS n_cancelled,
-        toUInt64(0) AS n_reopened, toUInt64(0) AS n_archived
-    FROM ${db}.tasks_latest
-    WHERE completed_at IS NOT NULL
-    UNION ALL
-    SELECT org_id, project_id, toDate(assumeNotNull(cancelled_at)) AS cr_day,
-        toUInt64(0) AS n_created, toUInt64(0) AS n_completed, toUInt64(1) AS n_cancelled,
-        toUInt64(0) AS n_reopened, toUInt64(0) AS n_archived
-    FROM ${db}.tasks_latest
-    WHERE cancelled_at IS NOT NULL
-    UNION ALL
-    SELECT org_id, project_id, toDate(assumeNotNull(archived_at)) AS cr_day,
-        toUInt64(0) AS n_created, toUInt64(0) AS n_completed, toUInt64(0) AS n_cancelled,
-        toUInt64(0) AS n_reopened, toUInt64(1) AS n_archived
-    FROM ${db}.tasks_latest
-    WHERE archived = 1 AND archived_at IS NOT NULL
-    UNION ALL
-    SELECT org_id, project_id, toDate(changed_at) AS cr_day,
-        toUInt64(0) AS n_created, toUInt64(0) AS n_completed, toUInt64(0) AS n_cancelled,
-        toUInt64(1) AS n_reopened, toUInt64(0) AS n_archived
+    SELECT org_id, project_id, toUInt8(4) AS what, toDate(changed_at) AS cr_day
     FROM ${db}.status_changes_unique
     WHERE reopened = 1
     UNION ALL
-    SELECT org_id, project_id,
+    SELECT org_id, project_id, toUInt8(0) AS what,
         arrayJoin(arrayMap(i -> first_day + i,
-            range(toUInt32(greatest(toInt64(toDate(now(), 'UTC')) - toInt64(first_day) + 1, 0))))) AS cr_day,
-        toUInt64(0) AS n_created, toUInt64(0) AS n_completed, toUInt64(0) AS n_cancelled,
-        toUInt64(0) AS n_reopened, toUInt64(0) AS n_archived
+            range(toUInt32(greatest(toInt64(toDate(now(), 'UTC')) - toInt64(first_day) + 1, 0))))) AS cr_day
     FROM (
         SELECT org_id, project_id, min(toDate(created_at)) AS first_day
         FROM ${db}.tasks
