@@ -11,7 +11,7 @@ use crate::{Aggregate, DomainError, Role, UserId};
 
 /// State of an audit trail: how many reads it holds (nothing is decided
 /// from it; recording a read is never refused).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditTrail {
     pub reads: u64,
 }
