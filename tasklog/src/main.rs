@@ -34,6 +34,8 @@ enum Action {
     CommandApi,
     /// Run only the query API.
     QueryApi,
+    /// Run only the auditor API.
+    AuditApi,
     /// Run only the projectors (every projection; a second instance stands by).
     Projectors,
     /// Inspect and manage projections.
@@ -176,6 +178,14 @@ async fn main() -> anyhow::Result<()> {
             let pool =
                 tasklog::connect(&settings.database_url, settings.database_pool_size).await?;
             QueryApi::build(&settings, pool)
+                .await?
+                .run_until_stopped()
+                .await
+        }
+        Action::AuditApi => {
+            let pool =
+                tasklog::connect(&settings.database_url, settings.database_pool_size).await?;
+            AuditApi::build(&settings, pool)
                 .await?
                 .run_until_stopped()
                 .await
