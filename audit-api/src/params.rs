@@ -31,7 +31,7 @@ impl FromParam for Kind {
         format!("must be one of {}", KINDS.join(", "))
     }
     fn from_param(value: &str) -> Option<Self> {
-        KINDS.iter().find(|k| **k == value).map(|k| Self(k))
+        KINDS.iter().copied().find(|k| *k == value).map(Self)
     }
 }
 query_param!(Kind, { "type": "string", "enum": KINDS });

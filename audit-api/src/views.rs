@@ -45,7 +45,7 @@ struct Envelope {
     /// 1, 2, 3… within the stream.
     stream_version: u64,
     /// Its place in the organization's log, `<commit>.<event>`.
-    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+$"))]
+    #[schemars(pattern(r"^[0-9]+\.[0-9]+$"))]
     position: String,
     event_type: String,
     schema_version: u16,
@@ -60,11 +60,11 @@ struct Envelope {
     /// The stored JSON.
     payload: Value,
     /// The stream's previous event's `hash`, lowercase hex; `null` for version 1.
-    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    #[schemars(pattern(r"^[0-9a-f]{64}$"))]
     prev_hash: Option<String>,
     /// `sha256(prev_hash || int64_be(stream_version) || content_hash)`,
     /// lowercase hex (see docs/audit.md).
-    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    #[schemars(pattern(r"^[0-9a-f]{64}$"))]
     hash: String,
 }
 
@@ -72,8 +72,10 @@ struct Envelope {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
-    /// Pass as `cursor` for the next page; `null` on the last page (a later
-    /// request with the last cursor still finds events appended since).
+    /// The cursor after this page's last item, for the next page; `null`
+    /// when the page is empty. An empty page means nothing more is there
+    /// yet: the log only grows, so the cursor you hold, asked again later,
+    /// yields what was appended since.
     pub next_cursor: Option<String>,
 }
 

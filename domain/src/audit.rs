@@ -36,6 +36,8 @@ pub struct AuditLogRead {
     pub path: String,
     /// The query string, exactly as sent (percent-encoded; empty when none).
     pub query: String,
+    /// The stream it was about, if one (`task-<uuid>`).
+    pub stream: Option<String>,
 }
 
 domain_events! {
@@ -77,6 +79,7 @@ mod tests {
             operation: "listAuditEvents".into(),
             path: "/v1/orgs/x/audit/events".into(),
             query: "kind=task".into(),
+            stream: None,
         };
         let state = testing::given::<AuditTrail>([read.clone().into()])
             .when(AuditCommand::RecordRead(read.clone()))

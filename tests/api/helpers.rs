@@ -27,13 +27,6 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_over(database, db).await
 }
 
-/// The app over a fresh database of its own: no other test's transaction
-/// holds its readers back.
-pub async fn spawn_app_alone() -> TestApp {
-    let (database, db) = TestDatabase::migrated("tasklog_e2e_alone").await;
-    spawn_app_over(database, db).await
-}
-
 async fn spawn_app_over(database: TestDatabase, db: PgPool) -> TestApp {
     // The app runs as the application role, exactly as in production.
     let pool = app_pool(&database, 8).await;

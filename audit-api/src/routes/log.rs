@@ -25,8 +25,9 @@ pub fn routes(api: &mut Api<AuditState>) {
         "The organization's events, in log order.",
         "Every event of the organization with its whole envelope and hashes, oldest first, \
          filtered by stream, kind, event type, actor and time of occurrence, \
-         keyset-paginated by log position: the pages of one walk hold every matching event \
-         once, appends made meanwhile included.",
+         keyset-paginated by log position: following `next_cursor` until a page is empty \
+         yields every matching event once, appends made meanwhile included; the last cursor \
+         asked again later yields what was appended since.",
     )
     .query::<LogParams>()
     .mount(api, list);
@@ -133,16 +134,10 @@ async fn list(
         from: params.from.map(|t| t.0),
         to: params.to.map(|t| t.0),
     };
-    let limit = params.limit.0 as usize;
-    let mut events = read_org_log(&state.pool, org, &filter, after, limit + 1).await?;
-    let next_cursor = if events.len() > limit {
-        events.truncate(limit);
-        events
-            .last()
-            .map(|e| cursor::encode(&(e.position.commit, e.position.event)))
-    } else {
-        None
-    };
+    let events = read_org_log(&state.pool, org, &filter, after, params.limit.0 as usize).await?;
+    let next_cursor = events
+        .last()
+        .map(|e| cursor::encode(&(e.position.commit, e.position.event)));
     reader
         .record(&state, "listAuditEvents", filter.stream.as_deref())
         .await?;
@@ -169,8 +164,8 @@ async fn history(
             .ok_or_else(bad_cursor)?,
         None => 0,
     };
-    let limit = params.limit.0 as usize;
-    let mut events = read_org_stream(&state.pool, org, &stream.0, after, limit + 1).await?;
+    let events =
+        read_org_stream(&state.pool, org, &stream.0, after, params.limit.0 as usize).await?;
     // No rows: a missing stream, another organization's, or a cursor past
     // the end of one of ours; only the last is answered.
     if events.is_empty()
@@ -178,12 +173,7 @@ async fn history(
     {
         return Err(no_stream());
     }
-    let next_cursor = if events.len() > limit {
-        events.truncate(limit);
-        events.last().map(|e| cursor::encode(&e.stream_version))
-    } else {
-        None
-    };
+    let next_cursor = events.last().map(|e| cursor::encode(&e.stream_version));
     reader
         .record(&state, "getAuditStream", Some(&stream.0))
         .await?;
