@@ -137,3 +137,38 @@ impl std::fmt::Display for Point {
 pub fn required<T>(name: &str, value: Option<T>) -> Result<T, ApiError> {
     value.ok_or_else(|| tasklog_http::query::bad_param(name, "is required"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_stream_pattern_names_every_kind() {
+        assert!(STREAM_PATTERN.starts_with(&format!("^({})-", KINDS.join("|"))));
+        let id = Uuid::now_v7();
+        for kind in KINDS {
+            assert_eq!(StreamId::parse(&format!("{kind}-{id}")).unwrap().kind(), kind);
+        }
+        for bad in [
+            format!("widget-{id}"),
+            format!("task-{}", id.simple()),
+            format!("task-{}", id.to_string().to_uppercase()),
+            format!("task{id}"),
+            "task-".to_owned(),
+        ] {
+            assert!(StreamId::parse(&bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_point_is_a_position_or_a_time() {
+        assert_eq!(
+            Point::from_param("12.3"),
+            Some(Point::Position(LogPosition { commit: 12, event: 3 }))
+        );
+        assert!(matches!(Point::from_param("2026-11-30T12:00:00Z"), Some(Point::Time(_))));
+        for bad in ["1.2.3", "12.", "0000-01-01T00:00:00Z", "2026-11-30", "99999999999999999999.1"] {
+            assert_eq!(Point::from_param(bad), None, "{bad}");
+        }
+    }
+}
