@@ -67,7 +67,10 @@ async fn walk(app: &TestApp, path: &str, user: &User) -> Vec<Value> {
         let body = read(app, &url, user).await;
         items.extend(body["items"].as_array().unwrap().iter().cloned());
         match body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
+            Some(c) => {
+                assert_ne!(cursor.as_deref(), Some(c), "{path}: the cursor did not move");
+                cursor = Some(c.to_owned());
+            }
             None => break,
         }
     }
