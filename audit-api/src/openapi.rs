@@ -143,15 +143,27 @@ fn build(api: Api<AuditState>) -> Value {
     let c = &mut doc["components"];
     c["schemas"] = Value::Object(components.finish());
     c["responses"] = Value::Object(error_responses(&[
-        (400, "A query parameter's name is not percent-encoded UTF-8 without NUL bytes."),
+        (
+            400,
+            "A query parameter's name is not percent-encoded UTF-8 without NUL bytes.",
+        ),
         (401, "No bearer token, or one that does not verify."),
-        (403, "Not an owner, admin or auditor of the organization; a non-member gets this \
-               whether or not the organization exists."),
-        (404, "No such stream in this organization (another organization's is not found \
-               either), or an id that does not parse."),
-        (422, "A query parameter is unknown, repeated, missing or malformed (an unknown kind or \
+        (
+            403,
+            "Not an owner, admin or auditor of the organization; a non-member gets this \
+               whether or not the organization exists.",
+        ),
+        (
+            404,
+            "No such stream in this organization (another organization's is not found \
+               either), or an id that does not parse.",
+        ),
+        (
+            422,
+            "A query parameter is unknown, repeated, missing or malformed (an unknown kind or \
                event type, a time or position that does not parse, a cursor this endpoint did \
-               not give, a NUL byte); `errors` names it."),
+               not give, a NUL byte); `errors` names it.",
+        ),
         (500, "A bug; the log has the details."),
         (503, "`unavailable`: the database is down; retry."),
     ]));

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use tasklog_domain::{
-    all_event_types, Aggregate, Inbox, Organization, Project, TagCatalog, Task, AuditTrail,
+    all_event_types, Aggregate, AuditTrail, Inbox, Organization, Project, TagCatalog, Task,
 };
 use tasklog_event_store::LogPosition;
 use tasklog_http::query::{FromParam, ParamTime};
@@ -147,7 +147,10 @@ mod tests {
         assert!(STREAM_PATTERN.starts_with(&format!("^({})-", KINDS.join("|"))));
         let id = Uuid::now_v7();
         for kind in KINDS {
-            assert_eq!(StreamId::parse(&format!("{kind}-{id}")).unwrap().kind(), kind);
+            assert_eq!(
+                StreamId::parse(&format!("{kind}-{id}")).unwrap().kind(),
+                kind
+            );
         }
         for bad in [
             format!("widget-{id}"),
@@ -164,10 +167,22 @@ mod tests {
     fn a_point_is_a_position_or_a_time() {
         assert_eq!(
             Point::from_param("12.3"),
-            Some(Point::Position(LogPosition { commit: 12, event: 3 }))
+            Some(Point::Position(LogPosition {
+                commit: 12,
+                event: 3
+            }))
         );
-        assert!(matches!(Point::from_param("2026-11-30T12:00:00Z"), Some(Point::Time(_))));
-        for bad in ["1.2.3", "12.", "0000-01-01T00:00:00Z", "2026-11-30", "99999999999999999999.1"] {
+        assert!(matches!(
+            Point::from_param("2026-11-30T12:00:00Z"),
+            Some(Point::Time(_))
+        ));
+        for bad in [
+            "1.2.3",
+            "12.",
+            "0000-01-01T00:00:00Z",
+            "2026-11-30",
+            "99999999999999999999.1",
+        ] {
             assert_eq!(Point::from_param(bad), None, "{bad}");
         }
     }

@@ -58,7 +58,10 @@ fn fold<A: Aggregate + Serialize>(
             out.push(to_json(&state)?);
         }
         let event = decode_event_ref::<A::Event>(&e.event_type, &e.payload).map_err(|err| {
-            ApiError::Internal(anyhow::anyhow!("event {} does not decode: {err}", e.event_id))
+            ApiError::Internal(anyhow::anyhow!(
+                "event {} does not decode: {err}",
+                e.event_id
+            ))
         })?;
         state = state.evolve(&event);
     }

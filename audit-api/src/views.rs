@@ -36,8 +36,10 @@ impl JsonSchema for LoggedEvent {
 /// How [`LoggedEvent`] (an [`ExportedEvent`]) is written, for the documents.
 #[allow(dead_code)]
 #[derive(JsonSchema)]
-#[schemars(description = "One stored event with its whole envelope and hashes, as an event \
-                          line of the export (`tasklog-export-v1`) writes it.")]
+#[schemars(
+    description = "One stored event with its whole envelope and hashes, as an event \
+                          line of the export (`tasklog-export-v1`) writes it."
+)]
 struct Envelope {
     event_id: Uuid,
     /// `<kind>-<uuid>`, e.g. `task-…`.

@@ -179,7 +179,8 @@ impl AuditApi {
     pub async fn build(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
         let auth = Arc::new(Authenticator::new(&settings.auth()?)?);
         let store = event_store(&pool);
-        let router = tasklog_audit_api::router(tasklog_audit_api::AuditState::new(pool, store, auth));
+        let router =
+            tasklog_audit_api::router(tasklog_audit_api::AuditState::new(pool, store, auth));
         Ok(Self {
             listener: TcpListener::bind(settings.audit_addr).await?,
             router,

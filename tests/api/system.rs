@@ -230,7 +230,11 @@ async fn the_projectors_pass_over_recorded_audit_reads() {
             Some(&token),
         )
         .await;
-    assert_eq!(r.status(), 200, "every projection applied what followed the read");
+    assert_eq!(
+        r.status(),
+        200,
+        "every projection applied what followed the read"
+    );
     let reads: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM events WHERE stream_id = $1 AND event_type = 'AuditLogRead'",
     )

@@ -169,7 +169,10 @@ async fn history(
     // No rows: a missing stream, another organization's, or a cursor past
     // the end of one of ours; only the last is answered.
     if events.is_empty()
-        && (after == 0 || read_org_stream(&state.pool, org, &stream.0, 0, 1).await?.is_empty())
+        && (after == 0
+            || read_org_stream(&state.pool, org, &stream.0, 0, 1)
+                .await?
+                .is_empty())
     {
         return Err(no_stream());
     }
