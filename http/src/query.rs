@@ -435,6 +435,20 @@ query_param!(Limit, {
     "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT
 });
 
+/// The query parameters of a list that takes no filter: a page of it.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    /// Items per page.
+    #[serde(default)]
+    #[schemars(example = &"10")]
+    pub limit: Limit,
+    /// The `next_cursor` of the previous page; opaque.
+    #[serde(default, deserialize_with = "blank_is_absent")]
+    #[schemars(with = "String")]
+    pub cursor: Option<String>,
+}
+
 /// The parameters of a route that takes none.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tasklog_event_store::LogPosition;
 use tasklog_event_store_postgres::org_log::{read_org_log, read_org_stream, LogFilter};
-use tasklog_http::query::{bad_param, blank_is_absent, Limit, ParamTime, ParamUuid};
+use tasklog_http::query::{bad_param, blank_is_absent, Limit, PageParams, ParamTime, ParamUuid};
 use tasklog_http::{cursor, Api, ApiError, AppPath, Caller, Query};
 use uuid::Uuid;
 
@@ -70,20 +70,6 @@ struct LogParams {
     #[serde(default)]
     #[schemars(with = "ParamTime", example = &"2026-12-01T00:00:00Z")]
     to: Option<ParamTime>,
-    /// Events per page.
-    #[serde(default)]
-    #[schemars(example = &"50")]
-    limit: Limit,
-    /// The `next_cursor` of the previous page; opaque.
-    #[serde(default, deserialize_with = "blank_is_absent")]
-    #[schemars(with = "String")]
-    cursor: Option<String>,
-}
-
-/// The query parameters of a paginated list.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct PageParams {
     /// Events per page.
     #[serde(default)]
     #[schemars(example = &"50")]
