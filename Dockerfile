@@ -35,5 +35,5 @@ WORKDIR /usr/local/share/tasklog
 ENV RUST_LOG=info
 
 USER tasklog
-EXPOSE 8080 8081
+EXPOSE 8080 8081 8082
 CMD ["tasklog", "--help"]

@@ -130,6 +130,8 @@ export TASKLOG_ADMIN_DATABASE_URL="${admin_url%/*}/$db"
 export TASKLOG_DATABASE_URL="${app_url%/*}/$db"
 export TASKLOG_COMMAND_ADDR="127.0.0.1:$command_port"
 export TASKLOG_QUERY_ADDR="127.0.0.1:$query_port"
+# The auditor API is not run through schemathesis yet; any free port.
+export TASKLOG_AUDIT_ADDR="127.0.0.1:0"
 # The analytics store gets ClickHouse databases of its own, dropped at the end.
 ch_url="${TASKLOG_CLICKHOUSE_URL:-http://127.0.0.1:${TASKLOG_CH_HTTP_PORT:-8123}}"
 export TASKLOG_CLICKHOUSE_DATABASE="$db" TASKLOG_CLICKHOUSE_REPORTING_DATABASE="${db}_reporting"

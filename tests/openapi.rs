@@ -1,4 +1,4 @@
-//! The OpenAPI documents of both APIs: generated from the code, committed in
+//! The OpenAPI documents of the three APIs: generated from the code, committed in
 //! `schemas/openapi/`, and checked against the routers that actually serve.
 //!
 //! - drift: `openapi()` of each crate equals `schemas/openapi/<crate>.json`;
@@ -20,12 +20,13 @@ use sqlx::PgPool;
 use tasklog_testkit::{authenticator, serve, TestDatabase};
 use uuid::Uuid;
 
-const CRATES: [&str; 2] = ["command-api", "query-api"];
+const CRATES: [&str; 3] = ["command-api", "query-api", "audit-api"];
 
 fn document(krate: &str) -> Value {
     match krate {
         "command-api" => tasklog_command_api::openapi::openapi(),
         "query-api" => tasklog_query_api::openapi::openapi(),
+        "audit-api" => tasklog_audit_api::openapi::openapi(),
         other => panic!("no crate {other}"),
     }
 }
@@ -335,6 +336,20 @@ async fn query_api_serves_exactly_the_documented_routes() {
     let base = serve(tasklog_query_api::router(query_state(&db))).await;
     check_routes("query-api", &base).await;
     check_document_and_docs("query-api", &base).await;
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn audit_api_serves_exactly_the_documented_routes() {
+    let db = fresh_database().await;
+    let state = tasklog_audit_api::AuditState::new(
+        db.pool.clone(),
+        tasklog_testkit::store(&db.pool),
+        Arc::new(authenticator()),
+    );
+    let base = serve(tasklog_audit_api::router(state)).await;
+    check_routes("audit-api", &base).await;
+    check_document_and_docs("audit-api", &base).await;
     db.drop().await;
 }
 

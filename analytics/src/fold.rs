@@ -100,6 +100,9 @@ pub enum Decoded {
     Org(OrgEvent),
     Tags(TagEvent),
     Inbox(InboxEvent),
+    /// An auditor's read (`audit-<org>`): not the product's activity, so
+    /// no row and no facts.
+    Audit,
 }
 
 fn decode<E: DomainEvent>(e: &RecordedEvent) -> Result<E, ApplyError> {
@@ -121,6 +124,7 @@ impl Decoded {
             "org" => Decoded::Org(decode(e)?),
             "tags" => Decoded::Tags(decode(e)?),
             "inbox" => Decoded::Inbox(decode(e)?),
+            "audit" => Decoded::Audit,
             other => {
                 return Err(ApplyError::Failed(format!(
                     "unknown stream category {other}"
@@ -149,7 +153,7 @@ impl Decoded {
                     TagEvent::TagDeleted(t) => t.tag_id,
                 },
             )),
-            Decoded::Inbox(_) => None,
+            Decoded::Inbox(_) | Decoded::Audit => None,
         }
     }
 }
@@ -176,6 +180,9 @@ pub struct Fold {
 impl Fold {
     /// Applies one event: its own rows now, the facts it changed for later.
     pub fn apply(&mut self, e: &RecordedEvent, decoded: &Decoded) -> Result<(), ApplyError> {
+        if let Decoded::Audit = decoded {
+            return Ok(());
+        }
         // Reports count whole seconds (18.16 has no DateTime64): times are
         // cut to the second before anything is computed from them.
         let at = e.metadata.occurred_at.trunc_subsecs(0);
@@ -208,6 +215,7 @@ impl Fold {
             Decoded::Inbox(InboxEvent::NotificationRead(r)) => {
                 row.notification_id = Some(r.notification_id)
             }
+            Decoded::Audit => {}
         }
         self.rows.events.push(row);
         Ok(())

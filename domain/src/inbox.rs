@@ -13,7 +13,7 @@ use crate::event::domain_events;
 use crate::{Aggregate, DomainError};
 
 /// State of a user's inbox.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Inbox {
     /// Notifications marked read.
     pub read: BTreeSet<Uuid>,

@@ -3,6 +3,7 @@
 //! Nothing here does I/O, reads the clock or makes ids: commands carry new ids and anything the
 //! application looked up beforehand (membership, tag existence, the project's workflow).
 
+mod audit;
 mod error;
 mod event;
 mod inbox;
@@ -17,6 +18,7 @@ mod workflow;
 #[cfg(test)]
 mod testing;
 
+pub use audit::{AuditCommand, AuditEvent, AuditLogRead, AuditTrail};
 pub use error::{DomainError, FieldError};
 pub use event::{
     decode_event, decode_event_ref, encode_event, replay, stream_name, Aggregate, DomainEvent,

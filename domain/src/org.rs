@@ -41,7 +41,7 @@ impl Role {
 }
 
 /// A member of an organization.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 pub struct Member {
     /// Lowercase handle, unique in the organization, used in `@mentions`.
     pub handle: String,
@@ -50,7 +50,7 @@ pub struct Member {
 }
 
 /// State of an organization.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Organization {
     /// Whether the organization was created.
     pub exists: bool,

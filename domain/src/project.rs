@@ -9,7 +9,7 @@ use crate::org::check_project_key;
 use crate::{Aggregate, DomainError, OrgId, ProjectId, TaskId, Workflow};
 
 /// State of a project.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 pub struct Project {
     /// Whether the project was created.
     pub exists: bool,

@@ -1,6 +1,6 @@
 //! JSON schemas of every event payload, for the committed `schemas/` directory.
 
-use crate::{InboxEvent, OrgEvent, ProjectEvent, TagEvent, TaskEvent};
+use crate::{AuditEvent, InboxEvent, OrgEvent, ProjectEvent, TagEvent, TaskEvent};
 
 /// `(event type, schema version, schema of its data payload)` for every event, sorted by type.
 pub fn event_schemas() -> Vec<(&'static str, u16, schemars::Schema)> {
@@ -10,6 +10,7 @@ pub fn event_schemas() -> Vec<(&'static str, u16, schemars::Schema)> {
         TaskEvent::schemas(),
         TagEvent::schemas(),
         InboxEvent::schemas(),
+        AuditEvent::schemas(),
     ]
     .into_iter()
     .flatten()
@@ -26,6 +27,7 @@ pub fn all_event_types() -> Vec<&'static str> {
         TaskEvent::EVENT_TYPES,
         TagEvent::EVENT_TYPES,
         InboxEvent::EVENT_TYPES,
+        AuditEvent::EVENT_TYPES,
     ]
     .concat();
     types.sort_unstable();
@@ -40,7 +42,7 @@ mod tests {
     fn there_is_one_schema_per_event_type_sorted_by_name() {
         let names: Vec<_> = event_schemas().iter().map(|(name, _, _)| *name).collect();
         assert_eq!(names, all_event_types());
-        assert_eq!(names.len(), 25);
+        assert_eq!(names.len(), 26);
         let mut distinct = names.clone();
         distinct.dedup();
         assert_eq!(distinct, names);

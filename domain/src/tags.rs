@@ -10,7 +10,7 @@ use crate::event::domain_events;
 use crate::{Aggregate, DomainError, TagId};
 
 /// A live tag.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 pub struct TagDef {
     /// Its name, unique case-insensitively among live tags.
     pub name: String,
@@ -19,7 +19,7 @@ pub struct TagDef {
 }
 
 /// State of an organization's tag catalog. It needs no creation: the first tag starts it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
 pub struct TagCatalog {
     /// Whether the catalog has any event.
     pub exists: bool,

@@ -40,7 +40,7 @@ pub enum Priority {
 }
 
 /// A comment on a task.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 pub struct Comment {
     /// Who wrote it.
     pub author: UserId,
@@ -53,7 +53,7 @@ pub struct Comment {
 }
 
 /// State of a task.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Task {
     /// Whether the task was created.
     pub exists: bool,

@@ -4,6 +4,7 @@
 //! mounts each route together with its OpenAPI operation, and `/docs`.
 
 pub mod auth;
+pub mod cursor;
 pub mod error;
 pub mod extract;
 pub mod openapi;

@@ -391,6 +391,24 @@ query_param!(ParamDate, {
     "type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 });
 
+/// An RFC 3339 time with an offset (`2026-11-30T12:00:00Z`), a year in [`YEARS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamTime(pub DateTime<Utc>);
+
+impl FromParam for ParamTime {
+    fn expected() -> String {
+        "must be an RFC 3339 time with an offset, e.g. 2026-11-30T12:00:00Z, with a year from 0001 to 9999".into()
+    }
+    fn from_param(value: &str) -> Option<Self> {
+        DateTime::parse_from_rfc3339(value)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+            .filter(|t| time_in_range(*t))
+            .map(Self)
+    }
+}
+query_param!(ParamTime, { "type": "string", "format": "date-time" });
+
 /// `limit`: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit(pub u32);
@@ -416,6 +434,20 @@ impl FromParam for Limit {
 query_param!(Limit, {
     "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT
 });
+
+/// The query parameters of a list that takes no filter: a page of it.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    /// Items per page.
+    #[serde(default)]
+    #[schemars(example = &"10")]
+    pub limit: Limit,
+    /// The `next_cursor` of the previous page; opaque.
+    #[serde(default, deserialize_with = "blank_is_absent")]
+    #[schemars(with = "String")]
+    pub cursor: Option<String>,
+}
 
 /// The parameters of a route that takes none.
 #[derive(Debug, Deserialize, JsonSchema)]

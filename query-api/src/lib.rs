@@ -11,7 +11,7 @@
 //! them 503 and leaves every other route as it is.
 
 pub mod consistency;
-pub mod cursor;
+pub use tasklog_http::cursor;
 pub mod openapi;
 pub mod reports;
 mod routes;

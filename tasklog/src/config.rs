@@ -41,6 +41,10 @@ pub struct Settings {
     #[arg(long, env = "TASKLOG_QUERY_ADDR", default_value = "127.0.0.1:8081")]
     pub query_addr: SocketAddr,
 
+    /// Where the auditor API listens.
+    #[arg(long, env = "TASKLOG_AUDIT_ADDR", default_value = "127.0.0.1:8082")]
+    pub audit_addr: SocketAddr,
+
     /// ClickHouse's HTTP interface (analytics).
     #[arg(
         long,
@@ -143,6 +147,7 @@ impl Settings {
             database_pool_size: 16,
             command_addr: "127.0.0.1:0".parse().expect("a valid address"),
             query_addr: "127.0.0.1:0".parse().expect("a valid address"),
+            audit_addr: "127.0.0.1:0".parse().expect("a valid address"),
             clickhouse_url: "http://127.0.0.1:8123".into(),
             clickhouse_user: "default".into(),
             clickhouse_password: SecretString::from(""),

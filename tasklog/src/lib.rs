@@ -10,7 +10,7 @@ pub mod startup;
 
 pub use config::Settings;
 pub use projections::{projections_cli, run_projectors, run_projectors_with, ProjectionsCommand};
-pub use startup::{connect, event_store, migrate, CommandApi, QueryApi, MIGRATOR};
+pub use startup::{connect, event_store, migrate, AuditApi, CommandApi, QueryApi, MIGRATOR};
 
 /// Logs as JSON when `TASKLOG_LOG_JSON` is set; level from `RUST_LOG` (default info).
 pub fn init_tracing() {

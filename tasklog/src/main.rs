@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
-use tasklog::{config::DEV_JWT_SECRET, CommandApi, QueryApi, Settings};
+use tasklog::{config::DEV_JWT_SECRET, AuditApi, CommandApi, QueryApi, Settings};
 use uuid::Uuid;
 
 // Many small allocations across threads (events, rows, JSON): mimalloc
@@ -27,12 +27,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Action {
-    /// Apply the database migrations, then run every role in this process.
+    /// Apply the database migrations, then run every role in this process
+    /// (the command, query and auditor APIs, and the projectors).
     Serve,
     /// Run only the command API.
     CommandApi,
     /// Run only the query API.
     QueryApi,
+    /// Run only the auditor API.
+    AuditApi,
     /// Run only the projectors (every projection; a second instance stands by).
     Projectors,
     /// Inspect and manage projections.
@@ -157,6 +160,8 @@ async fn main() -> anyhow::Result<()> {
             };
             let query = QueryApi::build(&settings, pool.clone()).await?;
             let query = tokio::spawn(query.run_until_stopped());
+            let audit = AuditApi::build(&settings, pool.clone()).await?;
+            let audit = tokio::spawn(audit.run_until_stopped());
             let commands = CommandApi::build(&settings, pool)
                 .await?
                 .run_until_stopped()
@@ -166,12 +171,21 @@ async fn main() -> anyhow::Result<()> {
                 .await?
                 .map_err(|_| anyhow::anyhow!("the projectors' thread panicked"))??;
             query.await??;
+            audit.await??;
             commands
         }
         Action::QueryApi => {
             let pool =
                 tasklog::connect(&settings.database_url, settings.database_pool_size).await?;
             QueryApi::build(&settings, pool)
+                .await?
+                .run_until_stopped()
+                .await
+        }
+        Action::AuditApi => {
+            let pool =
+                tasklog::connect(&settings.database_url, settings.database_pool_size).await?;
+            AuditApi::build(&settings, pool)
                 .await?
                 .run_until_stopped()
                 .await

@@ -168,6 +168,39 @@ impl QueryApi {
     }
 }
 
+/// The auditor API, bound and ready to serve.
+pub struct AuditApi {
+    listener: TcpListener,
+    router: axum::Router,
+    limits: Limits,
+}
+
+impl AuditApi {
+    pub async fn build(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
+        let auth = Arc::new(Authenticator::new(&settings.auth()?)?);
+        let store = event_store(&pool);
+        let router =
+            tasklog_audit_api::router(tasklog_audit_api::AuditState::new(pool, store, auth));
+        Ok(Self {
+            listener: TcpListener::bind(settings.audit_addr).await?,
+            router,
+            limits: settings.http_limits(),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.addr(), "auditor API listening");
+        crate::http::serve(self.listener, self.router, self.limits, shutdown_signal()).await?;
+        Ok(())
+    }
+}
+
 /// Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

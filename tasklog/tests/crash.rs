@@ -57,6 +57,8 @@ impl Serve {
                 "TASKLOG_QUERY_ADDR",
                 format!("127.0.0.1:{}", self.query_port),
             )
+            // Not read here: any free port, so runs side by side never collide.
+            .env("TASKLOG_AUDIT_ADDR", "127.0.0.1:0")
             .envs(self.clickhouse.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -161,6 +161,7 @@ async fn serve(cluster: &Cluster) -> Served {
         .env("TASKLOG_ADMIN_DATABASE_URL", cluster.url("postgres"))
         .env("TASKLOG_COMMAND_ADDR", format!("127.0.0.1:{command_port}"))
         .env("TASKLOG_QUERY_ADDR", format!("127.0.0.1:{query_port}"))
+        .env("TASKLOG_AUDIT_ADDR", "127.0.0.1:0")
         .envs(clickhouse.env())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

@@ -43,6 +43,18 @@ pub async fn spawn_command_api(pool: PgPool) -> String {
     address
 }
 
+/// The auditor API exactly as `tasklog` serves it, on a random port, over
+/// `pool`; its base URL.
+pub async fn spawn_audit_api(pool: PgPool) -> String {
+    init_logs();
+    let api = tasklog::AuditApi::build(&Settings::local(""), pool)
+        .await
+        .expect("the auditor API starts");
+    let address = format!("http://{}", api.addr());
+    tokio::spawn(api.run_until_stopped());
+    address
+}
+
 /// The query API over `pool`, its read-your-writes waits bounded by `wait`
 /// and the fallback read every `poll`, on a random port; its base URL.
 /// No ClickHouse: its report routes answer 503.

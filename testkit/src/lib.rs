@@ -17,7 +17,7 @@ pub mod problem;
 pub mod tokens;
 
 pub use apps::{
-    app_pool, authenticator, serve, spawn_command_api, spawn_query_api,
+    app_pool, authenticator, serve, spawn_audit_api, spawn_command_api, spawn_query_api,
     spawn_query_api_with_reports,
 };
 pub use clickhouse::{clickhouse_url, TestClickHouse};

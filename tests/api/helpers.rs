@@ -6,26 +6,38 @@
 use reqwest::{Method, Response};
 use serde_json::Value;
 use sqlx::PgPool;
-use tasklog_testkit::{app_pool, spawn_command_api, TestDatabase};
+use tasklog_testkit::{app_pool, spawn_audit_api, spawn_command_api, TestDatabase};
 use uuid::Uuid;
 
 pub use tasklog_testkit::{assert_problem, User};
 
 pub struct TestApp {
     pub address: String,
+    /// The auditor API's, over the same database.
+    pub audit_address: String,
     pub client: reqwest::Client,
     /// Owner connection, for looking at what was stored.
     pub db: PgPool,
+    /// How to connect as the owner (the schema owner's CLI commands).
+    pub owner_url: String,
 }
 
 pub async fn spawn_app() -> TestApp {
     let (database, db) = TestDatabase::shared("tasklog_e2e").await;
+    spawn_app_over(database, db).await
+}
+
+async fn spawn_app_over(database: TestDatabase, db: PgPool) -> TestApp {
     // The app runs as the application role, exactly as in production.
-    let address = spawn_command_api(app_pool(&database, 8).await).await;
+    let pool = app_pool(&database, 8).await;
+    let address = spawn_command_api(pool.clone()).await;
+    let audit_address = spawn_audit_api(pool).await;
     TestApp {
         address,
+        audit_address,
         client: reqwest::Client::new(),
         db,
+        owner_url: database.owner_url,
     }
 }
 
@@ -53,6 +65,16 @@ impl TestApp {
             req = req.json(&body);
         }
         req.send().await.expect("the API answers")
+    }
+
+    /// `GET path` on the auditor API as `user`.
+    pub async fn audit_get(&self, path: &str, user: &User) -> Response {
+        self.client
+            .get(format!("{}{}", self.audit_address, path))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .expect("the auditor API answers")
     }
 
     pub async fn post(&self, path: &str, user: &User, body: Value) -> Response {

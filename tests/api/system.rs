@@ -35,12 +35,15 @@ pub async fn spawn_system() -> System {
         lease_retry: Duration::from_millis(100),
         ..Default::default()
     };
+    let audit_address = tasklog_testkit::spawn_audit_api(pool.clone()).await;
     tokio::spawn(tasklog::run_projectors_with(pool, None, config, stopped));
     System {
         app: TestApp {
             address,
+            audit_address,
             client: reqwest::Client::new(),
             db,
+            owner_url: database.owner_url.clone(),
         },
         query,
         stop,
@@ -197,5 +200,53 @@ async fn a_mention_notifies_the_member_who_can_mark_it_read() {
         json!([]),
         "read notifications leave the unread list"
     );
+    sys.stop().await;
+}
+
+/// An auditor's read appends `AuditLogRead` to `audit-<org>`; every
+/// projection passes over it (none parks it) and goes on to what follows.
+#[tokio::test]
+async fn the_projectors_pass_over_recorded_audit_reads() {
+    let sys = spawn_system().await;
+    let app = &sys.app;
+    let (org, owner) = app.org().await;
+    let r = app
+        .audit_get(&format!("/v1/orgs/{org}/audit/events"), &owner)
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = app
+        .post(
+            &format!("/v1/orgs/{org}/projects"),
+            &owner,
+            json!({"name": "After", "key": "AFT"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let (project, token) = token_of(r).await;
+    let r = sys
+        .get(
+            &format!("/v1/orgs/{org}/projects/{project}"),
+            &owner,
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        200,
+        "every projection applied what followed the read"
+    );
+    let reads: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE stream_id = $1 AND event_type = 'AuditLogRead'",
+    )
+    .bind(format!("audit-{org}"))
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(reads, 1);
+    let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_dead_letters")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(parked, 0);
     sys.stop().await;
 }

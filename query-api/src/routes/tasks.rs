@@ -13,7 +13,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use tasklog_domain::Priority;
 use tasklog_http::query::{
     bad_param, blank_is_absent, date_in_range, time_in_range, FromParam, Limit, NoParams,
-    ParamDate, ParamUuid,
+    PageParams, ParamDate, ParamUuid,
 };
 use tasklog_http::{query_param, Api, ApiError, AppPath, Caller, Query};
 use uuid::Uuid;
@@ -97,20 +97,6 @@ struct TaskFilters {
     #[serde(default, deserialize_with = "blank_is_absent")]
     #[schemars(with = "Sort", example = &"-priority")]
     sort: Option<Sort>,
-    /// Items per page.
-    #[serde(default)]
-    #[schemars(example = &"10")]
-    limit: Limit,
-    /// The `next_cursor` of the previous page; opaque.
-    #[serde(default, deserialize_with = "blank_is_absent")]
-    #[schemars(with = "String")]
-    cursor: Option<String>,
-}
-
-/// The query parameters of a paginated list.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct PageParams {
     /// Items per page.
     #[serde(default)]
     #[schemars(example = &"10")]

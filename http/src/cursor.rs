@@ -5,8 +5,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use tasklog_http::query::bad_param;
-use tasklog_http::ApiError;
+use crate::query::bad_param;
+use crate::ApiError;
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
