@@ -24,6 +24,7 @@
 pub mod audit;
 pub mod bulk;
 pub mod export;
+pub mod seals;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};

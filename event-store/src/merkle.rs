@@ -51,7 +51,8 @@ pub struct Node {
 }
 
 impl Node {
-    fn leaves(self) -> Range<u64> {
+    /// The leaves it covers.
+    pub fn leaves(self) -> Range<u64> {
         let start = self.index << self.level;
         start..start + (1u64 << self.level)
     }
