@@ -127,7 +127,10 @@ async fn a_clean_log_verifies_with_exit_code_zero() {
 
     assert_eq!(
         stdout(&out),
-        format!("verified {streams} streams, {events} events: 0 findings\n"),
+        format!(
+            "verified {streams} streams, {events} events: 0 findings\n\
+             verified 0 tree heads over 0 leaves: 0 findings\n"
+        ),
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
