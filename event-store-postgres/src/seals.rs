@@ -140,11 +140,16 @@ pub async fn heads<'e>(db: impl PgExecutor<'e>, after: Option<u64>) -> Result<Ve
     rows.iter().map(decode_head).collect()
 }
 
-async fn head_or_latest(pool: &PgPool, tree_size: Option<u64>) -> Result<SignedTreeHead> {
+/// Which head a proof is against: `WHERE` of the head of `$1`, or the latest.
+fn head_filter(tree_size: Option<u64>) -> &'static str {
     match tree_size {
-        Some(size) => head(pool, size).await,
-        None => latest_head(pool).await?.ok_or(SealStoreError::NoHeads),
+        Some(_) => "WHERE tree_size = $1",
+        None => "WHERE $1::int8 IS NULL ORDER BY tree_size DESC LIMIT 1",
     }
+}
+
+fn no_head(tree_size: Option<u64>) -> SealStoreError {
+    tree_size.map_or(SealStoreError::NoHeads, SealStoreError::NoHead)
 }
 
 /// The stored hashes of `nodes`, in one query (leaves from `seal_leaves`,
@@ -198,63 +203,76 @@ async fn proof_path<'e>(
 /// The inclusion proof of an event against the signed head of `tree_size`
 /// (the latest when `None`). The leaf data is the event's hash as stored
 /// now: a proof for an event changed since it was sealed does not verify.
+/// Two round trips: the head with the leaf, then the proof's nodes.
 pub async fn inclusion_proof(
     pool: &PgPool,
     leaf: LeafRef,
     tree_size: Option<u64>,
 ) -> Result<InclusionProof> {
-    let head = head_or_latest(pool, tree_size).await?;
+    let leaf_filter = match leaf {
+        LeafRef::Event(_) => "e.event_id = $2",
+        LeafRef::Position(_) => "l.global_position = $3 AND l.commit_id = $2",
+    };
+    let query = format!(
+        "WITH h AS ({SELECT_HEAD} {}) \
+         SELECT h.*, x.* FROM h LEFT JOIN LATERAL ( \
+             SELECT l.leaf_index, l.commit_id, l.global_position, e.event_id, e.hash \
+             FROM seal_leaves l JOIN events e ON e.global_position = l.global_position \
+             WHERE {leaf_filter}) x ON true",
+        head_filter(tree_size)
+    );
+    let query = sqlx::query(&query).bind(tree_size.map(|s| s as i64));
+    let query = match leaf {
+        LeafRef::Event(id) => query.bind(id),
+        LeafRef::Position(p) => query.bind(p.commit as i64).bind(p.event as i64),
+    };
+    let row = query
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| no_head(tree_size))?;
+    let head = decode_head(&row)?;
     let size = head.head.tree_size;
-    let select = "SELECT l.leaf_index, l.commit_id, l.global_position, e.event_id, e.hash \
-        FROM seal_leaves l JOIN events e ON e.global_position = l.global_position";
-    let row: Option<(i64, i64, i64, Uuid, Vec<u8>)> = match leaf {
-        LeafRef::Event(id) => {
-            sqlx::query_as(&format!("{select} WHERE e.event_id = $1"))
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-        }
-        LeafRef::Position(p) => {
-            sqlx::query_as(&format!(
-                "{select} WHERE l.global_position = $1 AND l.commit_id = $2"
-            ))
-            .bind(p.event as i64)
-            .bind(p.commit as i64)
-            .fetch_optional(pool)
-            .await?
-        }
+    let index: Option<i64> = row.try_get("leaf_index")?;
+    let index = match index {
+        Some(i) if (i as u64) < size => i as u64,
+        _ => return Err(SealStoreError::NotSealed(leaf.to_string(), size)),
     };
-    let Some((index, commit, position, event_id, hash)) = row else {
-        return Err(SealStoreError::NotSealed(leaf.to_string(), size));
-    };
-    let index = index as u64;
-    if index >= size {
-        return Err(SealStoreError::NotSealed(leaf.to_string(), size));
-    }
+    let hash: Vec<u8> = row.try_get("hash")?;
     let path = proof_path(pool, &merkle::inclusion_ranges(index, size)).await?;
     Ok(InclusionProof {
         format: INCLUSION_FORMAT.to_owned(),
         head,
         leaf_index: index,
-        event_id,
-        position: LogPosition {
-            commit: commit as u64,
-            event: position as u64,
-        },
+        event_id: row.try_get("event_id")?,
+        position: position(row.try_get("commit_id")?, row.try_get("global_position")?),
         event_hash: HexHash(hash32(&hash)?),
         path,
     })
 }
 
 /// The consistency proof from the signed head of `from` to the one of `to`
-/// (the latest when `None`).
+/// (the latest when `None`). Two round trips: both heads, then the nodes.
 pub async fn consistency_proof(
     pool: &PgPool,
     from: u64,
     to: Option<u64>,
 ) -> Result<ConsistencyProof> {
-    let to = head_or_latest(pool, to).await?;
-    let from = head(pool, from).await?;
+    let rows = sqlx::query(&format!(
+        "{SELECT_HEAD} WHERE tree_size = $1 \
+            OR tree_size = coalesce($2, (SELECT max(tree_size) FROM seal_heads)) \
+         ORDER BY tree_size"
+    ))
+    .bind(from as i64)
+    .bind(to.map(|t| t as i64))
+    .fetch_all(pool)
+    .await?;
+    let heads = rows.iter().map(decode_head).collect::<Result<Vec<_>>>()?;
+    let find = |size: u64| heads.iter().find(|h| h.head.tree_size == size).cloned();
+    let from = find(from).ok_or(SealStoreError::NoHead(from))?;
+    let to = match to {
+        Some(size) => find(size).ok_or(SealStoreError::NoHead(size))?,
+        None => heads.last().cloned().ok_or(SealStoreError::NoHeads)?,
+    };
     let (m, n) = (from.head.tree_size, to.head.tree_size);
     if m > n {
         return Err(SealStoreError::Reversed { from: m, to: n });

@@ -185,6 +185,22 @@ async fn a_sealed_log_verifies_and_its_proofs_check_offline_with_the_public_key_
     assert!(out.status.success(), "{out:?}");
     let proof: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(proof["leaf_index"], 37);
+    // The same proof by log position; none against a head that does not
+    // hold the event, or against a size no head was signed at.
+    let position = proof["position"].as_str().unwrap();
+    let by_position = tasklog(&db, &["audit", "prove", "--position", position, "--size", "128"]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&by_position.stdout).unwrap(), proof);
+    let later: Uuid = sqlx::query_scalar(
+        "SELECT e.event_id FROM events e JOIN seal_leaves l ON l.global_position = e.global_position \
+         WHERE l.leaf_index = 100",
+    )
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    let out = tasklog(&db, &["audit", "prove", "--event", &later.to_string(), "--size", "64"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not sealed in the tree of size 64"), "{out:?}");
+    let out = tasklog(&db, &["audit", "prove", "--event", &event.to_string(), "--size", "100"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no signed tree head of size 100"), "{out:?}");
     let event_hash = proof["event_hash"].as_str().unwrap().to_owned();
     let file = dir.join("inclusion.json");
     let check = |doc: &serde_json::Value, extra: &[&str]| {
