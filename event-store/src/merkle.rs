@@ -451,7 +451,12 @@ mod tests {
                 .iter()
                 .map(|node| nodes[node])
                 .collect();
-            assert_eq!(hex::encode(fold(&stored)), *want, "size {} from nodes", n + 1);
+            assert_eq!(
+                hex::encode(fold(&stored)),
+                *want,
+                "size {} from nodes",
+                n + 1
+            );
         }
     }
 
@@ -571,8 +576,14 @@ mod tests {
                 for i in 0..proof.len() {
                     for bit in [0u8, 77, 255] {
                         assert!(
-                            verify_inclusion(m, n, &tree[m as usize], &flipped(&proof, i, bit), &root)
-                                .is_err(),
+                            verify_inclusion(
+                                m,
+                                n,
+                                &tree[m as usize],
+                                &flipped(&proof, i, bit),
+                                &root
+                            )
+                            .is_err(),
                             "leaf {m} of {n}: hash {i} bit {bit} flipped still verifies"
                         );
                     }
@@ -635,7 +646,11 @@ mod tests {
         }
         for (node, hash) in completed {
             let r = node.leaves();
-            assert_eq!(hash, mth(&all[r.start as usize..r.end as usize]), "{node:?}");
+            assert_eq!(
+                hash,
+                mth(&all[r.start as usize..r.end as usize]),
+                "{node:?}"
+            );
         }
         // From stored hashes, the same frontier.
         let nodes = all_nodes(&all);

@@ -307,7 +307,9 @@ impl fmt::Display for LeafDifference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "first differing leaf {}: sealed ", self.index)?;
         match self.sealed {
-            Some((position, hash)) => write!(f, "position {position} (leaf {})", hex::encode(hash))?,
+            Some((position, hash)) => {
+                write!(f, "position {position} (leaf {})", hex::encode(hash))?
+            }
             None => f.write_str("nothing")?,
         }
         f.write_str(", now ")?;
@@ -343,7 +345,8 @@ pub enum HeadFinding {
 
 impl fmt::Display for HeadFinding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let first = |d: &Option<LeafDifference>| d.as_ref().map_or(String::new(), |d| format!("; {d}"));
+        let first =
+            |d: &Option<LeafDifference>| d.as_ref().map_or(String::new(), |d| format!("; {d}"));
         match self {
             Self::Signature(e) => write!(f, "seal: {e}"),
             Self::RootDiffers { head, now, first: d } => write!(
@@ -424,7 +427,10 @@ mod tests {
     fn a_signed_head_verifies_through_json_and_fails_with_any_field_changed() {
         let signed = head(5, [0xab; 32]).sign(&key());
         let json = serde_json::to_string(&signed).unwrap();
-        assert!(json.starts_with(r#"{"format":"tasklog-tree-head-v1","tree_size":5,"#), "{json}");
+        assert!(
+            json.starts_with(r#"{"format":"tasklog-tree-head-v1","tree_size":5,"#),
+            "{json}"
+        );
         let back: SignedTreeHead = serde_json::from_str(&json).unwrap();
         back.verify(&key().verifying_key()).unwrap();
         let other = signing_key_from_hex(&"08".repeat(32)).unwrap();
@@ -444,13 +450,21 @@ mod tests {
     }
 
     fn tree(n: u64) -> (Vec<Hash>, HashMap<Node, Hash>, Vec<Hash>) {
-        let data: Vec<Hash> = (0..n).map(|i| merkle::leaf_hash(&i.to_le_bytes())).collect();
+        let data: Vec<Hash> = (0..n)
+            .map(|i| merkle::leaf_hash(&i.to_le_bytes()))
+            .collect();
         let mut nodes = HashMap::new();
         let mut roots = vec![merkle::empty_root()];
         let mut f = Frontier::default();
         for (i, d) in data.iter().enumerate() {
             let leaf = event_leaf(d);
-            nodes.insert(Node { level: 0, index: i as u64 }, leaf);
+            nodes.insert(
+                Node {
+                    level: 0,
+                    index: i as u64,
+                },
+                leaf,
+            );
             f.push(leaf, |node, h| {
                 nodes.insert(node, h);
             });
@@ -471,7 +485,10 @@ mod tests {
             head: h13.clone(),
             leaf_index: 9,
             event_id: Uuid::nil(),
-            position: LogPosition { commit: 1, event: 10 },
+            position: LogPosition {
+                commit: 1,
+                event: 10,
+            },
             event_hash: HexHash(data[9]),
             path: assemble(&inclusion_ranges(9, 13), &nodes)
                 .unwrap()
@@ -488,7 +505,10 @@ mod tests {
         assert!(bad.verify(&pk).is_err());
         let mut bad = proof.clone();
         bad.head.head.root_hash.0[3] ^= 1;
-        assert!(matches!(bad.verify(&pk), Err(SealError::BadSignature { .. })));
+        assert!(matches!(
+            bad.verify(&pk),
+            Err(SealError::BadSignature { .. })
+        ));
 
         let consistency = ConsistencyProof {
             format: CONSISTENCY_FORMAT.into(),
@@ -512,7 +532,11 @@ mod tests {
     #[test]
     fn heads_of_one_size_with_different_roots_are_a_finding() {
         let k = key();
-        let heads = [head(3, [1; 32]).sign(&k), head(3, [2; 32]).sign(&k), head(4, [3; 32]).sign(&k)];
+        let heads = [
+            head(3, [1; 32]).sign(&k),
+            head(3, [2; 32]).sign(&k),
+            head(4, [3; 32]).sign(&k),
+        ];
         let mut found = Vec::new();
         let n = verify_heads(&heads, &k.verifying_key(), |e| found.push(e));
         assert_eq!(n, 3);

@@ -54,7 +54,9 @@ async fn main() -> anyhow::Result<()> {
     let proofs: usize = env_or("BENCH_PROOFS", 2_000);
     let reuse = env_or("BENCH_SEALS_REUSE", 0) == 1;
     let name = "tasklog_bench_seals";
-    let base = server.rsplit_once('/').map_or(server.clone(), |(b, _)| b.to_owned());
+    let base = server
+        .rsplit_once('/')
+        .map_or(server.clone(), |(b, _)| b.to_owned());
     let owner_url = format!("{base}/{name}");
     let app_url = owner_url.replacen("postgres://postgres@", "postgres://tasklog_app@", 1);
 
@@ -69,7 +71,9 @@ async fn main() -> anyhow::Result<()> {
             sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(&admin)
                 .await?;
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await?;
         }
         admin.close().await;
         reuse && found
@@ -87,7 +91,9 @@ async fn main() -> anyhow::Result<()> {
             report.events_per_second()
         );
     }
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&owner).await?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&owner)
+        .await?;
     let sealed = || async {
         sqlx::query_scalar::<_, i64>("SELECT coalesce(max(tree_size), 0) FROM seal_heads")
             .fetch_one(&owner)
@@ -123,7 +129,10 @@ async fn main() -> anyhow::Result<()> {
     )
     .fetch_all(&owner)
     .await?;
-    println!("storage                seal_leaves={} seal_nodes={}", sizes[0].0, sizes[0].1);
+    println!(
+        "storage                seal_leaves={} seal_nodes={}",
+        sizes[0].0, sizes[0].1
+    );
 
     // What the API's pool would be: the application role, one connection.
     let app = PgPool::connect(&app_url).await?;

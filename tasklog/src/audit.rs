@@ -8,7 +8,9 @@ use anyhow::Context;
 use ed25519_dalek::VerifyingKey;
 use serde::de::DeserializeOwned;
 use tasklog_event_store::export::verify_export;
-use tasklog_event_store::seal::{self, ConsistencyProof, InclusionProof, SealError, SignedTreeHead};
+use tasklog_event_store::seal::{
+    self, ConsistencyProof, InclusionProof, SealError, SignedTreeHead,
+};
 use tasklog_event_store_postgres::audit::verify_log;
 use tasklog_event_store_postgres::export::export_org;
 use tasklog_event_store_postgres::seals::{self as seal_store, LeafRef};
@@ -38,7 +40,11 @@ pub async fn verify_cli(
             "verified {} tree heads over {} leaves{}: {} findings",
             heads.heads,
             heads.leaves,
-            if key.is_some() { ", signatures included" } else { "" },
+            if key.is_some() {
+                ", signatures included"
+            } else {
+                ""
+            },
             heads.findings
         );
         clean &= heads.findings == 0;
@@ -90,7 +96,11 @@ fn read_documents<T: DeserializeOwned>(file: &Path) -> anyhow::Result<Vec<T>> {
         .into_iter::<T>()
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("reading {}", file.display()))?;
-    anyhow::ensure!(!documents.is_empty(), "{} holds no document", file.display());
+    anyhow::ensure!(
+        !documents.is_empty(),
+        "{} holds no document",
+        file.display()
+    );
     Ok(documents)
 }
 
@@ -147,8 +157,15 @@ pub fn verify_inclusion_cli(
             proof.event_id, proof.leaf_index, proof.head.head.tree_size
         );
         if let Some(expected) = event_hash {
-            if !proof.event_hash.to_string().eq_ignore_ascii_case(expected.trim()) {
-                println!("{what}: the proof is for event hash {}, not {expected}", proof.event_hash);
+            if !proof
+                .event_hash
+                .to_string()
+                .eq_ignore_ascii_case(expected.trim())
+            {
+                println!(
+                    "{what}: the proof is for event hash {}, not {expected}",
+                    proof.event_hash
+                );
                 clean = false;
                 continue;
             }

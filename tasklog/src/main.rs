@@ -101,7 +101,11 @@ enum AuditAction {
     /// An event's inclusion proof against a signed tree head, as JSON.
     Prove {
         /// The event's id.
-        #[arg(long, required_unless_present = "position", conflicts_with = "position")]
+        #[arg(
+            long,
+            required_unless_present = "position",
+            conflicts_with = "position"
+        )]
         event: Option<Uuid>,
         /// Or its log position, `<commit>.<event>`.
         #[arg(long)]
@@ -260,8 +264,13 @@ async fn main() -> anyhow::Result<()> {
         Action::Projections { action } => {
             let pool = tasklog::connect(&settings.database_url, 4).await?;
             let sealing = settings.seal_signing_key.is_some();
-            tasklog::projections_cli(pool, Some(settings.clickhouse()), action_of(action), sealing)
-                .await
+            tasklog::projections_cli(
+                pool,
+                Some(settings.clickhouse()),
+                action_of(action),
+                sealing,
+            )
+            .await
         }
         Action::CommandApi => {
             warn_on_dev_secret(&settings);
@@ -364,9 +373,11 @@ async fn main() -> anyhow::Result<()> {
                     public_key,
                     event_hash,
                 },
-        } => exit_as_diff(parse_key(&public_key).and_then(|k| {
-            tasklog::audit::verify_inclusion_cli(&file, &k, event_hash.as_deref())
-        })),
+        } => {
+            exit_as_diff(parse_key(&public_key).and_then(|k| {
+                tasklog::audit::verify_inclusion_cli(&file, &k, event_hash.as_deref())
+            }))
+        }
         Action::Audit {
             action: AuditAction::VerifyConsistency { file, public_key },
         } => exit_as_diff(

@@ -63,15 +63,24 @@ async fn seals_status(
     use tasklog_event_store_postgres::seals;
     let status = seals::status(pool).await?;
     let lag = store
-        .backlog(status.last_sealed.unwrap_or(tasklog_event_store::LogPosition::START))
-        .await?;
-    let head = status.latest_head.as_ref().map_or("no head yet".to_owned(), |h| {
-        format!(
-            "last head: size {} at {}",
-            h.head.tree_size,
-            h.head.sealed_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        .backlog(
+            status
+                .last_sealed
+                .unwrap_or(tasklog_event_store::LogPosition::START),
         )
-    });
+        .await?;
+    let head = status
+        .latest_head
+        .as_ref()
+        .map_or("no head yet".to_owned(), |h| {
+            format!(
+                "last head: size {} at {}",
+                h.head.tree_size,
+                h.head
+                    .sealed_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        });
     println!(
         "seals: {} leaves, {} events to seal, {head}{}",
         status.tree_size,

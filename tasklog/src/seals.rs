@@ -159,8 +159,7 @@ async fn follow(
             return Ok(());
         }
         // Up to the next head by count, so heads fall on multiples of N.
-        let unsigned =
-            tree.frontier.size() - tree.last_head.as_ref().map_or(0, |h| h.tree_size);
+        let unsigned = tree.frontier.size() - tree.last_head.as_ref().map_or(0, |h| h.tree_size);
         let room = config
             .every_events
             .saturating_sub(unsigned)

@@ -120,7 +120,10 @@ async fn assert_latest_head_broken(db: &TestDatabase, owner: &PgPool, first_leaf
         &format!("SELECT count(*) FROM seal_heads WHERE tree_size <= {first_leaf}"),
     )
     .await;
-    let broken = text.lines().filter(|l| l.starts_with("seal broken")).count() as i64;
+    let broken = text
+        .lines()
+        .filter(|l| l.starts_with("seal broken"))
+        .count() as i64;
     let heads = count(owner, "SELECT count(*) FROM seal_heads").await;
     assert_eq!(broken, heads - intact, "{text}");
 }
@@ -161,14 +164,25 @@ async fn a_sealed_log_verifies_and_its_proofs_check_offline_with_the_public_key_
     // The database's own check, and the CLI's key.
     let out = tasklog(&db, &["audit", "verify"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    assert!(stdout(&out).contains(&format!("over {events} leaves, signatures included: 0 findings")));
+    assert!(stdout(&out).contains(&format!(
+        "over {events} leaves, signatures included: 0 findings"
+    )));
     assert_eq!(stdout(&tasklog(&db, &["audit", "public-key"])).trim(), key);
 
     // Every head was published to the file, and the file checks.
     let heads = count(&owner, "SELECT count(*) FROM seal_heads").await;
     let published = std::fs::read_to_string(&heads_file).unwrap();
     assert_eq!(published.lines().count() as i64, heads);
-    let out = tasklog(&db, &["audit", "verify-head", heads_file.to_str().unwrap(), "--public-key", &key]);
+    let out = tasklog(
+        &db,
+        &[
+            "audit",
+            "verify-head",
+            heads_file.to_str().unwrap(),
+            "--public-key",
+            &key,
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let latest = stdout(&tasklog(&db, &["audit", "head"]));
     assert_eq!(Some(latest.trim()), published.lines().last());
@@ -181,15 +195,31 @@ async fn a_sealed_log_verifies_and_its_proofs_check_offline_with_the_public_key_
     .fetch_one(&owner)
     .await
     .unwrap();
-    let out = tasklog(&db, &["audit", "prove", "--event", &event.to_string(), "--size", "128"]);
+    let out = tasklog(
+        &db,
+        &[
+            "audit",
+            "prove",
+            "--event",
+            &event.to_string(),
+            "--size",
+            "128",
+        ],
+    );
     assert!(out.status.success(), "{out:?}");
     let proof: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(proof["leaf_index"], 37);
     // The same proof by log position; none against a head that does not
     // hold the event, or against a size no head was signed at.
     let position = proof["position"].as_str().unwrap();
-    let by_position = tasklog(&db, &["audit", "prove", "--position", position, "--size", "128"]);
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&by_position.stdout).unwrap(), proof);
+    let by_position = tasklog(
+        &db,
+        &["audit", "prove", "--position", position, "--size", "128"],
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&by_position.stdout).unwrap(),
+        proof
+    );
     let later: Uuid = sqlx::query_scalar(
         "SELECT e.event_id FROM events e JOIN seal_leaves l ON l.global_position = e.global_position \
          WHERE l.leaf_index = 100",
@@ -197,22 +227,59 @@ async fn a_sealed_log_verifies_and_its_proofs_check_offline_with_the_public_key_
     .fetch_one(&owner)
     .await
     .unwrap();
-    let out = tasklog(&db, &["audit", "prove", "--event", &later.to_string(), "--size", "64"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not sealed in the tree of size 64"), "{out:?}");
-    let out = tasklog(&db, &["audit", "prove", "--event", &event.to_string(), "--size", "100"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no signed tree head of size 100"), "{out:?}");
+    let out = tasklog(
+        &db,
+        &[
+            "audit",
+            "prove",
+            "--event",
+            &later.to_string(),
+            "--size",
+            "64",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not sealed in the tree of size 64"),
+        "{out:?}"
+    );
+    let out = tasklog(
+        &db,
+        &[
+            "audit",
+            "prove",
+            "--event",
+            &event.to_string(),
+            "--size",
+            "100",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no signed tree head of size 100"),
+        "{out:?}"
+    );
     let event_hash = proof["event_hash"].as_str().unwrap().to_owned();
     let file = dir.join("inclusion.json");
     let check = |doc: &serde_json::Value, extra: &[&str]| {
         std::fs::write(&file, serde_json::to_vec(doc).unwrap()).unwrap();
-        let mut args = vec!["audit", "verify-inclusion", file.to_str().unwrap(), "--public-key", &key];
+        let mut args = vec![
+            "audit",
+            "verify-inclusion",
+            file.to_str().unwrap(),
+            "--public-key",
+            &key,
+        ];
         args.extend_from_slice(extra);
         tasklog(&db, &args).status.code()
     };
     assert_eq!(check(&proof, &[]), Some(0));
     assert_eq!(check(&proof, &["--event-hash", &event_hash]), Some(0));
     assert_eq!(check(&proof, &["--event-hash", &"00".repeat(32)]), Some(1));
-    for pointer in ["/path/3", "/event_hash", "/head/root_hash", "/head/signature"] {
+    for pointer in [
+        "/path/3",
+        "/event_hash",
+        "/head/root_hash",
+        "/head/signature",
+    ] {
         let mut bad = proof.clone();
         let text = bad.pointer(pointer).unwrap().as_str().unwrap().to_owned();
         let flipped = if text.starts_with('0') { "1" } else { "0" };
@@ -227,7 +294,11 @@ async fn a_sealed_log_verifies_and_its_proofs_check_offline_with_the_public_key_
     assert_eq!(check(&bad, &[]), Some(1), "the leaf index changed");
     let mut bad = proof.clone();
     bad["format"] = "tasklog-inclusion-proof-v9".into();
-    assert_eq!(check(&bad, &[]), Some(2), "an unknown format cannot be checked");
+    assert_eq!(
+        check(&bad, &[]),
+        Some(2),
+        "an unknown format cannot be checked"
+    );
 
     // A consistency proof between two heads.
     let out = tasklog(&db, &["audit", "prove-consistency", "--from", "192"]);
@@ -237,7 +308,13 @@ async fn a_sealed_log_verifies_and_its_proofs_check_offline_with_the_public_key_
     let file = dir.join("consistency.json");
     let check = |doc: &serde_json::Value| {
         std::fs::write(&file, serde_json::to_vec(doc).unwrap()).unwrap();
-        let args = ["audit", "verify-consistency", file.to_str().unwrap(), "--public-key", &key];
+        let args = [
+            "audit",
+            "verify-consistency",
+            file.to_str().unwrap(),
+            "--public-key",
+            &key,
+        ];
         tasklog(&db, &args).status.code()
     };
     assert_eq!(check(&proof), Some(0));
@@ -249,8 +326,19 @@ async fn a_sealed_log_verifies_and_its_proofs_check_offline_with_the_public_key_
         assert_eq!(check(&bad), Some(1), "{pointer} changed");
     }
     // Another key's proofs do not pass.
-    let other = hex::encode(signing_key_from_hex(&"11".repeat(32)).unwrap().verifying_key().as_bytes());
-    let args = ["audit", "verify-consistency", file.to_str().unwrap(), "--public-key", &other];
+    let other = hex::encode(
+        signing_key_from_hex(&"11".repeat(32))
+            .unwrap()
+            .verifying_key()
+            .as_bytes(),
+    );
+    let args = [
+        "audit",
+        "verify-consistency",
+        file.to_str().unwrap(),
+        "--public-key",
+        &other,
+    ];
     std::fs::write(&file, serde_json::to_vec(&proof).unwrap()).unwrap();
     assert_eq!(tasklog(&db, &args).status.code(), Some(1));
 
@@ -264,8 +352,15 @@ async fn removing_a_streams_tail_breaks_the_heads_that_sealed_it() {
     let (db, owner) = generated("tasklog_seals_tail", 400).await;
     seal_all(&db, &owner, None).await;
     let stream = stream_with(&owner, 3).await;
-    let last: i64 = count(&owner, &format!("SELECT max(stream_version) FROM events WHERE stream_id = '{stream}'")).await;
-    let condition = format!("e.stream_id = '{stream}' AND e.stream_version >= {}", last - 1);
+    let last: i64 = count(
+        &owner,
+        &format!("SELECT max(stream_version) FROM events WHERE stream_id = '{stream}'"),
+    )
+    .await;
+    let condition = format!(
+        "e.stream_id = '{stream}' AND e.stream_version >= {}",
+        last - 1
+    );
     let first = first_leaf_where(&owner, &condition).await;
     tamper(
         &owner,
@@ -277,7 +372,11 @@ async fn removing_a_streams_tail_breaks_the_heads_that_sealed_it() {
     .await;
     // The chains alone see nothing: the rest of the stream still chains.
     let out = tasklog(&db, &["audit", "verify"]);
-    assert!(stdout(&out).contains(" events: 0 findings"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(" events: 0 findings"),
+        "{}",
+        stdout(&out)
+    );
     assert_latest_head_broken(&db, &owner, first).await;
     owner.close().await;
     db.drop_database().await;
@@ -289,9 +388,17 @@ async fn removing_a_whole_stream_breaks_the_heads_that_sealed_it() {
     seal_all(&db, &owner, None).await;
     let stream = stream_with(&owner, 2).await;
     let first = first_leaf_where(&owner, &format!("e.stream_id = '{stream}'")).await;
-    tamper(&owner, &[format!("DELETE FROM events WHERE stream_id = '{stream}'")]).await;
+    tamper(
+        &owner,
+        &[format!("DELETE FROM events WHERE stream_id = '{stream}'")],
+    )
+    .await;
     let out = tasklog(&db, &["audit", "verify"]);
-    assert!(stdout(&out).contains(" events: 0 findings"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(" events: 0 findings"),
+        "{}",
+        stdout(&out)
+    );
     assert_latest_head_broken(&db, &owner, first).await;
     owner.close().await;
     db.drop_database().await;
@@ -324,7 +431,11 @@ async fn a_stream_rewritten_and_rehashed_consistently_breaks_the_heads_that_seal
     let first = first_leaf_where(&owner, &format!("e.event_id = '{}'", events[1].event_id)).await;
     tamper(&owner, &statements).await;
     let out = tasklog(&db, &["audit", "verify"]);
-    assert!(stdout(&out).contains(" events: 0 findings"), "the chain still verifies: {}", stdout(&out));
+    assert!(
+        stdout(&out).contains(" events: 0 findings"),
+        "the chain still verifies: {}",
+        stdout(&out)
+    );
     assert_latest_head_broken(&db, &owner, first).await;
     owner.close().await;
     db.drop_database().await;
@@ -344,7 +455,11 @@ async fn an_event_inserted_into_the_sealed_log_breaks_the_heads_after_it() {
     forged.event_id = Uuid::now_v7();
     forged.stream_version += 1;
     forged.prev_hash = Some(last.hash.clone());
-    forged.hash = chain_hash(Some(&last.hash), forged.stream_version, &content_hash_of(&forged));
+    forged.hash = chain_hash(
+        Some(&last.hash),
+        forged.stream_version,
+        &content_hash_of(&forged),
+    );
     tamper(
         &owner,
         &[format!(
@@ -363,8 +478,16 @@ async fn an_event_inserted_into_the_sealed_log_breaks_the_heads_after_it() {
     )
     .await;
     let out = tasklog(&db, &["audit", "verify"]);
-    assert!(stdout(&out).contains(" events: 0 findings"), "the chain still verifies: {}", stdout(&out));
-    assert!(stdout(&out).contains(&forged.event_id.to_string()), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(" events: 0 findings"),
+        "the chain still verifies: {}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains(&forged.event_id.to_string()),
+        "{}",
+        stdout(&out)
+    );
     assert_latest_head_broken(&db, &owner, 0).await;
     owner.close().await;
     db.drop_database().await;
@@ -392,11 +515,27 @@ async fn the_sealer_resumes_after_a_crash_without_double_or_missing_leaves() {
         app.close().await;
     }
     let partial = count(&owner, "SELECT count(*) FROM seal_leaves").await;
-    assert!(partial < events, "the crashes came before the end ({partial} of {events})");
+    assert!(
+        partial < events,
+        "the crashes came before the end ({partial} of {events})"
+    );
     seal_all(&db, &owner, None).await;
-    assert_eq!(count(&owner, "SELECT count(*) FROM seal_leaves").await, events);
-    assert_eq!(count(&owner, "SELECT max(leaf_index) + 1 FROM seal_leaves").await, events);
-    assert_eq!(count(&owner, "SELECT count(DISTINCT global_position) FROM seal_leaves").await, events);
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM seal_leaves").await,
+        events
+    );
+    assert_eq!(
+        count(&owner, "SELECT max(leaf_index) + 1 FROM seal_leaves").await,
+        events
+    );
+    assert_eq!(
+        count(
+            &owner,
+            "SELECT count(DISTINCT global_position) FROM seal_leaves"
+        )
+        .await,
+        events
+    );
     let out = tasklog(&db, &["audit", "verify"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     owner.close().await;
@@ -418,7 +557,11 @@ async fn only_the_sealer_role_may_write_seals_and_nobody_may_rewrite_them() {
         assert!(e.to_string().contains("permission denied"), "{statement}: {e}");
     }
     // The schema owner too, as long as the triggers fire.
-    for statement in ["UPDATE seal_heads SET root_hash = root_hash", "DELETE FROM seal_nodes", "TRUNCATE seal_leaves"] {
+    for statement in [
+        "UPDATE seal_heads SET root_hash = root_hash",
+        "DELETE FROM seal_nodes",
+        "TRUNCATE seal_leaves",
+    ] {
         let e = sqlx::query(statement).execute(&owner).await.unwrap_err();
         assert!(e.to_string().contains("append-only"), "{statement}: {e}");
     }
