@@ -12,8 +12,8 @@ use ed25519_dalek::VerifyingKey;
 use sqlx::{PgConnection, PgExecutor, PgPool, Row};
 use tasklog_event_store::merkle::{self, Frontier, Hash, MissingNode, Node};
 use tasklog_event_store::seal::{
-    event_leaf, ConsistencyProof, HeadFinding, HexHash, HexSignature, InclusionProof,
-    LeafDifference, SignedTreeHead, TreeHead, CONSISTENCY_FORMAT, HEAD_FORMAT, INCLUSION_FORMAT,
+    event_leaf, ConsistencyProof, HeadFinding, Hex, HexHash, InclusionProof, LeafDifference,
+    SignedTreeHead, TreeHead, CONSISTENCY_FORMAT, HEAD_FORMAT, INCLUSION_FORMAT,
 };
 use tasklog_event_store::{LogPosition, RecordedEvent};
 use uuid::Uuid;
@@ -93,19 +93,17 @@ fn decode_head(row: &sqlx::postgres::PgRow) -> Result<SignedTreeHead> {
         format: HEAD_FORMAT.to_owned(),
         head: TreeHead {
             tree_size: row.try_get::<i64, _>("tree_size")? as u64,
-            root_hash: HexHash(hash32(row.try_get("root_hash")?)?),
+            root_hash: Hex(hash32(row.try_get("root_hash")?)?),
             last_position: LogPosition {
                 commit: row.try_get::<i64, _>("last_commit")? as u64,
                 event: row.try_get::<i64, _>("last_position")? as u64,
             },
             sealed_at: row.try_get("sealed_at")?,
         },
-        signature: HexSignature(
-            signature
-                .as_slice()
-                .try_into()
-                .map_err(|_| SealStoreError::Corrupt("a signature not of 64 bytes".into()))?,
-        ),
+        signature: Hex(signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| SealStoreError::Corrupt("a signature not of 64 bytes".into()))?),
     })
 }
 
@@ -196,22 +194,27 @@ async fn proof_path<'e>(
     let nodes = fetch_nodes(db, &merkle::nodes_of(ranges)).await?;
     Ok(merkle::assemble(ranges, &nodes)?
         .into_iter()
-        .map(HexHash)
+        .map(Hex)
         .collect())
 }
 
 /// The inclusion proof of an event against the signed head of `tree_size`
 /// (the latest when `None`). The leaf data is the event's hash as stored
 /// now: a proof for an event changed since it was sealed does not verify.
-/// Two round trips: the head with the leaf, then the proof's nodes.
+/// With `org`, only that organization's events are proved (another's is
+/// [`SealStoreError::NotSealed`], exactly as a missing one: the API's tenant
+/// rule). Two round trips: the head with the leaf, then the proof's nodes.
 pub async fn inclusion_proof(
     pool: &PgPool,
     leaf: LeafRef,
     tree_size: Option<u64>,
+    org: Option<Uuid>,
 ) -> Result<InclusionProof> {
     let leaf_filter = match leaf {
-        LeafRef::Event(_) => "e.event_id = $2",
-        LeafRef::Position(_) => "l.global_position = $3 AND l.commit_id = $2",
+        LeafRef::Event(_) => "e.event_id = $2 AND ($3::uuid IS NULL OR e.org_id = $3)",
+        LeafRef::Position(_) => {
+            "l.global_position = $3 AND l.commit_id = $2 AND ($4::uuid IS NULL OR e.org_id = $4)"
+        }
     };
     let query = format!(
         "WITH h AS ({SELECT_HEAD} {}) \
@@ -223,8 +226,8 @@ pub async fn inclusion_proof(
     );
     let query = sqlx::query(&query).bind(tree_size.map(|s| s as i64));
     let query = match leaf {
-        LeafRef::Event(id) => query.bind(id),
-        LeafRef::Position(p) => query.bind(p.commit as i64).bind(p.event as i64),
+        LeafRef::Event(id) => query.bind(id).bind(org),
+        LeafRef::Position(p) => query.bind(p.commit as i64).bind(p.event as i64).bind(org),
     };
     let row = query
         .fetch_optional(pool)
@@ -245,7 +248,7 @@ pub async fn inclusion_proof(
         leaf_index: index,
         event_id: row.try_get("event_id")?,
         position: position(row.try_get("commit_id")?, row.try_get("global_position")?),
-        event_hash: HexHash(hash32(&hash)?),
+        event_hash: Hex(hash32(&hash)?),
         path,
     })
 }

@@ -32,59 +32,39 @@ pub fn event_leaf(event_hash: &[u8]) -> Hash {
     merkle::leaf_hash(event_hash)
 }
 
-/// A 32-byte hash, written as 64 lowercase hex digits.
+/// Bytes written as lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct HexHash(pub Hash);
+pub struct Hex<const N: usize>(pub [u8; N]);
 
-impl fmt::Debug for HexHash {
+/// A 32-byte hash, as 64 hex digits.
+pub type HexHash = Hex<32>;
+/// An Ed25519 signature, as 128 hex digits.
+pub type HexSignature = Hex<64>;
+
+impl<const N: usize> fmt::Debug for Hex<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex::encode(self.0))
     }
 }
 
-impl fmt::Display for HexHash {
+impl<const N: usize> fmt::Display for Hex<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex::encode(self.0))
     }
 }
 
-impl Serialize for HexHash {
+impl<const N: usize> Serialize for Hex<N> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(self.0))
     }
 }
 
-impl<'de> Deserialize<'de> for HexHash {
+impl<'de, const N: usize> Deserialize<'de> for Hex<N> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        parse_hex::<32>(&text)
-            .map(HexHash)
-            .ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
-    }
-}
-
-/// An Ed25519 signature, written as 128 lowercase hex digits.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct HexSignature(pub [u8; 64]);
-
-impl fmt::Debug for HexSignature {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl Serialize for HexSignature {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(self.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for HexSignature {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_hex::<64>(&text)
-            .map(HexSignature)
-            .ok_or_else(|| serde::de::Error::custom("expected 128 hex digits"))
+        parse_hex::<N>(&text)
+            .map(Hex)
+            .ok_or_else(|| serde::de::Error::custom(format!("expected {} hex digits", 2 * N)))
     }
 }
 
@@ -119,7 +99,7 @@ pub struct TreeHead {
     /// The log position of the last leaf (`0.0` for the empty tree).
     pub last_position: LogPosition,
     /// When it was signed, to the microsecond.
-    #[serde(with = "micros")]
+    #[serde(with = "crate::export::micros")]
     pub sealed_at: DateTime<Utc>,
 }
 
@@ -143,7 +123,7 @@ impl TreeHead {
         SignedTreeHead {
             format: HEAD_FORMAT.to_owned(),
             head: self,
-            signature: HexSignature(signature),
+            signature: Hex(signature),
         }
     }
 }
@@ -371,23 +351,6 @@ impl fmt::Display for HeadFinding {
     }
 }
 
-/// Times to the microsecond, RFC 3339 with six fractional digits and `Z`.
-mod micros {
-    use chrono::{DateTime, SecondsFormat, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Micros, true))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,7 +364,7 @@ mod tests {
     fn head(size: u64, root: Hash) -> TreeHead {
         TreeHead {
             tree_size: size,
-            root_hash: HexHash(root),
+            root_hash: Hex(root),
             last_position: LogPosition {
                 commit: 812,
                 event: 4051,
@@ -489,11 +452,11 @@ mod tests {
                 commit: 1,
                 event: 10,
             },
-            event_hash: HexHash(data[9]),
+            event_hash: Hex(data[9]),
             path: assemble(&inclusion_ranges(9, 13), &nodes)
                 .unwrap()
                 .into_iter()
-                .map(HexHash)
+                .map(Hex)
                 .collect(),
         };
         proof.verify(&pk).unwrap();
@@ -517,7 +480,7 @@ mod tests {
             path: assemble(&consistency_ranges(6, 13), &nodes)
                 .unwrap()
                 .into_iter()
-                .map(HexHash)
+                .map(Hex)
                 .collect(),
         };
         consistency.verify(&pk).unwrap();

@@ -148,7 +148,7 @@ async fn main() -> anyhow::Result<()> {
         let mut inclusion = Histogram::<u64>::new(3)?;
         for id in &ids {
             let t = Instant::now();
-            let proof = seals::inclusion_proof(&app, LeafRef::Event(*id), None).await?;
+            let proof = seals::inclusion_proof(&app, LeafRef::Event(*id), None, None).await?;
             inclusion.record(t.elapsed().as_micros() as u64)?;
             std::hint::black_box(proof);
         }

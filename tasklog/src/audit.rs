@@ -67,7 +67,7 @@ pub async fn head_cli(database_url: &str) -> anyhow::Result<()> {
 /// `size` (the latest when `None`), as JSON.
 pub async fn prove_cli(database_url: &str, leaf: LeafRef, size: Option<u64>) -> anyhow::Result<()> {
     let pool = crate::connect(database_url, 1).await?;
-    let proof = seal_store::inclusion_proof(&pool, leaf, size).await?;
+    let proof = seal_store::inclusion_proof(&pool, leaf, size, None).await?;
     println!("{}", serde_json::to_string_pretty(&proof)?);
     Ok(())
 }

@@ -88,7 +88,7 @@ async fn seals_status(
         if sealing {
             ""
         } else {
-            "; NOT RUNNING: TASKLOG_SEAL_SIGNING_KEY is not set"
+            "; TASKLOG_SEAL_SIGNING_KEY is not set here: a sealer started so does not run"
         }
     );
     Ok(())

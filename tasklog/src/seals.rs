@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use sqlx::{Connection, PgConnection, PgPool};
-use tasklog_event_store::seal::{HexHash, SignedTreeHead, TreeHead};
+use tasklog_event_store::seal::{Hex, SignedTreeHead, TreeHead};
 use tasklog_event_store::EventStore;
 use tasklog_event_store_postgres::seals::{self, SealedTree};
 use tokio::sync::watch;
@@ -136,7 +136,7 @@ fn sign(tree: &SealedTree, key: &SigningKey) -> SignedTreeHead {
     let now = Utc::now();
     TreeHead {
         tree_size: tree.frontier.size(),
-        root_hash: HexHash(tree.frontier.root()),
+        root_hash: Hex(tree.frontier.root()),
         last_position: tree.last,
         // Stored to the microsecond: sign exactly what is stored.
         sealed_at: DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now),

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use sqlx::{PgPool, Row};
 use tasklog_event_store::verify::Finding;
 use tasklog_event_store::{EventMetadata, ExpectedVersion, NewEvent};
-use tasklog_testkit::{as_app_role, TestDatabase};
+use tasklog_testkit::{as_app_role, tamper, TestDatabase};
 use uuid::Uuid;
 
 fn verify(db: &TestDatabase, args: &[&str]) -> Output {
@@ -74,19 +74,6 @@ async fn org_with_events(db: &TestDatabase) -> Org {
     }
     app.close().await;
     first.unwrap()
-}
-
-/// Runs `statements` as the superuser with every trigger off.
-async fn tamper(owner: &PgPool, statements: &[&str]) {
-    let mut tx = owner.begin().await.unwrap();
-    sqlx::query("SET LOCAL session_replication_role = replica")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    for s in statements {
-        sqlx::query(s).execute(&mut *tx).await.unwrap();
-    }
-    tx.commit().await.unwrap();
 }
 
 /// `audit verify --org` fails and prints exactly `findings`, then the summary.

@@ -12,7 +12,8 @@ use sqlx::PgPool;
 use tasklog::seals::{run_sealer, SealerConfig};
 use tasklog_event_store::hash::{chain_hash, content_hash_of};
 use tasklog_event_store::seal::signing_key_from_hex;
-use tasklog_testkit::{as_app_role, TestDatabase};
+use tasklog_event_store_postgres::seals::{self, LeafRef, SealStoreError};
+use tasklog_testkit::{as_app_role, tamper, TestDatabase};
 use uuid::Uuid;
 
 const SEED: &str = "4c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5";
@@ -84,19 +85,6 @@ async fn seal_all(db: &TestDatabase, owner: &PgPool, heads_file: Option<&Path>) 
     stop.send(true).unwrap();
     sealer.await.unwrap().unwrap();
     app.close().await;
-}
-
-/// Runs `statements` as the superuser with every trigger off.
-async fn tamper(owner: &PgPool, statements: &[String]) {
-    let mut tx = owner.begin().await.unwrap();
-    sqlx::query("SET LOCAL session_replication_role = replica")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    for s in statements {
-        sqlx::query(s).execute(&mut *tx).await.unwrap();
-    }
-    tx.commit().await.unwrap();
 }
 
 /// `audit verify` exits 1 and names the latest head broken, and the first
@@ -258,6 +246,25 @@ async fn a_sealed_log_verifies_and_its_proofs_check_offline_with_the_public_key_
         "{out:?}"
     );
     let event_hash = proof["event_hash"].as_str().unwrap().to_owned();
+    // Scoped to an organization (as the auditor API calls it): another
+    // organization's event is not sealed there, exactly as a missing one.
+    let org: Uuid = sqlx::query_scalar("SELECT org_id FROM events WHERE event_id = $1")
+        .bind(event)
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    let app = PgPool::connect_with(as_app_role(&owner)).await.unwrap();
+    let scoped = seals::inclusion_proof(&app, LeafRef::Event(event), Some(128), Some(org))
+        .await
+        .unwrap();
+    assert_eq!(serde_json::to_value(&scoped).unwrap(), proof);
+    let foreign =
+        seals::inclusion_proof(&app, LeafRef::Event(event), Some(128), Some(Uuid::now_v7())).await;
+    assert!(
+        matches!(foreign, Err(SealStoreError::NotSealed(..))),
+        "{foreign:?}"
+    );
+    app.close().await;
     let file = dir.join("inclusion.json");
     let check = |doc: &serde_json::Value, extra: &[&str]| {
         std::fs::write(&file, serde_json::to_vec(doc).unwrap()).unwrap();
@@ -347,67 +354,62 @@ async fn a_sealed_log_verifies_and_its_proofs_check_offline_with_the_public_key_
     db.drop_database().await;
 }
 
-#[tokio::test]
-async fn removing_a_streams_tail_breaks_the_heads_that_sealed_it() {
-    let (db, owner) = generated("tasklog_seals_tail", 400).await;
+/// A generated log of its own, sealed whole.
+async fn sealed(prefix: &str) -> (TestDatabase, PgPool) {
+    let (db, owner) = generated(prefix, 400).await;
     seal_all(&db, &owner, None).await;
-    let stream = stream_with(&owner, 3).await;
-    let last: i64 = count(
-        &owner,
-        &format!("SELECT max(stream_version) FROM events WHERE stream_id = '{stream}'"),
-    )
-    .await;
-    let condition = format!(
-        "e.stream_id = '{stream}' AND e.stream_version >= {}",
-        last - 1
-    );
-    let first = first_leaf_where(&owner, &condition).await;
-    tamper(
-        &owner,
-        &[format!(
-            "DELETE FROM events WHERE stream_id = '{stream}' AND stream_version >= {}",
-            last - 1
-        )],
-    )
-    .await;
-    // The chains alone see nothing: the rest of the stream still chains.
-    let out = tasklog(&db, &["audit", "verify"]);
+    (db, owner)
+}
+
+/// Tampers with `statements`; then the chains still verify, the seals do
+/// not: the latest head is named broken from leaf `first` on, and the
+/// output names `also` (when given). Drops the database.
+async fn assert_only_the_seals_see(
+    db: TestDatabase,
+    owner: PgPool,
+    first: i64,
+    statements: &[String],
+    also: Option<&str>,
+) {
+    tamper(&owner, statements).await;
+    let text = stdout(&tasklog(&db, &["audit", "verify"]));
     assert!(
-        stdout(&out).contains(" events: 0 findings"),
-        "{}",
-        stdout(&out)
+        text.contains(" events: 0 findings"),
+        "the chains still verify: {text}"
     );
+    if let Some(also) = also {
+        assert!(text.contains(also), "{also} is not named: {text}");
+    }
     assert_latest_head_broken(&db, &owner, first).await;
     owner.close().await;
     db.drop_database().await;
+}
+
+#[tokio::test]
+async fn removing_a_streams_tail_breaks_the_heads_that_sealed_it() {
+    let (db, owner) = sealed("tasklog_seals_tail").await;
+    let stream = stream_with(&owner, 3).await;
+    let tail = format!(
+        "stream_id = '{stream}' AND stream_version >= \
+         (SELECT max(stream_version) - 1 FROM events WHERE stream_id = '{stream}')"
+    );
+    let first = first_leaf_where(&owner, &tail.replacen("stream_id =", "e.stream_id =", 1)).await;
+    let statements = [format!("DELETE FROM events WHERE {tail}")];
+    assert_only_the_seals_see(db, owner, first, &statements, None).await;
 }
 
 #[tokio::test]
 async fn removing_a_whole_stream_breaks_the_heads_that_sealed_it() {
-    let (db, owner) = generated("tasklog_seals_stream", 400).await;
-    seal_all(&db, &owner, None).await;
+    let (db, owner) = sealed("tasklog_seals_stream").await;
     let stream = stream_with(&owner, 2).await;
     let first = first_leaf_where(&owner, &format!("e.stream_id = '{stream}'")).await;
-    tamper(
-        &owner,
-        &[format!("DELETE FROM events WHERE stream_id = '{stream}'")],
-    )
-    .await;
-    let out = tasklog(&db, &["audit", "verify"]);
-    assert!(
-        stdout(&out).contains(" events: 0 findings"),
-        "{}",
-        stdout(&out)
-    );
-    assert_latest_head_broken(&db, &owner, first).await;
-    owner.close().await;
-    db.drop_database().await;
+    let statements = [format!("DELETE FROM events WHERE stream_id = '{stream}'")];
+    assert_only_the_seals_see(db, owner, first, &statements, None).await;
 }
 
 #[tokio::test]
 async fn a_stream_rewritten_and_rehashed_consistently_breaks_the_heads_that_sealed_it() {
-    let (db, owner) = generated("tasklog_seals_rehash", 400).await;
-    seal_all(&db, &owner, None).await;
+    let (db, owner) = sealed("tasklog_seals_rehash").await;
     let stream = stream_with(&owner, 3).await;
     let store = tasklog_testkit::store(&owner);
     let mut events = store.read_stream(&stream, 1).await.unwrap();
@@ -429,22 +431,12 @@ async fn a_stream_rewritten_and_rehashed_consistently_breaks_the_heads_that_seal
         prev = Some(e.hash.clone());
     }
     let first = first_leaf_where(&owner, &format!("e.event_id = '{}'", events[1].event_id)).await;
-    tamper(&owner, &statements).await;
-    let out = tasklog(&db, &["audit", "verify"]);
-    assert!(
-        stdout(&out).contains(" events: 0 findings"),
-        "the chain still verifies: {}",
-        stdout(&out)
-    );
-    assert_latest_head_broken(&db, &owner, first).await;
-    owner.close().await;
-    db.drop_database().await;
+    assert_only_the_seals_see(db, owner, first, &statements, None).await;
 }
 
 #[tokio::test]
 async fn an_event_inserted_into_the_sealed_log_breaks_the_heads_after_it() {
-    let (db, owner) = generated("tasklog_seals_insert", 400).await;
-    seal_all(&db, &owner, None).await;
+    let (db, owner) = sealed("tasklog_seals_insert").await;
     // A forged last event of a stream, chained correctly, put before every
     // sealed event in log order (the first sealed transaction, position 0).
     let stream = stream_with(&owner, 2).await;
@@ -460,9 +452,7 @@ async fn an_event_inserted_into_the_sealed_log_breaks_the_heads_after_it() {
         forged.stream_version,
         &content_hash_of(&forged),
     );
-    tamper(
-        &owner,
-        &[format!(
+    let statements = [format!(
             "INSERT INTO events (global_position, transaction_id, event_id, stream_id, stream_version, event_type, \
                 schema_version, occurred_at, recorded_at, org_id, actor_id, correlation_id, causation_id, payload, prev_hash, hash) \
              OVERRIDING SYSTEM VALUE \
@@ -474,23 +464,9 @@ async fn an_event_inserted_into_the_sealed_log_breaks_the_heads_after_it() {
             hex::encode(&last.hash),
             hex::encode(&forged.hash),
             last.event_id
-        )],
-    )
-    .await;
-    let out = tasklog(&db, &["audit", "verify"]);
-    assert!(
-        stdout(&out).contains(" events: 0 findings"),
-        "the chain still verifies: {}",
-        stdout(&out)
-    );
-    assert!(
-        stdout(&out).contains(&forged.event_id.to_string()),
-        "{}",
-        stdout(&out)
-    );
-    assert_latest_head_broken(&db, &owner, 0).await;
-    owner.close().await;
-    db.drop_database().await;
+        )];
+    let forged_id = forged.event_id.to_string();
+    assert_only_the_seals_see(db, owner, 0, &statements, Some(&forged_id)).await;
 }
 
 #[tokio::test]
