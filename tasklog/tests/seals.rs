@@ -128,6 +128,18 @@ async fn first_leaf_where(owner: &PgPool, condition: &str) -> i64 {
     .await
 }
 
+/// The event sealed as leaf `index`.
+async fn event_at_leaf(owner: &PgPool, index: i64) -> Uuid {
+    sqlx::query_scalar(
+        "SELECT e.event_id FROM events e JOIN seal_leaves l ON l.global_position = e.global_position \
+         WHERE l.leaf_index = $1",
+    )
+    .bind(index)
+    .fetch_one(owner)
+    .await
+    .unwrap()
+}
+
 /// A stream of the generated log with at least `n` events.
 async fn stream_with(owner: &PgPool, n: i64) -> String {
     sqlx::query_scalar(&format!(
@@ -176,24 +188,21 @@ async fn a_sealed_log_verifies_and_its_proofs_check_offline_with_the_public_key_
     assert_eq!(Some(latest.trim()), published.lines().last());
 
     // An inclusion proof against an older head, by event id.
-    let event: Uuid = sqlx::query_scalar(
-        "SELECT e.event_id FROM events e JOIN seal_leaves l ON l.global_position = e.global_position \
-         WHERE l.leaf_index = 37",
-    )
-    .fetch_one(&owner)
-    .await
-    .unwrap();
-    let out = tasklog(
-        &db,
-        &[
-            "audit",
-            "prove",
-            "--event",
-            &event.to_string(),
-            "--size",
-            "128",
-        ],
-    );
+    let event = event_at_leaf(&owner, 37).await;
+    let prove = |event: Uuid, size: &str| {
+        tasklog(
+            &db,
+            &[
+                "audit",
+                "prove",
+                "--event",
+                &event.to_string(),
+                "--size",
+                size,
+            ],
+        )
+    };
+    let out = prove(event, "128");
     assert!(out.status.success(), "{out:?}");
     let proof: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(proof["leaf_index"], 37);
@@ -208,39 +217,12 @@ async fn a_sealed_log_verifies_and_its_proofs_check_offline_with_the_public_key_
         serde_json::from_slice::<serde_json::Value>(&by_position.stdout).unwrap(),
         proof
     );
-    let later: Uuid = sqlx::query_scalar(
-        "SELECT e.event_id FROM events e JOIN seal_leaves l ON l.global_position = e.global_position \
-         WHERE l.leaf_index = 100",
-    )
-    .fetch_one(&owner)
-    .await
-    .unwrap();
-    let out = tasklog(
-        &db,
-        &[
-            "audit",
-            "prove",
-            "--event",
-            &later.to_string(),
-            "--size",
-            "64",
-        ],
-    );
+    let out = prove(event_at_leaf(&owner, 100).await, "64");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("is not sealed in the tree of size 64"),
         "{out:?}"
     );
-    let out = tasklog(
-        &db,
-        &[
-            "audit",
-            "prove",
-            "--event",
-            &event.to_string(),
-            "--size",
-            "100",
-        ],
-    );
+    let out = prove(event, "100");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no signed tree head of size 100"),
         "{out:?}"
