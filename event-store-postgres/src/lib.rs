@@ -25,6 +25,7 @@ pub mod audit;
 pub mod bulk;
 pub mod export;
 pub mod org_log;
+pub mod seals;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};

@@ -146,7 +146,7 @@ impl From<ExportedEvent> for RecordedEvent {
 }
 
 /// Times as stored: UTC, RFC 3339 with exactly six fractional digits and `Z`.
-mod micros {
+pub(crate) mod micros {
     use chrono::{DateTime, SecondsFormat, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -26,6 +26,8 @@ use uuid::Uuid;
 pub mod contract;
 pub mod export;
 pub mod hash;
+pub mod merkle;
+pub mod seal;
 mod signal;
 pub mod verify;
 

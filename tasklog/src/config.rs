@@ -101,6 +101,24 @@ pub struct Settings {
     /// A PEM file with the identity provider's RS256 public key; tokens are then verified with it.
     #[arg(long, env = "TASKLOG_JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<std::path::PathBuf>,
+
+    /// The Ed25519 key that signs tree heads: its 32-byte seed as 64 hex
+    /// digits. Unset: the sealer does not run and no head is signed.
+    #[arg(long, env = "TASKLOG_SEAL_SIGNING_KEY", hide_env_values = true)]
+    pub seal_signing_key: Option<SecretString>,
+
+    /// A tree head is signed once this many events were sealed since the last...
+    #[arg(long, env = "TASKLOG_SEAL_EVERY_EVENTS", default_value_t = 1_000)]
+    pub seal_every_events: u64,
+
+    /// ...or this many seconds after the last, when events came meanwhile.
+    #[arg(long, env = "TASKLOG_SEAL_EVERY_SECS", default_value_t = 10)]
+    pub seal_every_secs: u64,
+
+    /// A file every signed head is appended to, one JSON line each (a copy
+    /// outside the database; heads are also logged).
+    #[arg(long, env = "TASKLOG_SEAL_HEADS_FILE")]
+    pub seal_heads_file: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -139,6 +157,22 @@ impl Settings {
         })
     }
 
+    /// How the sealer runs; `None` when no signing key is configured.
+    pub fn sealer(&self) -> anyhow::Result<Option<crate::seals::SealerConfig>> {
+        use secrecy::ExposeSecret;
+        let Some(seed) = &self.seal_signing_key else {
+            return Ok(None);
+        };
+        let key = tasklog_event_store::seal::signing_key_from_hex(seed.expose_secret())
+            .map_err(|e| anyhow::anyhow!("TASKLOG_SEAL_SIGNING_KEY: {e}"))?;
+        Ok(Some(crate::seals::SealerConfig {
+            every_events: self.seal_every_events.max(1),
+            every: std::time::Duration::from_secs(self.seal_every_secs.max(1)),
+            heads_file: self.seal_heads_file.clone(),
+            ..crate::seals::SealerConfig::new(key)
+        }))
+    }
+
     /// Settings for tests and benches: everything local, ports chosen by the OS.
     pub fn local(database_url: &str) -> Self {
         Self {
@@ -158,6 +192,10 @@ impl Settings {
             http_idle_timeout_secs: 30,
             jwt_secret: SecretString::from(DEV_JWT_SECRET),
             jwt_public_key_file: None,
+            seal_signing_key: None,
+            seal_every_events: 1_000,
+            seal_every_secs: 10,
+            seal_heads_file: None,
         }
     }
 }

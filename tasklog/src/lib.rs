@@ -6,6 +6,7 @@ pub mod config;
 pub mod generate;
 pub mod http;
 mod projections;
+pub mod seals;
 pub mod startup;
 
 pub use config::Settings;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 use tasklog::{config::DEV_JWT_SECRET, AuditApi, CommandApi, QueryApi, Settings};
+use tasklog_event_store_postgres::seals::LeafRef;
 use uuid::Uuid;
 
 // Many small allocations across threads (events, rows, JSON): mimalloc
@@ -93,6 +94,64 @@ enum AuditAction {
         /// Verify an export file instead, with no database (`-`: standard input).
         #[arg(long, conflicts_with = "org")]
         file: Option<PathBuf>,
+        /// Also check the recorded tree heads' signatures with this public
+        /// key (64 hex digits; default: the configured signing key's).
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// The latest signed tree head, as one JSON line.
+    Head,
+    /// An event's inclusion proof against a signed tree head, as JSON.
+    Prove {
+        /// The event's id.
+        #[arg(
+            long,
+            required_unless_present = "position",
+            conflicts_with = "position"
+        )]
+        event: Option<Uuid>,
+        /// Or its log position, `<commit>.<event>`.
+        #[arg(long)]
+        position: Option<tasklog_event_store::LogPosition>,
+        /// The size of the signed head to prove against (default: the latest).
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// The consistency proof between two signed tree heads, as JSON.
+    ProveConsistency {
+        /// The older head's size.
+        #[arg(long)]
+        from: u64,
+        /// The newer head's size (default: the latest).
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// The public key of TASKLOG_SEAL_SIGNING_KEY (64 hex digits), for auditors.
+    PublicKey,
+    /// Check signed tree heads (one head, or a heads file of JSON lines)
+    /// offline with the public key only; exit 1 on a finding, 2 when it
+    /// could not check.
+    VerifyHead {
+        /// The file (`-`: standard input).
+        file: PathBuf,
+        #[arg(long)]
+        public_key: String,
+    },
+    /// Check an inclusion proof (from `prove`) offline with the public key only.
+    VerifyInclusion {
+        file: PathBuf,
+        #[arg(long)]
+        public_key: String,
+        /// The event's `hash` as the auditor holds it (e.g. from an export):
+        /// the proof must be for it.
+        #[arg(long)]
+        event_hash: Option<String>,
+    },
+    /// Check a consistency proof (from `prove-consistency`) offline with the public key only.
+    VerifyConsistency {
+        file: PathBuf,
+        #[arg(long)]
+        public_key: String,
     },
     /// Write an organization's events as NDJSON (tasklog-export-v1), with
     /// their hashes, for `verify --file` or an auditor's own tools.
@@ -150,12 +209,19 @@ async fn main() -> anyhow::Result<()> {
             let projectors = {
                 let pool = pool.clone();
                 let analytics = Some(settings.clickhouse());
+                let sealer = settings.sealer()?;
                 std::thread::spawn(move || {
                     tokio::runtime::Builder::new_multi_thread()
                         .enable_all()
                         .thread_name("projectors")
                         .build()?
-                        .block_on(tasklog::run_projectors(pool, analytics, stopped))
+                        .block_on(async move {
+                            let (projected, sealed) = tokio::join!(
+                                tasklog::run_projectors(pool.clone(), analytics, stopped.clone()),
+                                tasklog::seals::run_sealer(pool, sealer, stopped)
+                            );
+                            projected.and(sealed)
+                        })
                 })
             };
             let query = QueryApi::build(&settings, pool.clone()).await?;
@@ -195,17 +261,30 @@ async fn main() -> anyhow::Result<()> {
                 tasklog::connect(&settings.database_url, settings.database_pool_size).await?;
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let run = tokio::spawn(tasklog::run_projectors(
-                pool,
+                pool.clone(),
                 Some(settings.clickhouse()),
+                stopped.clone(),
+            ));
+            let sealer = tokio::spawn(tasklog::seals::run_sealer(
+                pool,
+                settings.sealer()?,
                 stopped,
             ));
             tasklog::startup::shutdown_signal().await;
             let _ = stop.send(true);
+            sealer.await??;
             run.await?
         }
         Action::Projections { action } => {
             let pool = tasklog::connect(&settings.database_url, 4).await?;
-            tasklog::projections_cli(pool, Some(settings.clickhouse()), action_of(action)).await
+            let sealing = settings.seal_signing_key.is_some();
+            tasklog::projections_cli(
+                pool,
+                Some(settings.clickhouse()),
+                action_of(action),
+                sealing,
+            )
+            .await
         }
         Action::CommandApi => {
             warn_on_dev_secret(&settings);
@@ -247,22 +326,77 @@ async fn main() -> anyhow::Result<()> {
             tasklog::generate::cli(&settings.admin_database_url, options).await
         }
         Action::Audit {
-            action: AuditAction::Verify { org, file },
+            action:
+                AuditAction::Verify {
+                    org,
+                    file,
+                    public_key,
+                },
         } => {
             let verified = match file {
                 Some(file) => tasklog::audit::verify_file_cli(&file),
-                None => tasklog::audit::verify_cli(&settings.admin_database_url, org).await,
+                None => match verifying_key(&settings, public_key.as_deref()) {
+                    Ok(key) => {
+                        tasklog::audit::verify_cli(&settings.admin_database_url, org, key.as_ref())
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
             };
-            // As diff does: 1 when something was found, 2 when it could not check.
-            match verified {
-                Ok(true) => Ok(()),
-                Ok(false) => std::process::exit(1),
-                Err(e) => {
-                    eprintln!("Error: {e:#}");
-                    std::process::exit(2)
-                }
-            }
+            exit_as_diff(verified)
         }
+        Action::Audit {
+            action: AuditAction::Head,
+        } => tasklog::audit::head_cli(&settings.database_url).await,
+        Action::Audit {
+            action:
+                AuditAction::Prove {
+                    event,
+                    position,
+                    size,
+                },
+        } => {
+            let leaf = match (event, position) {
+                (Some(id), _) => LeafRef::Event(id),
+                (None, Some(p)) => LeafRef::Position(p),
+                (None, None) => anyhow::bail!("--event or --position"),
+            };
+            tasklog::audit::prove_cli(&settings.database_url, leaf, size).await
+        }
+        Action::Audit {
+            action: AuditAction::ProveConsistency { from, to },
+        } => tasklog::audit::prove_consistency_cli(&settings.database_url, from, to).await,
+        Action::Audit {
+            action: AuditAction::PublicKey,
+        } => {
+            let config = settings
+                .sealer()?
+                .ok_or_else(|| anyhow::anyhow!("TASKLOG_SEAL_SIGNING_KEY is not set"))?;
+            println!("{}", hex::encode(config.key.verifying_key().as_bytes()));
+            Ok(())
+        }
+        Action::Audit {
+            action: AuditAction::VerifyHead { file, public_key },
+        } => exit_as_diff(
+            parse_key(&public_key).and_then(|k| tasklog::audit::verify_head_cli(&file, &k)),
+        ),
+        Action::Audit {
+            action:
+                AuditAction::VerifyInclusion {
+                    file,
+                    public_key,
+                    event_hash,
+                },
+        } => {
+            exit_as_diff(parse_key(&public_key).and_then(|k| {
+                tasklog::audit::verify_inclusion_cli(&file, &k, event_hash.as_deref())
+            }))
+        }
+        Action::Audit {
+            action: AuditAction::VerifyConsistency { file, public_key },
+        } => exit_as_diff(
+            parse_key(&public_key).and_then(|k| tasklog::audit::verify_consistency_cli(&file, &k)),
+        ),
         Action::Audit {
             action:
                 AuditAction::Export {
@@ -285,6 +419,34 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&hwm)?);
             Ok(())
         }
+    }
+}
+
+/// As diff does: 0 clean, 1 when something was found, 2 when it could not check.
+fn exit_as_diff(verified: anyhow::Result<bool>) -> anyhow::Result<()> {
+    match verified {
+        Ok(true) => Ok(()),
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn parse_key(hex: &str) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
+    tasklog_event_store::seal::verifying_key_from_hex(hex)
+        .map_err(|e| anyhow::anyhow!("--public-key: {e}"))
+}
+
+/// The key heads are checked with: the one given, else the configured signing key's.
+fn verifying_key(
+    settings: &Settings,
+    given: Option<&str>,
+) -> anyhow::Result<Option<ed25519_dalek::VerifyingKey>> {
+    match given {
+        Some(hex) => parse_key(hex).map(Some),
+        None => Ok(settings.sealer()?.map(|c| c.key.verifying_key())),
     }
 }
 

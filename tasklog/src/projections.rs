@@ -53,6 +53,47 @@ pub async fn run_projectors_with(
     Ok(ran?)
 }
 
+/// The sealer's line under the projections': its tree, its lag, its last
+/// head, or that it does not run.
+async fn seals_status(
+    pool: &PgPool,
+    store: &dyn tasklog_event_store::EventStore,
+    sealing: bool,
+) -> anyhow::Result<()> {
+    use tasklog_event_store_postgres::seals;
+    let status = seals::status(pool).await?;
+    let lag = store
+        .backlog(
+            status
+                .last_sealed
+                .unwrap_or(tasklog_event_store::LogPosition::START),
+        )
+        .await?;
+    let head = status
+        .latest_head
+        .as_ref()
+        .map_or("no head yet".to_owned(), |h| {
+            format!(
+                "last head: size {} at {}",
+                h.head.tree_size,
+                h.head
+                    .sealed_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        });
+    println!(
+        "seals: {} leaves, {} events to seal, {head}{}",
+        status.tree_size,
+        lag.events,
+        if sealing {
+            ""
+        } else {
+            "; TASKLOG_SEAL_SIGNING_KEY is not set here: a sealer started so does not run"
+        }
+    );
+    Ok(())
+}
+
 /// What `tasklog projections …` does.
 pub enum ProjectionsCommand {
     Status,
@@ -65,6 +106,7 @@ pub async fn projections_cli(
     pool: PgPool,
     analytics: Option<ClickHouseConfig>,
     command: ProjectionsCommand,
+    sealing: bool,
 ) -> anyhow::Result<()> {
     let projections = projections(analytics.as_ref())?;
     // A rebuild's long batches must not hold back the live projectors.
@@ -88,6 +130,7 @@ pub async fn projections_cli(
                     s.parked
                 );
             }
+            seals_status(&pool, store.as_ref(), sealing).await?;
         }
         ProjectionsCommand::Rebuild { name, batch } => {
             let projection = projections

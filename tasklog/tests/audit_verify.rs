@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use sqlx::{PgPool, Row};
 use tasklog_event_store::verify::Finding;
 use tasklog_event_store::{EventMetadata, ExpectedVersion, NewEvent};
-use tasklog_testkit::{as_app_role, TestDatabase};
+use tasklog_testkit::{as_app_role, tamper, TestDatabase};
 use uuid::Uuid;
 
 fn verify(db: &TestDatabase, args: &[&str]) -> Output {
@@ -76,19 +76,6 @@ async fn org_with_events(db: &TestDatabase) -> Org {
     first.unwrap()
 }
 
-/// Runs `statements` as the superuser with every trigger off.
-async fn tamper(owner: &PgPool, statements: &[&str]) {
-    let mut tx = owner.begin().await.unwrap();
-    sqlx::query("SET LOCAL session_replication_role = replica")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    for s in statements {
-        sqlx::query(s).execute(&mut *tx).await.unwrap();
-    }
-    tx.commit().await.unwrap();
-}
-
 /// `audit verify --org` fails and prints exactly `findings`, then the summary.
 fn assert_findings(db: &TestDatabase, org: &Org, events: u64, findings: &[Finding]) {
     let out = verify(db, &["--org", &org.id.to_string()]);
@@ -127,7 +114,10 @@ async fn a_clean_log_verifies_with_exit_code_zero() {
 
     assert_eq!(
         stdout(&out),
-        format!("verified {streams} streams, {events} events: 0 findings\n"),
+        format!(
+            "verified {streams} streams, {events} events: 0 findings\n\
+             verified 0 tree heads over 0 leaves: 0 findings\n"
+        ),
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );

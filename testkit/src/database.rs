@@ -28,6 +28,24 @@ pub fn as_app_role(pool: &PgPool) -> PgConnectOptions {
     (*pool.connect_options()).clone().username("tasklog_app")
 }
 
+/// Runs `statements` in one transaction as the superuser with every trigger
+/// off (`session_replication_role = replica`), as someone with full database
+/// access could: the tampering the audit tests must detect.
+pub async fn tamper<S: AsRef<str>>(owner: &PgPool, statements: &[S]) {
+    let mut tx = owner.begin().await.expect("a transaction");
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .expect("the superuser may turn triggers off");
+    for s in statements {
+        sqlx::query(s.as_ref())
+            .execute(&mut *tx)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", s.as_ref()));
+    }
+    tx.commit().await.expect("the tampering commits");
+}
+
 /// A database of the tests: its name and how to connect to it.
 #[derive(Clone, Debug)]
 pub struct TestDatabase {

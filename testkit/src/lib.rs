@@ -22,7 +22,7 @@ pub use apps::{
 };
 pub use clickhouse::{clickhouse_url, TestClickHouse};
 pub use clickhouse_server::ClickHouseServer;
-pub use database::{admin_url, as_app_role, free_port, TestDatabase};
+pub use database::{admin_url, as_app_role, free_port, tamper, TestDatabase};
 pub use log::{store, Appended, By, EventLog, Projections};
 pub use problem::{assert_problem, problem_body, redact};
 pub use tokens::{token, token_expiring_at, token_signed_with, User, SECRET};
