@@ -132,6 +132,41 @@ impl std::fmt::Display for Point {
     }
 }
 
+/// The size of a signed tree head: 1 to PostgreSQL's `bigint`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TreeSize(pub u64);
+
+impl FromParam for TreeSize {
+    fn expected() -> String {
+        "must be a tree size, a whole number from 1 to 9223372036854775807".into()
+    }
+    fn from_param(value: &str) -> Option<Self> {
+        Some(value)
+            .filter(|v| (1..=19).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|n| (1..=i64::MAX as u64).contains(n))
+            .map(Self)
+    }
+}
+query_param!(TreeSize, { "type": "integer", "minimum": 1, "maximum": 9223372036854775807_i64, "example": 1000 });
+
+/// A log position alone, `<commit>.<event>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position(pub LogPosition);
+
+impl FromParam for Position {
+    fn expected() -> String {
+        "must be a log position <commit>.<event>".into()
+    }
+    fn from_param(value: &str) -> Option<Self> {
+        match Point::from_param(value) {
+            Some(Point::Position(p)) => Some(Self(p)),
+            _ => None,
+        }
+    }
+}
+query_param!(Position, { "type": "string", "pattern": POSITION_PATTERN, "example": "1483065.12" });
+
 /// A query parameter a route needs, read as optional so that only a
 /// caller let in learns it is missing.
 pub fn required<T>(name: &str, value: Option<T>) -> Result<T, ApiError> {

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tasklog_domain::{AuditTrail, Inbox, Organization, Project, TagCatalog, Task};
 use tasklog_event_store::export::ExportedEvent;
+use tasklog_event_store::seal::{ConsistencyProof, InclusionProof, SignedTreeHead};
 use tasklog_event_store::RecordedEvent;
 use uuid::Uuid;
 
@@ -153,4 +154,102 @@ pub struct FieldChange {
     pub field: String,
     pub from: Value,
     pub to: Value,
+}
+
+/// Implements `JsonSchema` for a wrapper serialized as its inner seal type,
+/// with the schema of the document-only struct that spells it out.
+macro_rules! seal_schema {
+    ($wrapper:ident, $doc:ident, $name:literal) => {
+        impl JsonSchema for $wrapper {
+            fn schema_name() -> Cow<'static, str> {
+                $name.into()
+            }
+            fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+                $doc::json_schema(generator)
+            }
+        }
+    };
+}
+
+/// A signed tree head, exactly as the sealer published it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Head(pub SignedTreeHead);
+seal_schema!(Head, HeadDoc, "SignedTreeHead");
+
+/// An inclusion proof, exactly as `tasklog audit prove` writes it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Inclusion(pub InclusionProof);
+seal_schema!(Inclusion, InclusionDoc, "InclusionProof");
+
+/// A consistency proof, exactly as `tasklog audit prove-consistency` writes it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Consistency(pub ConsistencyProof);
+seal_schema!(Consistency, ConsistencyDoc, "ConsistencyProof");
+
+/// How a [`Head`] is written, for the documents.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[schemars(
+    description = "A signed tree head (docs/audit.md, \"Seals\"): the RFC 6962 Merkle tree \
+                   over the first `tree_size` events of the whole log, signed with Ed25519; \
+                   check it with the public key alone (`tasklog audit verify-head`)."
+)]
+struct HeadDoc {
+    /// `tasklog-tree-head-v1`.
+    format: String,
+    /// Events (leaves) in the tree: of every organization.
+    tree_size: u64,
+    /// The tree's root, lowercase hex.
+    #[schemars(pattern(r"^[0-9a-f]{64}$"))]
+    root_hash: String,
+    /// The log position of the last leaf, `<commit>.<event>`.
+    #[schemars(pattern(r"^[0-9]+\.[0-9]+$"))]
+    last_position: String,
+    /// When it was signed, UTC, six fractional digits.
+    sealed_at: DateTime<Utc>,
+    /// Ed25519 over the head's signed bytes, lowercase hex.
+    #[schemars(pattern(r"^[0-9a-f]{128}$"))]
+    signature: String,
+}
+
+/// How an [`Inclusion`] is written, for the documents.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[schemars(
+    description = "Proves that an event is leaf `leaf_index` of the tree a signed head names \
+                   (`tasklog audit verify-inclusion` checks it offline)."
+)]
+struct InclusionDoc {
+    /// `tasklog-inclusion-proof-v1`.
+    format: String,
+    head: HeadDoc,
+    leaf_index: u64,
+    event_id: Uuid,
+    /// `<commit>.<event>`.
+    #[schemars(pattern(r"^[0-9]+\.[0-9]+$"))]
+    position: String,
+    /// The leaf data: the event's stored chain `hash`, lowercase hex.
+    #[schemars(pattern(r"^[0-9a-f]{64}$"))]
+    event_hash: String,
+    /// RFC 6962 `PATH`, from the leaf's sibling up, lowercase hex each.
+    path: Vec<String>,
+}
+
+/// How a [`Consistency`] is written, for the documents.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[schemars(
+    description = "Proves that the tree of the older head is a prefix of the newer one's \
+                   (`tasklog audit verify-consistency` checks it offline)."
+)]
+struct ConsistencyDoc {
+    /// `tasklog-consistency-proof-v1`.
+    format: String,
+    from: HeadDoc,
+    to: HeadDoc,
+    /// RFC 6962 `PROOF(from, D[to])`, lowercase hex each.
+    path: Vec<String>,
 }

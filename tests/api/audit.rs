@@ -1008,3 +1008,200 @@ async fn bad_input_is_refused_at_the_edge_as_a_problem_and_records_nothing() {
     }
     assert!(recorded_reads(&app, org).await.is_empty());
 }
+
+/// Seals every event of the app's log (the sealer as `tasklog serve` runs
+/// it, with a test key), and returns the key's public half.
+async fn seal_everything(app: &TestApp, app_url: &str) -> ed25519_dalek::VerifyingKey {
+    use tasklog::seals::{run_sealer, SealerConfig};
+    let key = tasklog_event_store::seal::signing_key_from_hex(&"5e".repeat(32)).unwrap();
+    let public = key.verifying_key();
+    let config = SealerConfig {
+        every_events: 4,
+        every: std::time::Duration::from_millis(100),
+        idle_wait: std::time::Duration::from_millis(50),
+        lease_retry: std::time::Duration::from_millis(50),
+        ..SealerConfig::new(key)
+    };
+    let pool = sqlx::PgPool::connect_lazy(app_url).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sealer = tokio::spawn(run_sealer(pool.clone(), Some(config), stopped));
+    let scalar = |sql: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+    };
+    let events = scalar("SELECT count(*) FROM events").await;
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while scalar("SELECT coalesce(max(tree_size), 0) FROM seal_heads").await < events {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the sealer signs a head over the whole log");
+    stop.send(true).unwrap();
+    sealer.await.unwrap().unwrap();
+    pool.close().await;
+    public
+}
+
+#[tokio::test]
+async fn the_seals_are_served_to_an_organizations_auditors_and_check_offline_with_the_key() {
+    use tasklog_event_store::seal::{ConsistencyProof, InclusionProof, SignedTreeHead};
+    let (app, database) = crate::helpers::spawn_app_alone("tasklog_e2e_seals").await;
+    let org = org_with_roles(&app).await;
+    let project = app.project(org.id, &org.owner, "SEAL").await;
+    let task = app.task(org.id, project, &org.owner, "sealed").await;
+    let (other, other_owner) = app.org().await;
+    let other_project = app.project(other, &other_owner, "OTHR").await;
+    app.task(other, other_project, &other_owner, "theirs").await;
+    let public = seal_everything(&app, &database.app_url).await;
+    let base = format!("/v1/orgs/{}/audit/seals", org.id);
+    let json = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+
+    // The latest head covers the whole log, and its signature checks.
+    let head: SignedTreeHead = serde_json::from_value(
+        json(app.audit_get(&format!("{base}/head"), &org.auditor).await).await,
+    )
+    .unwrap();
+    let events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE stream_id NOT LIKE 'audit-%'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(head.head.tree_size, events as u64);
+    head.verify(&public).unwrap();
+
+    // An inclusion proof of one of the organization's events, by id and by
+    // position, against the latest head and an older one.
+    let (event_id, position): (Uuid, i64) = sqlx::query_as(
+        "SELECT event_id, global_position FROM events WHERE stream_id = $1 ORDER BY stream_version LIMIT 1",
+    )
+    .bind(format!("task-{task}"))
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let proof: InclusionProof = serde_json::from_value(
+        json(
+            app.audit_get(&format!("{base}/inclusion?event={event_id}"), &org.auditor)
+                .await,
+        )
+        .await,
+    )
+    .unwrap();
+    proof.verify(&public).unwrap();
+    assert_eq!(proof.event_id, event_id);
+    assert_eq!(proof.position.event, position as u64);
+    let by_position = json(
+        app.audit_get(
+            &format!("{base}/inclusion?position={}", proof.position),
+            &org.owner,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(by_position, serde_json::to_value(&proof).unwrap());
+    let oldest: i64 =
+        sqlx::query_scalar("SELECT min(tree_size) FROM seal_heads WHERE tree_size > $1")
+            .bind(proof.leaf_index as i64)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let older: InclusionProof = serde_json::from_value(
+        json(
+            app.audit_get(
+                &format!("{base}/inclusion?event={event_id}&size={oldest}"),
+                &org.auditor,
+            )
+            .await,
+        )
+        .await,
+    )
+    .unwrap();
+    older.verify(&public).unwrap();
+    assert_eq!(older.head.head.tree_size, oldest as u64);
+
+    // A consistency proof from the first head to the latest.
+    let first: i64 = sqlx::query_scalar("SELECT min(tree_size) FROM seal_heads")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let consistency: ConsistencyProof = serde_json::from_value(
+        json(
+            app.audit_get(&format!("{base}/consistency?from={first}"), &org.auditor)
+                .await,
+        )
+        .await,
+    )
+    .unwrap();
+    consistency.verify(&public).unwrap();
+    assert_eq!(consistency.to, head);
+
+    // Another organization's event is answered exactly as one that does
+    // not exist; members get 403; bad input is refused and records nothing.
+    let theirs: Uuid = sqlx::query_scalar("SELECT event_id FROM events WHERE org_id = $1 LIMIT 1")
+        .bind(other)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let foreign = app
+        .audit_get(&format!("{base}/inclusion?event={theirs}"), &org.auditor)
+        .await;
+    let missing = app
+        .audit_get(
+            &format!("{base}/inclusion?event={}", Uuid::now_v7()),
+            &org.auditor,
+        )
+        .await;
+    assert_eq!(foreign.status(), 404);
+    assert_eq!(foreign.text().await.unwrap(), missing.text().await.unwrap());
+    let r = app.audit_get(&format!("{base}/head"), &org.member).await;
+    assert_eq!(r.status(), 403);
+    let reads_before = recorded_reads(&app, org.id).await.len();
+    for (query, field) in [
+        (
+            "inclusion?size=0&event=".to_owned() + &event_id.to_string(),
+            "size",
+        ),
+        (
+            format!("inclusion?event={event_id}&position={}", proof.position),
+            "position",
+        ),
+        ("inclusion".to_owned(), "event"),
+        ("inclusion?position=12".to_owned(), "position"),
+        ("consistency".to_owned(), "from"),
+        (
+            format!("consistency?from={}&to={first}", head.head.tree_size),
+            "to",
+        ),
+        ("consistency?from=99999999999999999999".to_owned(), "from"),
+    ] {
+        let r = app
+            .audit_get(&format!("{base}/{query}"), &org.auditor)
+            .await;
+        let body = assert_problem(r, 422, "validation_failed").await;
+        assert!(body.to_string().contains(field), "{query}: {body}");
+    }
+    assert_eq!(recorded_reads(&app, org.id).await.len(), reads_before);
+
+    // Each answered read was recorded.
+    let operations: Vec<String> = recorded_reads(&app, org.id)
+        .await
+        .into_iter()
+        .map(|(_, p)| p["operation"].as_str().unwrap().to_owned())
+        .collect();
+    for op in [
+        "getLatestTreeHead",
+        "getInclusionProof",
+        "getConsistencyProof",
+    ] {
+        assert!(
+            operations.iter().any(|o| o == op),
+            "{op} not recorded: {operations:?}"
+        );
+    }
+    database.drop_database().await;
+}

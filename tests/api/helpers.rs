@@ -27,6 +27,13 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_over(database, db).await
 }
 
+/// The app over a database of its own (for what covers the whole log, as
+/// the seals do); the test drops the database.
+pub async fn spawn_app_alone(prefix: &str) -> (TestApp, TestDatabase) {
+    let (database, db) = TestDatabase::migrated(prefix).await;
+    (spawn_app_over(database.clone(), db).await, database)
+}
+
 async fn spawn_app_over(database: TestDatabase, db: PgPool) -> TestApp {
     // The app runs as the application role, exactly as in production.
     let pool = app_pool(&database, 8).await;

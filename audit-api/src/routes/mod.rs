@@ -2,6 +2,7 @@
 
 mod export;
 mod log;
+mod seals;
 mod time_travel;
 
 use tasklog_http::Api;
@@ -12,6 +13,7 @@ pub fn routes(api: &mut Api<AuditState>) {
     log::routes(api);
     time_travel::routes(api);
     export::routes(api);
+    seals::routes(api);
 }
 
 /// 404 for a stream that is not the organization's (or not a stream at all).
