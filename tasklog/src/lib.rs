@@ -11,7 +11,9 @@ pub mod startup;
 
 pub use config::Settings;
 pub use projections::{projections_cli, run_projectors, run_projectors_with, ProjectionsCommand};
-pub use startup::{connect, event_store, migrate, AuditApi, CommandApi, QueryApi, MIGRATOR};
+pub use startup::{
+    connect, event_store, migrate, AuditApi, CommandApi, Listening, QueryApi, MIGRATOR,
+};
 
 /// Logs as JSON when `TASKLOG_LOG_JSON` is set; level from `RUST_LOG` (default info).
 pub fn init_tracing() {

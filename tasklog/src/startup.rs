@@ -80,21 +80,24 @@ pub fn event_store(pool: &PgPool) -> Arc<dyn EventStore> {
     PgEventStore::open(pool.clone())
 }
 
-/// The command API, bound and ready to serve.
-pub struct CommandApi {
+/// One of the HTTP APIs, bound and ready to serve.
+pub struct Listening {
+    name: &'static str,
     listener: TcpListener,
     router: axum::Router,
     limits: Limits,
 }
 
-impl CommandApi {
-    pub async fn build(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
-        let store = event_store(&pool);
-        let auth = Authenticator::new(&settings.auth()?)?;
-        let router = tasklog_command_api::router(tasklog_command_api::state(pool, store, auth));
-        let listener = TcpListener::bind(settings.command_addr).await?;
+impl Listening {
+    async fn bind(
+        name: &'static str,
+        settings: &Settings,
+        addr: SocketAddr,
+        router: axum::Router,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
-            listener,
+            name,
+            listener: TcpListener::bind(addr).await?,
             router,
             limits: settings.http_limits(),
         })
@@ -111,33 +114,36 @@ impl CommandApi {
     }
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.addr(), "command API listening");
+        tracing::info!(addr = %self.addr(), "{} listening", self.name);
         crate::http::serve(self.listener, self.router, self.limits, shutdown_signal()).await?;
         Ok(())
     }
 }
 
-/// The query API, bound and ready to serve.
-pub struct QueryApi {
-    listener: TcpListener,
-    router: axum::Router,
-    limits: Limits,
+/// The command API.
+pub struct CommandApi;
+
+impl CommandApi {
+    pub async fn build(settings: &Settings, pool: PgPool) -> anyhow::Result<Listening> {
+        let store = event_store(&pool);
+        let auth = Authenticator::new(&settings.auth()?)?;
+        let router = tasklog_command_api::router(tasklog_command_api::state(pool, store, auth));
+        Listening::bind("command API", settings, settings.command_addr, router).await
+    }
 }
 
+/// The query API.
+pub struct QueryApi;
+
 impl QueryApi {
-    pub async fn build(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
+    pub async fn build(settings: &Settings, pool: PgPool) -> anyhow::Result<Listening> {
         let auth = Arc::new(Authenticator::new(&settings.auth()?)?);
         let store = event_store(&pool);
         let reports = Self::reports(&settings.clickhouse())?;
         let state =
             tasklog_query_api::QueryState::new(pool, store, auth).with_reports(Some(reports));
         let router = tasklog_query_api::router(state);
-        let listener = TcpListener::bind(settings.query_addr).await?;
-        Ok(Self {
-            listener,
-            router,
-            limits: settings.http_limits(),
-        })
+        Listening::bind("query API", settings, settings.query_addr, router).await
     }
 
     /// Where the query API reads its reports: the reporting views of
@@ -154,50 +160,18 @@ impl QueryApi {
             config.timeout,
         ))
     }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
-    }
-
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.addr(), "query API listening");
-        crate::http::serve(self.listener, self.router, self.limits, shutdown_signal()).await?;
-        Ok(())
-    }
 }
 
-/// The auditor API, bound and ready to serve.
-pub struct AuditApi {
-    listener: TcpListener,
-    router: axum::Router,
-    limits: Limits,
-}
+/// The auditor API.
+pub struct AuditApi;
 
 impl AuditApi {
-    pub async fn build(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
+    pub async fn build(settings: &Settings, pool: PgPool) -> anyhow::Result<Listening> {
         let auth = Arc::new(Authenticator::new(&settings.auth()?)?);
         let store = event_store(&pool);
         let router =
             tasklog_audit_api::router(tasklog_audit_api::AuditState::new(pool, store, auth));
-        Ok(Self {
-            listener: TcpListener::bind(settings.audit_addr).await?,
-            router,
-            limits: settings.http_limits(),
-        })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
-    }
-
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.addr(), "auditor API listening");
-        crate::http::serve(self.listener, self.router, self.limits, shutdown_signal()).await?;
-        Ok(())
+        Listening::bind("auditor API", settings, settings.audit_addr, router).await
     }
 }
 
