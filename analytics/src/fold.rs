@@ -701,3 +701,42 @@ impl Facts {
         tasks.chain(projects).chain(members).chain(tags)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tasklog_event_store::{EventMetadata, LogPosition};
+
+    #[test]
+    fn an_auditors_read_is_not_the_products_activity_so_it_makes_no_row_and_no_facts() {
+        let org = Uuid::now_v7();
+        let read = RecordedEvent {
+            event_id: Uuid::now_v7(),
+            stream_id: format!("audit-{org}"),
+            stream_version: 1,
+            position: LogPosition {
+                commit: 7,
+                event: 1,
+            },
+            event_type: "AuditLogRead".into(),
+            schema_version: 1,
+            recorded_at: Utc::now(),
+            metadata: EventMetadata {
+                org_id: org,
+                actor_id: Some(Uuid::now_v7()),
+                correlation_id: Uuid::now_v7(),
+                causation_id: None,
+                occurred_at: Utc::now(),
+            },
+            payload: serde_json::json!({ "operation": "listAuditEvents" }),
+            prev_hash: None,
+            hash: vec![0; 32],
+        };
+        let decoded = Decoded::of(&read).unwrap();
+        assert!(matches!(decoded, Decoded::Audit));
+        assert_eq!(decoded.key(org), None);
+        let mut fold = Fold::default();
+        fold.apply(&read, &decoded).unwrap();
+        assert!(fold.rows.events.is_empty() && fold.touched.is_empty());
+    }
+}
