@@ -17,6 +17,8 @@
 //! f) `tasklog audit verify` over the log of a) (part `audit`): events/s,
 //!    beside a plain sequential read of the whole log through the store in
 //!    the same run.
+//! g) The auditor API's as-of over a task of BENCH_ASOF_EVENTS events
+//!    (part `asof`): p50/p99 over real HTTP at its last and middle event.
 //!
 //! `cargo bench -p tasklog --bench read_side`. Environment:
 //! BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres),
@@ -28,7 +30,8 @@
 //! 0 queries the first database instead), BENCH_TASKS_EVENTS (events in the
 //! query database, default 2.4 × BENCH_TASKS), BENCH_QUERIES (2000),
 //! BENCH_POOL (the command API's connections in the lag run, 40), BENCH_CHECKPOINT (1: CHECKPOINT before each lag run),
-//! BENCH_LAG_WORKERS (64), BENCH_ONLY (comma list of generate,rebuild,lag,query,analytics,views,audit; default all).
+//! BENCH_LAG_WORKERS (64), BENCH_ONLY (comma list of generate,rebuild,lag,query,analytics,views,audit,asof; default all),
+//! BENCH_ASOF_EVENTS (events of the as-of task, 1000), BENCH_ASOF_QUERIES (200).
 //! Databases: tasklog_bench_read and tasklog_bench_read_tasks (dropped first).
 //! Compare with `../shared/bench/pg-insert-baseline.sh` run in the same sitting.
 
@@ -117,6 +120,10 @@ async fn main() -> anyhow::Result<()> {
 
     if run("audit") {
         audit(&owner, &pool, report.events).await?;
+    }
+
+    if run("asof") {
+        as_of(&settings, &pool, &report, env_or("BENCH_ASOF_EVENTS", 1000)).await?;
     }
 
     if run("rebuild") || run("lag") {
@@ -1083,5 +1090,104 @@ async fn query_tasks(
     if let Some(f) = first_failure {
         println!("query.errors   first: {f}");
     }
+    Ok(())
+}
+
+/// g) The auditor API's as-of over a task of `events` events: the command
+/// API edits one generated task until its stream holds that many, then
+/// `GET …/audit/streams/task-…/as-of?at=` (the whole stream replayed through
+/// the domain's `evolve`, and the read recorded) at its last and its middle
+/// event, p50/p99 over real HTTP.
+async fn as_of(
+    settings: &Settings,
+    pool: &PgPool,
+    report: &GenerateReport,
+    events: usize,
+) -> anyhow::Result<()> {
+    let org = &report.orgs[0];
+    let owner = &org.members[0];
+    let token = tasklog_http::auth::mint_hs256(
+        tasklog::config::DEV_JWT_SECRET,
+        owner.user_id,
+        Some(&owner.handle),
+        3600,
+    )?;
+    let stream: String = sqlx::query_scalar(
+        "SELECT stream_id FROM events WHERE org_id = $1 AND stream_id LIKE 'task-%' \
+         AND event_type = 'TaskCreated' LIMIT 1",
+    )
+    .bind(org.org_id)
+    .fetch_one(pool)
+    .await?;
+    let task = stream.trim_start_matches("task-").to_owned();
+    let commands = tasklog::CommandApi::build(settings, pool.clone()).await?;
+    let audit = tasklog::AuditApi::build(settings, pool.clone()).await?;
+    let (command_url, audit_url) = (
+        format!("http://{}", commands.addr()),
+        format!("http://{}", audit.addr()),
+    );
+    let served = tokio::spawn(async move {
+        tokio::select! {
+            r = commands.run_until_stopped() => r,
+            r = audit.run_until_stopped() => r,
+        }
+    });
+    let client = reqwest::Client::new();
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events WHERE stream_id = $1")
+            .bind(&stream)
+            .fetch_one(pool)
+            .await
+    };
+    let mut n = count().await? as usize;
+    while n < events {
+        let r = client
+            .patch(format!("{command_url}/v1/orgs/{}/tasks/{task}", org.org_id))
+            .bearer_auth(&token)
+            .json(&json!({ "title": format!("title {n}") }))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            r.status().is_success(),
+            "editing the task: {}",
+            r.text().await?
+        );
+        n += 1;
+    }
+    let positions: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text::bigint, global_position FROM events \
+         WHERE stream_id = $1 ORDER BY stream_version",
+    )
+    .bind(&stream)
+    .fetch_all(pool)
+    .await?;
+    let queries: usize = env_or("BENCH_ASOF_QUERIES", 200);
+    println!(
+        "# g) auditor API as-of: a task of {} events, {queries} reads per point",
+        positions.len()
+    );
+    for (label, (commit, event)) in [
+        ("last", positions[positions.len() - 1]),
+        ("middle", positions[positions.len() / 2]),
+    ] {
+        let url = format!(
+            "{audit_url}/v1/orgs/{}/audit/streams/{stream}/as-of?at={commit}.{event}",
+            org.org_id
+        );
+        let mut latency = histogram();
+        for _ in 0..queries {
+            let started = Instant::now();
+            let r = client.get(&url).bearer_auth(&token).send().await?;
+            anyhow::ensure!(r.status().is_success(), "as-of: {}", r.text().await?);
+            r.bytes().await?;
+            latency.record(started.elapsed().as_micros().max(1) as u64)?;
+        }
+        println!(
+            "as-of          at the {label:<6} event     p50={:>8.2} ms p99={:>8.2} ms",
+            ms(&latency, 0.5),
+            ms(&latency, 0.99)
+        );
+    }
+    served.abort();
     Ok(())
 }
