@@ -64,16 +64,18 @@ pub const PROJECTOR_SESSION: &str = "tasklog-projector";
 /// The log's horizon, as an SQL expression: events of transactions below it
 /// are all visible to the statement's snapshot. It is the oldest transaction
 /// running at the snapshot that may append events. Transactions of sessions
-/// that logged in as the projector role are skipped only when the activity
-/// table names them (one that finished meanwhile is not named and still
-/// counts: the horizon is only ever too low, never too high). The login role
-/// (`usesysid`) is fixed for a session's life, unlike `current_user` or
-/// `application_name`. `backend_xid` is a 32-bit xid, hence the modulo.
+/// that logged in as the projector or the sealer role (neither may append)
+/// are skipped only when the activity table names them (one that finished
+/// meanwhile is not named and still counts: the horizon is only ever too
+/// low, never too high). The login role (`usesysid`) is fixed for a
+/// session's life, unlike `current_user` or `application_name`.
+/// `backend_xid` is a 32-bit xid, hence the modulo.
 const HORIZON: &str = "(SELECT coalesce(min(x), pg_snapshot_xmax(pg_current_snapshot())) \
     FROM pg_snapshot_xip(pg_current_snapshot()) AS x \
     WHERE x::text::bigint % 4294967296 NOT IN ( \
         SELECT backend_xid::text::bigint FROM pg_stat_get_activity(NULL) \
-        WHERE usesysid = (SELECT oid FROM pg_roles WHERE rolname = 'tasklog_projector') \
+        WHERE usesysid IN (SELECT oid FROM pg_roles \
+                           WHERE rolname IN ('tasklog_projector', 'tasklog_sealer')) \
           AND backend_xid IS NOT NULL))";
 
 /// [`HighWaterMark::held_back_events`] counts up to this many.
@@ -849,14 +851,18 @@ fn decode_envelope(r: &PgRow, schema_version: u16) -> Result<RecordedEvent, sqlx
 mod tests {
     use super::*;
 
-    /// The role is spelled out in SQL: the readers' horizon, the migration
-    /// that creates it and the trigger that keeps its sessions from appending.
+    /// The roles are spelled out in SQL: the readers' horizon, the
+    /// migrations that create them and the trigger that keeps projector
+    /// sessions from appending.
     #[test]
-    fn the_horizon_and_the_migration_name_the_same_projector_role() {
+    fn the_horizon_and_the_migrations_name_the_same_projector_and_sealer_roles() {
         let migration = include_str!("../../migrations/postgres/20261130000001_projector_role.sql");
         let quoted = format!("'{PROJECTOR_ROLE}'");
-        assert!(HORIZON.contains(&format!("rolname = {quoted}")));
+        let sealer = seals::SEALER_ROLE;
+        assert!(HORIZON.contains(&format!("rolname IN ({quoted}, '{sealer}')")));
         assert!(migration.contains(&format!("CREATE ROLE {PROJECTOR_ROLE} LOGIN")));
         assert!(migration.contains(&format!("session_user = {quoted}")));
+        let seals = include_str!("../../migrations/postgres/20261201000100_seals.sql");
+        assert!(seals.contains(&format!("CREATE ROLE {sealer} LOGIN")));
     }
 }

@@ -165,6 +165,32 @@ async fn readers_wait_for_open_transactions_except_projector_sessions(pool: PgPo
     projectors.close().await;
 }
 
+/// The sealer may not append either, so its open transaction (it inserts
+/// leaves and heads) does not hold the application's readers back.
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
+async fn an_open_sealer_transaction_does_not_hold_the_applications_readers_back(pool: PgPool) {
+    let app = PgPool::connect_with(as_app_role(&pool)).await.unwrap();
+    let store = PgEventStore::open(app.clone());
+    let sealers = tasklog_event_store_postgres::seals::sealer_pool(&pool, 1);
+    let mut sealing = open_silent(&sealers).await;
+    let stream = new_stream();
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+    let own: HashSet<String> = [stream].into();
+    assert_eq!(
+        read_own(store.as_ref(), LogPosition::START, &own, 1)
+            .await
+            .len(),
+        1,
+        "the append is readable while the sealer's transaction is open"
+    );
+    sqlx::query("COMMIT").execute(&mut sealing).await.unwrap();
+    sealers.close().await;
+    app.close().await;
+}
+
 /// Whether readers wait for a transaction rests on the role its session
 /// logged in as, which the session cannot change: a session that appends and
 /// then takes on every mark it can change (`application_name`, `SET ROLE`)
