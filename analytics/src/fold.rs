@@ -731,6 +731,8 @@ mod tests {
             payload: serde_json::json!({ "operation": "listAuditEvents" }),
             prev_hash: None,
             hash: vec![0; 32],
+            hash_scheme: Default::default(),
+            salts: Default::default(),
         };
         let decoded = Decoded::of(&read).unwrap();
         assert!(matches!(decoded, Decoded::Audit));

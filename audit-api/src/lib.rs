@@ -130,6 +130,7 @@ impl Reader {
                     event_type: event_type.to_owned(),
                     schema_version: e.schema_version(),
                     payload,
+                    personal: e.personal_fields(),
                     metadata: EventMetadata {
                         org_id: self.org,
                         actor_id: Some(self.user),

@@ -39,7 +39,7 @@ impl JsonSchema for LoggedEvent {
 #[derive(JsonSchema)]
 #[schemars(
     description = "One stored event with its whole envelope and hashes, as an event \
-                          line of the export (`tasklog-export-v1`) writes it."
+                          line of the export (`tasklog-export-v2`) writes it."
 )]
 struct Envelope {
     event_id: Uuid,
@@ -69,7 +69,28 @@ struct Envelope {
     /// lowercase hex (see docs/audit.md).
     #[schemars(pattern(r"^[0-9a-f]{64}$"))]
     hash: String,
+    /// How `hash` was computed (docs/audit.md).
+    hash_scheme: HashSchemeName,
+    /// v2 only: the salt of each personal field the hash commits to, by
+    /// JSON Pointer (`/title`), lowercase hex; absent when there are none
+    /// or when the listing does not carry them (the export always does).
+    #[serde(default)]
+    salts: Option<std::collections::BTreeMap<String, SaltHex>>,
 }
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+enum HashSchemeName {
+    #[serde(rename = "tasklog-event-v1")]
+    V1,
+    #[serde(rename = "tasklog-event-v2")]
+    V2,
+}
+
+#[derive(JsonSchema)]
+#[schemars(transparent)]
+#[allow(dead_code)]
+struct SaltHex(#[schemars(pattern(r"^[0-9a-f]{64}$"))] String);
 
 /// A page of a list, oldest first.
 #[derive(Debug, Serialize, JsonSchema)]

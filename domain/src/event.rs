@@ -30,6 +30,36 @@ pub trait DomainEvent:
     fn schema_version(&self) -> u16 {
         1
     }
+    /// The payload's personal fields (names, handles, free text), as JSON
+    /// Pointers: those its JSON Schema marks `"x-personal": true`. The store
+    /// commits to them through salted hashes, so they can be erased later
+    /// without breaking the hash chain.
+    fn personal_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
+
+/// The `"x-personal": true` properties of each payload schema, as JSON
+/// Pointers, by event type: read from the schemas once, so that the schema
+/// is the one list the writer, the verifier and a later eraser share.
+pub(crate) fn personal_fields_of(
+    schemas: Vec<(&'static str, u16, schemars::Schema)>,
+) -> std::collections::HashMap<&'static str, &'static [&'static str]> {
+    schemas
+        .into_iter()
+        .map(|(event_type, _, schema)| {
+            let mut fields: Vec<&'static str> = schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter(|(_, p)| p.get("x-personal") == Some(&Value::Bool(true)))
+                .map(|(name, _)| &*Box::leak(format!("/{name}").into_boxed_str()))
+                .collect();
+            fields.sort_unstable();
+            (event_type, &*Box::leak(fields.into_boxed_slice()))
+        })
+        .collect()
 }
 
 /// The stream name of aggregate `A` with id `id`: `"{CATEGORY}-{id}"`.
@@ -109,6 +139,17 @@ macro_rules! domain_events {
                 match self {
                     $( Self::$variant(_) => stringify!($variant), )*
                 }
+            }
+
+            fn personal_fields(&self) -> &'static [&'static str] {
+                static FIELDS: std::sync::OnceLock<
+                    std::collections::HashMap<&'static str, &'static [&'static str]>,
+                > = std::sync::OnceLock::new();
+                FIELDS
+                    .get_or_init(|| $crate::event::personal_fields_of(Self::schemas()))
+                    .get(self.event_type())
+                    .copied()
+                    .unwrap_or(&[])
             }
         }
 

@@ -164,6 +164,7 @@ pub struct OrganizationCreated {
     pub org_id: OrgId,
     pub name: String,
     pub owner_id: UserId,
+    #[schemars(extend("x-personal" = true))]
     pub owner_handle: String,
 }
 
@@ -171,6 +172,7 @@ pub struct OrganizationCreated {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 pub struct MemberAdded {
     pub user_id: UserId,
+    #[schemars(extend("x-personal" = true))]
     pub handle: String,
     pub role: Role,
 }

@@ -159,7 +159,9 @@ pub struct TaskCreated {
     pub number: u64,
     /// `"{project key}-{number}"`, e.g. `WEB-42`.
     pub key: String,
+    #[schemars(extend("x-personal" = true))]
     pub title: String,
+    #[schemars(extend("x-personal" = true))]
     pub description: String,
     pub priority: Priority,
     pub due_date: Option<NaiveDate>,
@@ -172,7 +174,9 @@ pub struct TaskCreated {
 /// A task's details changed; holds the full new values.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 pub struct TaskDetailsEdited {
+    #[schemars(extend("x-personal" = true))]
     pub title: String,
+    #[schemars(extend("x-personal" = true))]
     pub description: String,
     pub priority: Priority,
     pub due_date: Option<NaiveDate>,
@@ -221,6 +225,7 @@ pub struct TaskArchived {}
 pub struct CommentAdded {
     pub comment_id: CommentId,
     pub author: UserId,
+    #[schemars(extend("x-personal" = true))]
     pub body: String,
     /// Members mentioned in the body.
     pub mentions: Vec<UserId>,
@@ -230,6 +235,7 @@ pub struct CommentAdded {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 pub struct CommentEdited {
     pub comment_id: CommentId,
+    #[schemars(extend("x-personal" = true))]
     pub body: String,
     /// Members mentioned in the new body.
     pub mentions: Vec<UserId>,

@@ -7,7 +7,7 @@ use tasklog_event_store::verify::{Finding, StreamVerifier};
 use tasklog_event_store::StoreError;
 use uuid::Uuid;
 
-use crate::{decode_row, store_error, SELECT_EVENT};
+use crate::{decode_row, store_error, SELECT_EVENT_WITH_SALTS};
 
 /// Streams asked for at a time.
 const STREAMS_PAGE: i64 = 500;
@@ -15,6 +15,22 @@ const STREAMS_PAGE: i64 = 500;
 const EVENTS_PAGE: i64 = 1_000;
 /// Events read at a time by the pass over the whole log.
 const SCAN_PAGE: usize = 10_000;
+
+/// One stream's events as stored, with the salts of their personal fields:
+/// everything its hashes are recomputed from.
+pub async fn read_stream_as_stored(
+    pool: &PgPool,
+    stream: &str,
+) -> Result<Vec<tasklog_event_store::RecordedEvent>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "{SELECT_EVENT_WITH_SALTS} WHERE stream_id = $1 ORDER BY stream_version"
+    ))
+    .bind(stream)
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    rows.iter().map(decode_row).collect()
+}
 
 /// What a verification went over.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,7 +90,7 @@ async fn verify_stream(
     let mut after = 0i64;
     loop {
         let rows = sqlx::query(&format!(
-            "{SELECT_EVENT} WHERE stream_id = $1 AND stream_version > $2 \
+            "{SELECT_EVENT_WITH_SALTS} WHERE stream_id = $1 AND stream_version > $2 \
              ORDER BY stream_version LIMIT $3"
         ))
         .bind(stream)
@@ -172,7 +188,7 @@ async fn read_pages(pool: PgPool, pages: tokio::sync::mpsc::Sender<Result<Page, 
 
 async fn read_page(pool: &PgPool, after: &(String, i64)) -> Result<Page, StoreError> {
     let rows = sqlx::query(&format!(
-        "{SELECT_EVENT} WHERE (stream_id, stream_version) > ($1, $2) \
+        "{SELECT_EVENT_WITH_SALTS} WHERE (stream_id, stream_version) > ($1, $2) \
          ORDER BY stream_id, stream_version LIMIT $3"
     ))
     .bind(&after.0)

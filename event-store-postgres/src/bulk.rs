@@ -11,7 +11,8 @@
 use std::fmt::Write as _;
 
 use chrono::SecondsFormat;
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
+use tasklog_event_store::hash::{HashScheme, Salts};
 use tasklog_event_store::EventMetadata;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -21,7 +22,9 @@ use crate::CHANNEL;
 /// The statement each chunk is written with (text format).
 const COPY_STATEMENT: &str = "COPY events (event_id, stream_id, stream_version, event_type, \
     schema_version, occurred_at, org_id, actor_id, correlation_id, causation_id, payload, \
-    prev_hash, hash) FROM STDIN";
+    prev_hash, hash, hash_scheme) FROM STDIN";
+/// The salts of the chunk's v2 events, after the events (they refer to them).
+const COPY_SALTS_STATEMENT: &str = "COPY event_salts (event_id, salts) FROM STDIN";
 
 /// One stored event, as an append would have written it.
 pub struct BulkRow<'a> {
@@ -34,6 +37,9 @@ pub struct BulkRow<'a> {
     pub payload: &'a serde_json::Value,
     pub prev_hash: Option<&'a [u8]>,
     pub hash: &'a [u8],
+    pub hash_scheme: HashScheme,
+    /// The salts a v2 hash committed to (empty: none).
+    pub salts: &'a Salts,
 }
 
 /// Rows of one `COPY`, in its text format.
@@ -41,6 +47,8 @@ pub struct BulkRow<'a> {
 pub struct CopyChunk {
     pub data: String,
     pub rows: u64,
+    /// `event_salts` rows, in the same format.
+    pub salts: String,
 }
 
 impl CopyChunk {
@@ -79,7 +87,16 @@ impl CopyChunk {
         }
         b.push('\t');
         push_bytea(b, row.hash);
-        b.push('\n');
+        let _ = writeln!(b, "\t{}", row.hash_scheme.code());
+        if !row.salts.is_empty() {
+            // Hex and pointers of plain field names: nothing COPY escapes.
+            let _ = writeln!(
+                self.salts,
+                "{}\t{}",
+                row.event_id,
+                serde_json::to_string(row.salts)?
+            );
+        }
         self.rows += 1;
         Ok(())
     }
@@ -91,6 +108,7 @@ impl CopyChunk {
         CopyChunk {
             data,
             rows: std::mem::take(&mut self.rows),
+            salts: std::mem::take(&mut self.salts),
         }
     }
 }
@@ -124,9 +142,17 @@ pub async fn copy_chunks(
     let mut conn = pool.acquire().await?;
     let mut copied = Copied::default();
     while let Some(chunk) = chunks.recv().await {
-        let mut copy = conn.copy_in_raw(COPY_STATEMENT).await?;
+        // Events and their salts together, or neither.
+        let mut tx = conn.begin().await?;
+        let mut copy = tx.copy_in_raw(COPY_STATEMENT).await?;
         copy.send(chunk.data.into_bytes()).await?;
         copy.finish().await?;
+        if !chunk.salts.is_empty() {
+            let mut copy = tx.copy_in_raw(COPY_SALTS_STATEMENT).await?;
+            copy.send(chunk.salts.into_bytes()).await?;
+            copy.finish().await?;
+        }
+        tx.commit().await?;
         copied.rows += chunk.rows;
         copied.chunks += 1;
         progress(copied.rows);

@@ -12,7 +12,7 @@ use tasklog_event_store::export::{ExportHeader, ExportLine, ExportTrailer, Expor
 use tasklog_event_store::StoreError;
 use uuid::Uuid;
 
-use crate::{decode_row, store_error, SELECT_EVENT};
+use crate::{decode_row, store_error, SELECT_EVENT_WITH_SALTS};
 
 /// Events read at a time, unless the caller says otherwise.
 pub const EXPORT_PAGE: usize = 1_000;
@@ -107,7 +107,7 @@ impl Export {
             return Ok(());
         };
         let rows = sqlx::query(&format!(
-            "{SELECT_EVENT} WHERE org_id = $1 AND (stream_id, stream_version) > ($2, $3) \
+            "{SELECT_EVENT_WITH_SALTS} WHERE org_id = $1 AND (stream_id, stream_version) > ($2, $3) \
              ORDER BY stream_id, stream_version LIMIT $4"
         ))
         .bind(self.org)
@@ -126,7 +126,7 @@ impl Export {
             self.after.1 = event.stream_version as i64;
             self.trailer.events += 1;
             self.pending
-                .push_back(ExportLine::Event(ExportedEvent::from(event)));
+                .push_back(ExportLine::Event(Box::new(ExportedEvent::from(event))));
         }
         if rows.len() < self.page {
             if let Some(tx) = self.tx.take() {

@@ -35,7 +35,9 @@ use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
 use sqlx::postgres::{PgListener, PgPool, PgRow};
 use sqlx::{Connection, PgConnection, Row};
-use tasklog_event_store::hash::{content_hash, to_micros, HashInput};
+use tasklog_event_store::hash::{
+    content_hash_v2, fresh_salts, to_micros, HashInput, HashScheme, Salts,
+};
 use tasklog_event_store::{
     AppendResult, AppendSignal, Appends, Backlog, EventMetadata, EventStore, ExpectedVersion,
     HighWaterMark, LogPage, LogPosition, NewEvent, OpenTransaction, RecordedEvent, StoreError,
@@ -81,10 +83,23 @@ const HORIZON: &str = "(SELECT coalesce(min(x), pg_snapshot_xmax(pg_current_snap
 /// [`HighWaterMark::held_back_events`] counts up to this many.
 pub const HELD_BACK_COUNTED: u64 = 10_000;
 
-const SELECT_EVENT: &str = "SELECT event_id, stream_id, stream_version, \
-    transaction_id::text::bigint AS commit, global_position, event_type, schema_version, \
-    occurred_at, recorded_at, org_id, actor_id, correlation_id, causation_id, payload, prev_hash, hash \
-    FROM events";
+macro_rules! event_columns {
+    () => {
+        "SELECT event_id, stream_id, stream_version, \
+         transaction_id::text::bigint AS commit, global_position, event_type, schema_version, \
+         occurred_at, recorded_at, org_id, actor_id, correlation_id, causation_id, payload, \
+         prev_hash, hash, hash_scheme"
+    };
+}
+
+const SELECT_EVENT: &str = concat!(event_columns!(), " FROM events");
+
+/// Events with the salts of their personal fields (`hash::Salts`): for the
+/// paths that check or hand out hashes (verify, export), not for readers.
+const SELECT_EVENT_WITH_SALTS: &str = concat!(
+    event_columns!(),
+    ", salts FROM events LEFT JOIN event_salts USING (event_id)"
+);
 
 /// PostgreSQL event store. Cheap to clone; clones share their background
 /// tasks.
@@ -706,20 +721,28 @@ async fn run_append<'e, E: sqlx::PgExecutor<'e>>(
     let mut causations = Vec::with_capacity(n);
     let mut payloads = Vec::with_capacity(n);
     let mut hashes = Vec::with_capacity(n);
+    let mut salts = Vec::with_capacity(n);
     for e in events {
         let metadata = EventMetadata {
             occurred_at: to_micros(e.metadata.occurred_at),
             ..e.metadata.clone()
         };
         // The version is chained in by the database, which alone knows it for `Any`.
-        hashes.push(content_hash(&HashInput {
-            event_id: e.event_id,
-            stream_id: stream,
-            event_type: &e.event_type,
-            schema_version: e.schema_version,
-            metadata: &metadata,
-            payload: &e.payload,
-        }));
+        let event_salts = fresh_salts(&e.payload, e.personal);
+        let content = content_hash_v2(
+            &HashInput {
+                event_id: e.event_id,
+                stream_id: stream,
+                event_type: &e.event_type,
+                schema_version: e.schema_version,
+                metadata: &metadata,
+                payload: &e.payload,
+            },
+            &event_salts,
+        )
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        hashes.push(content);
+        salts.push((!event_salts.is_empty()).then_some(sqlx::types::Json(event_salts)));
         ids.push(e.event_id);
         types.push(e.event_type.clone());
         schemas.push(i32::from(e.schema_version));
@@ -737,7 +760,7 @@ async fn run_append<'e, E: sqlx::PgExecutor<'e>>(
     };
     let rows: Vec<(Option<i64>, Option<i64>, i64, bool)> = sqlx::query_as(
         "SELECT o_commit, o_position, o_version, o_conflict FROM append_events(\
-         $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(stream)
     .bind(expected_arg)
@@ -751,6 +774,8 @@ async fn run_append<'e, E: sqlx::PgExecutor<'e>>(
     .bind(&causations)
     .bind(&payloads)
     .bind(&hashes)
+    .bind(HashScheme::V2.code())
+    .bind(&salts)
     .fetch_all(executor)
     .await?;
     if let Some((_, _, actual, true)) = rows.first() {
@@ -844,6 +869,16 @@ fn decode_envelope(r: &PgRow, schema_version: u16) -> Result<RecordedEvent, sqlx
         payload: r.try_get("payload")?,
         prev_hash: r.try_get("prev_hash")?,
         hash: r.try_get("hash")?,
+        hash_scheme: {
+            let code: i16 = r.try_get("hash_scheme")?;
+            HashScheme::from_code(code)
+                .ok_or_else(|| sqlx::Error::Decode(format!("unknown hash scheme {code}").into()))?
+        },
+        salts: match r.try_get::<Option<sqlx::types::Json<Salts>>, _>("salts") {
+            Ok(salts) => salts.map(|s| s.0).unwrap_or_default(),
+            Err(sqlx::Error::ColumnNotFound(_)) => Salts::new(),
+            Err(e) => return Err(e),
+        },
     })
 }
 

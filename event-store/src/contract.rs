@@ -28,6 +28,7 @@ pub fn event(n: u64) -> NewEvent {
         event_type: "ThingHappened".into(),
         schema_version: 1,
         payload: json!({ "n": n, "note": "contract" }),
+        personal: &[],
         metadata: EventMetadata {
             org_id: Uuid::nil(),
             actor_id: Some(Uuid::now_v7()),

@@ -22,20 +22,23 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::hash::{HashScheme, Salts};
 use crate::verify::{Finding, StreamVerifier};
 use crate::{EventMetadata, LogPosition, RecordedEvent};
 
-/// The `format` of the header line.
-pub const FORMAT: &str = "tasklog-export-v1";
-/// The hash scheme of the exported events (see [`crate::hash`]).
-pub const HASH_SCHEME: &str = "tasklog-event-v1";
+/// The `format` of the header line: v2 names each event's hash scheme and
+/// carries its salts.
+pub const FORMAT: &str = "tasklog-export-v2";
+/// Exports made before the v2 scheme: every event is `tasklog-event-v1`,
+/// which the header says once.
+pub const FORMAT_V1: &str = "tasklog-export-v1";
 
 /// One line of an export file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "line", rename_all = "snake_case")]
 pub enum ExportLine {
     Header(ExportHeader),
-    Event(ExportedEvent),
+    Event(Box<ExportedEvent>),
     Trailer(ExportTrailer),
 }
 
@@ -49,8 +52,10 @@ pub struct ExportHeader {
     /// When the export's snapshot of the store was taken.
     #[serde(with = "micros")]
     pub exported_at: DateTime<Utc>,
-    /// [`HASH_SCHEME`].
-    pub hash_scheme: String,
+    /// Only in [`FORMAT_V1`] files: `tasklog-event-v1`, the scheme of
+    /// every event in them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_scheme: Option<String>,
 }
 
 impl ExportHeader {
@@ -59,7 +64,7 @@ impl ExportHeader {
             format: FORMAT.into(),
             org,
             exported_at,
-            hash_scheme: HASH_SCHEME.into(),
+            hash_scheme: None,
         }
     }
 }
@@ -97,6 +102,13 @@ pub struct ExportedEvent {
     /// Lowercase hex.
     #[serde(with = "crate::hex_bytes")]
     pub hash: Vec<u8>,
+    /// How `hash` was computed (absent in [`FORMAT_V1`] files: v1).
+    #[serde(default)]
+    pub hash_scheme: HashScheme,
+    /// The salts of the personal fields a v2 hash commits to, by JSON
+    /// Pointer (absent when there are none).
+    #[serde(default, skip_serializing_if = "Salts::is_empty")]
+    pub salts: Salts,
 }
 
 impl From<RecordedEvent> for ExportedEvent {
@@ -117,6 +129,8 @@ impl From<RecordedEvent> for ExportedEvent {
             payload: e.payload,
             prev_hash: e.prev_hash,
             hash: e.hash,
+            hash_scheme: e.hash_scheme,
+            salts: e.salts,
         }
     }
 }
@@ -141,6 +155,8 @@ impl From<ExportedEvent> for RecordedEvent {
             payload: e.payload,
             prev_hash: e.prev_hash,
             hash: e.hash,
+            hash_scheme: e.hash_scheme,
+            salts: e.salts,
         }
     }
 }
@@ -232,9 +248,9 @@ impl fmt::Display for ExportFinding {
 pub enum ExportError {
     #[error("the export could not be read")]
     Io(#[from] std::io::Error),
-    #[error("the export's format is {0:?}; this verifier knows {FORMAT:?}")]
+    #[error("the export's format is {0:?}; this verifier knows {FORMAT:?} and {FORMAT_V1:?}")]
     UnknownFormat(String),
-    #[error("the export's hash scheme is {0:?}; this verifier knows {HASH_SCHEME:?}")]
+    #[error("the export's hash scheme is {0:?}; a {FORMAT_V1:?} file holds only tasklog-event-v1")]
     UnknownHashScheme(String),
 }
 
@@ -290,11 +306,14 @@ impl ExportVerifier {
         }
         match parsed {
             ExportLine::Header(header) if line == 1 => {
-                if header.format != FORMAT {
-                    return Err(ExportError::UnknownFormat(header.format));
-                }
-                if header.hash_scheme != HASH_SCHEME {
-                    return Err(ExportError::UnknownHashScheme(header.hash_scheme));
+                let v1 = HashScheme::V1.name();
+                match (header.format.as_str(), header.hash_scheme.as_deref()) {
+                    (FORMAT, None) => {}
+                    (FORMAT_V1, Some(scheme)) if scheme == v1 => {}
+                    (FORMAT | FORMAT_V1, Some(scheme)) => {
+                        return Err(ExportError::UnknownHashScheme(scheme.to_owned()))
+                    }
+                    _ => return Err(ExportError::UnknownFormat(header.format)),
                 }
                 self.org = Some(header.org);
             }
@@ -316,7 +335,7 @@ impl ExportVerifier {
                     self.finish_stream(on_finding);
                 }
                 self.found.events += 1;
-                self.stream.push(event.into());
+                self.stream.push((*event).into());
             }
             ExportLine::Trailer(trailer) => {
                 self.finish_stream(on_finding);
@@ -427,6 +446,8 @@ mod tests {
                     payload,
                     prev_hash: prev.replace(hash.clone()),
                     hash,
+                    hash_scheme: HashScheme::V1,
+                    salts: Salts::new(),
                 };
                 e.into()
             })
@@ -439,7 +460,12 @@ mod tests {
             "2026-12-01T00:00:00Z".parse().unwrap(),
         ));
         std::iter::once(header)
-            .chain(events.iter().cloned().map(ExportLine::Event))
+            .chain(
+                events
+                    .iter()
+                    .cloned()
+                    .map(|e| ExportLine::Event(Box::new(e))),
+            )
             .chain(trailer.map(ExportLine::Trailer))
             .map(|l| serde_json::to_string(&l).unwrap())
             .collect()
@@ -465,7 +491,8 @@ mod tests {
 
     #[test]
     fn an_event_line_keeps_the_stored_times_and_hex_hashes() {
-        let line = serde_json::to_value(ExportLine::Event(stream("task-a", 2).remove(1))).unwrap();
+        let line = serde_json::to_value(ExportLine::Event(Box::new(stream("task-a", 2).remove(1))))
+            .unwrap();
         assert_eq!(line["line"], "event");
         assert_eq!(line["occurred_at"], "2026-11-30T12:00:00.123456Z");
         assert_eq!(line["position"], "7.2");

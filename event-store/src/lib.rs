@@ -139,6 +139,9 @@ pub struct NewEvent {
     pub schema_version: u16,
     pub payload: serde_json::Value,
     pub metadata: EventMetadata,
+    /// The payload's personal fields, as JSON Pointers (`/title`): a v2 hash
+    /// commits to each through a salted hash, so it can be erased later.
+    pub personal: &'static [&'static str],
 }
 
 /// An event as stored, with its envelope.
@@ -159,6 +162,13 @@ pub struct RecordedEvent {
     pub prev_hash: Option<Vec<u8>>,
     #[serde(with = "hex_bytes")]
     pub hash: Vec<u8>,
+    /// How `hash` was computed (rows keep the scheme they were written with).
+    #[serde(default)]
+    pub hash_scheme: hash::HashScheme,
+    /// The salts of the personal fields a v2 hash commits to. Read only where
+    /// hashes are checked (verify, export); empty elsewhere.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub salts: hash::Salts,
 }
 
 /// What an append did.

@@ -162,6 +162,7 @@ fn event(org: Uuid, e: TaskEvent) -> NewEvent {
         event_type: event_type.into(),
         schema_version: 1,
         payload,
+        personal: &[],
         metadata: EventMetadata {
             org_id: org,
             actor_id: Some(org),

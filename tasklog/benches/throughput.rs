@@ -122,6 +122,7 @@ async fn bench_store(
                         event_type: "BenchHappened".into(),
                         schema_version: 1,
                         payload: payload.clone(),
+                        personal: &[],
                         metadata: EventMetadata {
                             org_id: Uuid::nil(),
                             actor_id: None,

@@ -35,13 +35,16 @@ use anyhow::Context as _;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tasklog_domain::{
     encode_event, mentioned_handles, stream_name, Aggregate, DomainEvent, OrgCommand, Organization,
     Priority, Project, ProjectCommand, ProjectEvent, Role, StatusCategory, TagCatalog, TagCommand,
     Task, TaskCommand, TaskEvent, Workflow,
 };
-use tasklog_event_store::hash::{chain_hash, content_hash, to_micros, HashInput};
+use tasklog_event_store::hash::{
+    chain_hash, content_hash_v2, salts_with, to_micros, HashInput, HashScheme, Salt, Salts,
+};
 use tasklog_event_store::EventMetadata;
 use tasklog_event_store_postgres::bulk::{self, BulkRow, CopyChunk};
 use uuid::Uuid;
@@ -206,6 +209,22 @@ pub async fn cli(admin_database_url: &str, options: GenerateOptions) -> anyhow::
     Ok(())
 }
 
+/// Salts for a generated event's personal fields, derived from its id and
+/// field so that the same seed gives the same log (generated text is not
+/// anyone's personal data; the store's appends draw random salts).
+fn generated_salts(event_id: Uuid, payload: &serde_json::Value, personal: &[&str]) -> Salts {
+    salts_with(payload, personal, |path| {
+        Salt(
+            Sha256::new()
+                .chain_update(b"tasklog-generate-salt\n")
+                .chain_update(event_id.as_bytes())
+                .chain_update(path.as_bytes())
+                .finalize()
+                .into(),
+        )
+    })
+}
+
 /// splitmix64: small, fast, good enough to shape test data.
 struct Rng(u64);
 
@@ -306,14 +325,18 @@ impl Sink {
         meta: &EventMetadata,
     ) -> anyhow::Result<()> {
         let (event_type, payload) = encode_event(event);
-        let content = content_hash(&HashInput {
-            event_id,
-            stream_id: &stream.id,
-            event_type,
-            schema_version: event.schema_version(),
-            metadata: meta,
-            payload: &payload,
-        });
+        let salts = generated_salts(event_id, &payload, event.personal_fields());
+        let content = content_hash_v2(
+            &HashInput {
+                event_id,
+                stream_id: &stream.id,
+                event_type,
+                schema_version: event.schema_version(),
+                metadata: meta,
+                payload: &payload,
+            },
+            &salts,
+        )?;
         stream.version += 1;
         let hash = chain_hash(stream.hash.as_deref(), stream.version, &content);
 
@@ -327,6 +350,8 @@ impl Sink {
             payload: &payload,
             prev_hash: stream.hash.as_deref(),
             hash: &hash,
+            hash_scheme: HashScheme::V2,
+            salts: &salts,
         })?;
         stream.hash = Some(hash);
         self.total += 1;
@@ -522,6 +547,7 @@ impl Generator {
                 chunk: CopyChunk {
                     data: String::with_capacity(options.chunk_rows * 700),
                     rows: 0,
+                    salts: String::new(),
                 },
                 total: 0,
             },
@@ -1013,16 +1039,28 @@ mod tests {
     use super::*;
 
     fn generate_in_memory(options: GenerateOptions) -> (GenerateReport, Vec<String>) {
+        let (report, rows, _) = generate_with_salts(options);
+        (report, rows)
+    }
+
+    /// The COPY rows, and the salts rows by event id.
+    fn generate_with_salts(
+        options: GenerateOptions,
+    ) -> (GenerateReport, Vec<String>, HashMap<Uuid, Salts>) {
         let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
         let report = std::thread::spawn(move || Generator::new(options, tx).run())
             .join()
             .expect("generator thread")
             .expect("generated");
-        let mut rows = Vec::new();
+        let (mut rows, mut salts) = (Vec::new(), HashMap::new());
         while let Ok(chunk) = rx.try_recv() {
             rows.extend(chunk.data.lines().map(str::to_owned));
+            for line in chunk.salts.lines() {
+                let (id, json) = line.split_once('\t').expect("two fields");
+                salts.insert(id.parse().unwrap(), serde_json::from_str(json).unwrap());
+            }
         }
-        (report, rows)
+        (report, rows, salts)
     }
 
     fn options(orgs: usize, events: usize) -> GenerateOptions {
@@ -1042,7 +1080,7 @@ mod tests {
         let (_, again) = generate_in_memory(options(3, 5000));
         assert_eq!(rows, again);
         for row in &rows {
-            assert_eq!(row.split('\t').count(), 13, "{row}");
+            assert_eq!(row.split('\t').count(), 14, "{row}");
         }
     }
 
@@ -1083,7 +1121,8 @@ mod tests {
 
     fn parse(line: &str) -> Row<'_> {
         let f: Vec<&str> = line.split('\t').collect();
-        assert_eq!(f.len(), 13, "{line}");
+        assert_eq!(f.len(), 14, "{line}");
+        assert_eq!(f[13], "2", "written as tasklog-event-v2: {line}");
         let uuid = |s: &str| s.parse::<Uuid>().expect("a uuid");
         let maybe = |s: &str| (s != "\\N").then(|| uuid(s));
         Row {
@@ -1127,7 +1166,7 @@ mod tests {
 
     #[test]
     fn every_row_decodes_and_its_hash_chain_recomputes() {
-        let (_, rows) = generate_in_memory(options(2, 3000));
+        let (_, rows, salts) = generate_with_salts(options(2, 3000));
         let mut chains: HashMap<&str, (u64, Option<Vec<u8>>)> = HashMap::new();
         for line in &rows {
             let row = parse(line);
@@ -1141,14 +1180,28 @@ mod tests {
             let (version, prev) = chains.entry(row.stream_id).or_default();
             *version += 1;
             assert_eq!(row.version, *version, "{line}");
-            let content = content_hash(&HashInput {
-                event_id: row.event_id,
-                stream_id: row.stream_id,
-                event_type: row.event_type,
-                schema_version: row.schema_version,
-                metadata: &row.meta,
-                payload: &row.payload,
-            });
+            let no_salts = Salts::new();
+            let salted = salts
+                .get(&row.event_id)
+                .map(|s| s.keys().map(String::as_str).collect::<Vec<_>>());
+            match row.event_type {
+                "CommentAdded" => assert_eq!(salted, Some(vec!["/body"]), "{line}"),
+                "TaskCreated" => assert!(salted.is_some_and(|s| s.contains(&"/title")), "{line}"),
+                "TaskAssigned" | "TaskStatusChanged" => assert_eq!(salted, None, "{line}"),
+                _ => {}
+            }
+            let content = content_hash_v2(
+                &HashInput {
+                    event_id: row.event_id,
+                    stream_id: row.stream_id,
+                    event_type: row.event_type,
+                    schema_version: row.schema_version,
+                    metadata: &row.meta,
+                    payload: &row.payload,
+                },
+                salts.get(&row.event_id).unwrap_or(&no_salts),
+            )
+            .unwrap();
             let hash = chain_hash(prev.as_deref(), row.version, &content);
             let mut expected = (String::new(), String::new());
             match prev {

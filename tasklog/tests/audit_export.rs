@@ -111,6 +111,7 @@ async fn org_with_events(db: &TestDatabase) -> Org {
                 event_type: "TaskRenamed".into(),
                 schema_version: 1,
                 payload: json!({ "title": format!("title {n}"), "note": "Prüfbericht \"Q4\"" }),
+                personal: &["/note"],
                 metadata: EventMetadata {
                     org_id: org,
                     actor_id: Some(Uuid::now_v7()),
@@ -162,8 +163,23 @@ async fn an_export_of_many_pages_verifies_offline_with_exit_code_zero() {
     assert_eq!(out.status.code(), Some(0));
     let lines = lines(&file);
     assert_eq!(lines[0]["line"], "header");
-    assert_eq!(lines[0]["format"], "tasklog-export-v1");
-    assert_eq!(lines[0]["hash_scheme"], "tasklog-event-v1");
+    assert_eq!(lines[0]["format"], "tasklog-export-v2");
+    // Each event names its scheme; each comment carries the salt of its body.
+    let events_lines = &lines[1..lines.len() - 1];
+    assert!(events_lines
+        .iter()
+        .all(|event| event["hash_scheme"] == "tasklog-event-v2"));
+    let comments: Vec<_> = events_lines
+        .iter()
+        .filter(|event| event["event_type"] == "CommentAdded")
+        .collect();
+    assert!(!comments.is_empty());
+    for comment in comments {
+        let salt = comment["salts"]["/body"]
+            .as_str()
+            .expect("a salt for /body");
+        assert_eq!(salt.len(), 64, "{comment}");
+    }
     assert_eq!(lines[0]["org"], org.to_string());
     assert_eq!(
         lines.last().unwrap(),

@@ -6,7 +6,9 @@ use std::process::{Command, Output};
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
+use tasklog_event_store::hash;
 use tasklog_event_store::verify::Finding;
 use tasklog_event_store::{EventMetadata, ExpectedVersion, NewEvent};
 use tasklog_testkit::{as_app_role, tamper, TestDatabase};
@@ -50,6 +52,7 @@ async fn org_with_events(db: &TestDatabase) -> Org {
                 event_type: "TaskRenamed".into(),
                 schema_version: 1,
                 payload: json!({ "title": format!("title {n}") }),
+                personal: &["/title"],
                 metadata: EventMetadata {
                     org_id: org,
                     actor_id: Some(Uuid::now_v7()),
@@ -283,6 +286,23 @@ async fn a_forged_event_inserted_mid_stream_is_named() {
     );
 }
 
+/// The ten envelope keys from a row's columns (selected as text, as an
+/// auditor's SQL would), with `payload` as given.
+fn envelope_of(row: &sqlx::postgres::PgRow, payload: Value) -> Value {
+    json!({
+        "event_id": row.get::<String, _>("event_id"),
+        "stream_id": row.get::<String, _>("stream_id"),
+        "event_type": row.get::<String, _>("event_type"),
+        "schema_version": row.get::<i32, _>("schema_version"),
+        "occurred_at": row.get::<String, _>("occurred_at"),
+        "org_id": row.get::<String, _>("org_id"),
+        "actor_id": row.get::<Option<String>, _>("actor_id"),
+        "correlation_id": row.get::<String, _>("correlation_id"),
+        "causation_id": row.get::<Option<String>, _>("causation_id"),
+        "payload": payload,
+    })
+}
+
 /// The worked example of docs/audit.md: these bytes, hashed as documented,
 /// give the stored hash.
 const EXAMPLE_CANONICAL: &str = r#"{"actor_id":"0192f5a0-0000-7000-8000-0000000000a2","causation_id":null,"correlation_id":"0192f5a0-0000-7000-8000-0000000000c3","event_id":"0192f5a0-0000-7000-8000-0000000000e1","event_type":"TaskRenamed","occurred_at":"2026-11-30T12:00:00.123456Z","org_id":"0192f5a0-0000-7000-8000-0000000000a1","payload":{"task_id":"0192f5a0-0000-7000-8000-0000000000b1","title":"Prüfbericht \"Q4\""},"schema_version":1,"stream_id":"task-0192f5a0-0000-7000-8000-0000000000b1"}"#;
@@ -308,33 +328,54 @@ fn canonical(v: &Value) -> String {
     }
 }
 
+/// Rows written before `tasklog-event-v2` keep v1: this one is written as
+/// an older binary wrote it, through the twelve-argument `append_events`.
 #[tokio::test]
-async fn the_documented_recipe_recomputes_a_stored_events_hash_from_its_row() {
+async fn the_documented_v1_recipe_recomputes_a_stored_v1_events_hash_from_its_row() {
     let (db, owner) = TestDatabase::migrated("tasklog_audit_example").await;
     let id = |n: &str| Uuid::parse_str(&format!("0192f5a0-0000-7000-8000-0000000000{n}")).unwrap();
     let stream = format!("task-{}", id("b1"));
-    tasklog_testkit::store(&owner)
-        .append(
-            &stream,
-            ExpectedVersion::NoStream,
-            vec![NewEvent {
-                event_id: id("e1"),
-                event_type: "TaskRenamed".into(),
-                schema_version: 1,
-                payload: json!({ "title": "Prüfbericht \"Q4\"", "task_id": id("b1") }),
-                metadata: EventMetadata {
-                    org_id: id("a1"),
-                    actor_id: Some(id("a2")),
-                    correlation_id: id("c3"),
-                    causation_id: None,
-                    occurred_at: "2026-11-30T12:00:00.123456Z"
-                        .parse::<DateTime<Utc>>()
-                        .unwrap(),
-                },
-            }],
-        )
+    let metadata = EventMetadata {
+        org_id: id("a1"),
+        actor_id: Some(id("a2")),
+        correlation_id: id("c3"),
+        causation_id: None,
+        occurred_at: "2026-11-30T12:00:00.123456Z"
+            .parse::<DateTime<Utc>>()
+            .unwrap(),
+    };
+    let payload = json!({ "title": "Prüfbericht \"Q4\"", "task_id": id("b1") });
+    let v1 = hash::content_hash(&hash::HashInput {
+        event_id: id("e1"),
+        stream_id: &stream,
+        event_type: "TaskRenamed",
+        schema_version: 1,
+        metadata: &metadata,
+        payload: &payload,
+    });
+    sqlx::query(
+        "SELECT * FROM append_events($1, 0, $2, ARRAY['TaskRenamed'], ARRAY[1], $3, $4, $5, $6, \
+         ARRAY[NULL::uuid], $7, $8)",
+    )
+    .bind(&stream)
+    .bind(vec![id("e1")])
+    .bind(vec![metadata.occurred_at])
+    .bind(vec![metadata.org_id])
+    .bind(vec![metadata.actor_id])
+    .bind(vec![metadata.correlation_id])
+    .bind(vec![sqlx::types::Json(&payload)])
+    .bind(vec![v1])
+    .execute(&owner)
+    .await
+    .unwrap();
+    let scheme: i16 = sqlx::query_scalar("SELECT hash_scheme FROM events WHERE stream_id = $1")
+        .bind(&stream)
+        .fetch_one(&owner)
         .await
         .unwrap();
+    assert_eq!(scheme, 1, "the old append function writes v1 rows");
+    let out = verify(&db, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 
     // The envelope, from the stored row's columns.
     let row = sqlx::query(
@@ -348,18 +389,7 @@ async fn the_documented_recipe_recomputes_a_stored_events_hash_from_its_row() {
     .fetch_one(&owner)
     .await
     .unwrap();
-    let envelope = json!({
-        "event_id": row.get::<String, _>("event_id"),
-        "stream_id": row.get::<String, _>("stream_id"),
-        "event_type": row.get::<String, _>("event_type"),
-        "schema_version": row.get::<i32, _>("schema_version"),
-        "occurred_at": row.get::<String, _>("occurred_at"),
-        "org_id": row.get::<String, _>("org_id"),
-        "actor_id": row.get::<Option<String>, _>("actor_id"),
-        "correlation_id": row.get::<String, _>("correlation_id"),
-        "causation_id": row.get::<Option<String>, _>("causation_id"),
-        "payload": row.get::<Value, _>("payload"),
-    });
+    let envelope = envelope_of(&row, row.get::<Value, _>("payload"));
     assert_eq!(canonical(&envelope), EXAMPLE_CANONICAL);
 
     // The hashes, computed by PostgreSQL as an independent tool.
@@ -405,4 +435,109 @@ fn a_verify_that_cannot_reach_the_database_exits_2_not_1() {
         stdout(&out).is_empty(),
         "no summary when nothing was checked"
     );
+}
+
+/// v2 rows, recomputed from what PostgreSQL stored with a second RFC 8785
+/// implementation (not the writer's), salts read from `event_salts`: floats,
+/// large integers, escapes and non-ASCII text come back from `jsonb` so that
+/// the same bytes hash.
+#[tokio::test]
+async fn stored_v2_hashes_recompute_from_their_rows_with_an_independent_jcs() {
+    let (db, owner) = TestDatabase::migrated("tasklog_audit_v2_rows").await;
+    let app = PgPool::connect_with(as_app_role(&owner)).await.unwrap();
+    let stream = format!("task-{}", Uuid::now_v7());
+    let payloads = [
+        json!({"title": "Grüße, 東京, emoji 🦀, RTL עברית", "n": 0}),
+        json!({"title": "quote \" backslash \\ tab \t nl \n del \u{7f} ls \u{2028}"}),
+        json!({"title": "floats", "float": 0.1, "neg": -1.5e-7, "big": 1e300, "whole": 3.0}),
+        json!({"title": "integers", "max_exact": 9_007_199_254_740_992_u64, "min": -9_007_199_254_740_992_i64}),
+        json!({"title": {"nested": [1.5, "ß"]}, "\u{e000}": 1, "😀": 2, "keys": {"é": 1, "e": 2}}),
+        json!({"title": null, "note": "a null personal field has no salt"}),
+    ];
+    let events = payloads
+        .iter()
+        .map(|payload| NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: "TaskRenamed".into(),
+            schema_version: 1,
+            payload: payload.clone(),
+            personal: &["/title"],
+            metadata: EventMetadata {
+                org_id: Uuid::now_v7(),
+                actor_id: Some(Uuid::now_v7()),
+                correlation_id: Uuid::now_v7(),
+                causation_id: Some(Uuid::now_v7()),
+                occurred_at: Utc::now(),
+            },
+        })
+        .collect();
+    tasklog_testkit::store(&app)
+        .append(&stream, ExpectedVersion::NoStream, events)
+        .await
+        .unwrap();
+
+    let rows = sqlx::query(
+        "SELECT event_id::text, stream_id, event_type, schema_version, \
+             to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS occurred_at, \
+             org_id::text, actor_id::text, correlation_id::text, causation_id::text, \
+             payload::text AS payload, stream_version, prev_hash, hash, hash_scheme, s.salts \
+         FROM events LEFT JOIN event_salts s USING (event_id) \
+         WHERE stream_id = $1 ORDER BY stream_version",
+    )
+    .bind(&stream)
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), payloads.len());
+    let jcs = |v: &Value| serde_json_canonicalizer::to_vec(v).unwrap();
+    for row in &rows {
+        assert_eq!(row.get::<i16, _>("hash_scheme"), 2);
+        let mut payload: Value = serde_json::from_str(&row.get::<String, _>("payload")).unwrap();
+        let salts = row.get::<Option<Value>, _>("salts").unwrap_or(json!({}));
+        for (path, salt) in salts.as_object().unwrap() {
+            let field = payload.pointer_mut(path).unwrap();
+            let salt = hex::decode(salt.as_str().unwrap()).unwrap();
+            let commitment = Sha256::new()
+                .chain_update(&salt)
+                .chain_update(jcs(field))
+                .finalize();
+            *field = json!({ "$commit": hex::encode(commitment) });
+        }
+        let envelope = envelope_of(row, payload);
+        let content = Sha256::new()
+            .chain_update(b"tasklog-event-v2\n")
+            .chain_update(jcs(&envelope))
+            .finalize();
+        let hash = Sha256::new()
+            .chain_update(
+                row.get::<Option<Vec<u8>>, _>("prev_hash")
+                    .unwrap_or_default(),
+            )
+            .chain_update(row.get::<i64, _>("stream_version").to_be_bytes())
+            .chain_update(content)
+            .finalize();
+        assert_eq!(
+            hex::encode(hash),
+            hex::encode(row.get::<Vec<u8>, _>("hash")),
+            "{}",
+            row.get::<String, _>("payload")
+        );
+    }
+    let salted: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM event_salts JOIN events USING (event_id) WHERE stream_id = $1",
+    )
+    .bind(&stream)
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    assert_eq!(
+        salted,
+        payloads.len() as i64 - 1,
+        "no salt for a null field"
+    );
+    let out = verify(&db, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    app.close().await;
+    owner.close().await;
+    db.drop_database().await;
 }

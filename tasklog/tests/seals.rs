@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use tasklog::seals::{run_sealer, SealerConfig};
 use tasklog_event_store::hash::{chain_hash, content_hash_of};
 use tasklog_event_store::seal::signing_key_from_hex;
+use tasklog_event_store_postgres::audit::read_stream_as_stored;
 use tasklog_event_store_postgres::seals::{self, LeafRef, SealStoreError};
 use tasklog_testkit::{as_app_role, tamper, TestDatabase};
 use uuid::Uuid;
@@ -393,8 +394,7 @@ async fn removing_a_whole_stream_breaks_the_heads_that_sealed_it() {
 async fn a_stream_rewritten_and_rehashed_consistently_breaks_the_heads_that_sealed_it() {
     let (db, owner) = sealed("tasklog_seals_rehash").await;
     let stream = stream_with(&owner, 3).await;
-    let store = tasklog_testkit::store(&owner);
-    let mut events = store.read_stream(&stream, 1).await.unwrap();
+    let mut events = read_stream_as_stored(&owner, &stream).await.unwrap();
     // Rewrite the second event's payload, then re-hash it and every later
     // event of the stream by the public recipe.
     events[1].payload["rewritten"] = true.into();
@@ -402,7 +402,11 @@ async fn a_stream_rewritten_and_rehashed_consistently_breaks_the_heads_that_seal
     let mut prev: Option<Vec<u8>> = Some(events[0].hash.clone());
     for e in events.iter_mut().skip(1) {
         e.prev_hash = prev.clone();
-        e.hash = chain_hash(prev.as_deref(), e.stream_version, &content_hash_of(e));
+        e.hash = chain_hash(
+            prev.as_deref(),
+            e.stream_version,
+            &content_hash_of(e).unwrap(),
+        );
         statements.push(format!(
             "UPDATE events SET payload = '{}'::jsonb, prev_hash = '\\x{}', hash = '\\x{}' WHERE event_id = '{}'",
             e.payload.to_string().replace('\'', "''"),
@@ -422,8 +426,7 @@ async fn an_event_inserted_into_the_sealed_log_breaks_the_heads_after_it() {
     // A forged last event of a stream, chained correctly, put before every
     // sealed event in log order (the first sealed transaction, position 0).
     let stream = stream_with(&owner, 2).await;
-    let store = tasklog_testkit::store(&owner);
-    let events = store.read_stream(&stream, 1).await.unwrap();
+    let events = read_stream_as_stored(&owner, &stream).await.unwrap();
     let last = events.last().unwrap();
     let mut forged = last.clone();
     forged.event_id = Uuid::now_v7();
@@ -432,21 +435,29 @@ async fn an_event_inserted_into_the_sealed_log_breaks_the_heads_after_it() {
     forged.hash = chain_hash(
         Some(&last.hash),
         forged.stream_version,
-        &content_hash_of(&forged),
+        &content_hash_of(&forged).unwrap(),
     );
-    let statements = [format!(
+    let statements = [
+        format!(
             "INSERT INTO events (global_position, transaction_id, event_id, stream_id, stream_version, event_type, \
-                schema_version, occurred_at, recorded_at, org_id, actor_id, correlation_id, causation_id, payload, prev_hash, hash) \
+                schema_version, occurred_at, recorded_at, org_id, actor_id, correlation_id, causation_id, payload, prev_hash, hash, \
+                hash_scheme) \
              OVERRIDING SYSTEM VALUE \
              SELECT 0, (SELECT min(transaction_id) FROM events), '{}', stream_id, {}, event_type, schema_version, occurred_at, \
-                recorded_at, org_id, actor_id, correlation_id, causation_id, payload, '\\x{}', '\\x{}' \
+                recorded_at, org_id, actor_id, correlation_id, causation_id, payload, '\\x{}', '\\x{}', hash_scheme \
              FROM events WHERE event_id = '{}'",
             forged.event_id,
             forged.stream_version,
             hex::encode(&last.hash),
             hex::encode(&forged.hash),
             last.event_id
-        )];
+        ),
+        // Its salts too, as a forger who read the recipe would.
+        format!(
+            "INSERT INTO event_salts SELECT '{}', salts FROM event_salts WHERE event_id = '{}'",
+            forged.event_id, last.event_id
+        ),
+    ];
     let forged_id = forged.event_id.to_string();
     assert_only_the_seals_see(db, owner, 0, &statements, Some(&forged_id)).await;
 }

@@ -81,6 +81,7 @@ impl EventLog {
                     event_type: event_type.into(),
                     schema_version: e.schema_version(),
                     payload,
+                    personal: e.personal_fields(),
                     metadata: EventMetadata {
                         org_id: by.org,
                         actor_id: Some(by.actor),

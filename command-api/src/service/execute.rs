@@ -236,6 +236,7 @@ impl Context<'_> {
                     event_type: event_type.to_owned(),
                     schema_version: e.schema_version(),
                     payload,
+                    personal: e.personal_fields(),
                     metadata: EventMetadata {
                         org_id: self.org_id,
                         actor_id: Some(self.caller.user_id),

@@ -51,6 +51,7 @@ async fn emit<E: DomainEvent>(
                 event_type: t.into(),
                 schema_version: 1,
                 payload,
+                personal: &[],
                 metadata: EventMetadata {
                     org_id: org,
                     actor_id: Some(actor),
@@ -205,6 +206,7 @@ async fn raw(store: &Arc<dyn EventStore>, payloads: Vec<Value>) -> LogPosition {
             event_type: "Raw".into(),
             schema_version: 1,
             payload,
+            personal: &[],
             metadata: EventMetadata {
                 org_id: Uuid::nil(),
                 actor_id: None,
