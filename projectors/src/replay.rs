@@ -30,11 +30,11 @@ use crate::{checkpoint, generation, ApplyError, Projection, ProjectorError};
 /// The organization's events read at a time.
 pub const REPLAY_PAGE: usize = 1_000;
 
-/// How many snapshots a comparison looks at for one in which the
-/// organization has no event past the scratch's; the last one applies those
-/// events inside the snapshot instead, which holds the log's readers back
-/// while it compares (its transaction then has an id).
-const SETTLE_ATTEMPTS: u32 = 5;
+/// How many snapshots a comparison looks at, by default, for one in which
+/// the organization has no event past the scratch's; the last one applies
+/// those events inside the snapshot instead, which holds the log's readers
+/// back while it compares (its transaction then has an id).
+pub const SETTLE_ATTEMPTS: u32 = 5;
 
 /// How often a comparison looks again at a live checkpoint that lags.
 const LAG_POLL: Duration = Duration::from_millis(100);
@@ -243,6 +243,7 @@ pub struct Replay {
     log: Arc<dyn OrgLog>,
     org: Uuid,
     scratches: Vec<Scratch>,
+    settle_attempts: u32,
 }
 
 impl Replay {
@@ -274,7 +275,16 @@ impl Replay {
             log,
             org,
             scratches,
+            settle_attempts: SETTLE_ATTEMPTS,
         })
+    }
+
+    /// Looks at up to `attempts` snapshots per comparison (see
+    /// [`SETTLE_ATTEMPTS`]); 1 applies whatever came since the target
+    /// inside the first.
+    pub fn settling_within(mut self, attempts: u32) -> Self {
+        self.settle_attempts = attempts.max(1);
+        self
     }
 
     /// The scratch schemas' names.
@@ -427,7 +437,7 @@ impl Replay {
                 .read_until(&mut tx, scratch.position, live.position)
                 .await?;
             let wanted = tail.iter().any(|e| wants(scratch.projection.as_ref(), e));
-            if wanted && attempts < SETTLE_ATTEMPTS {
+            if wanted && attempts < self.settle_attempts {
                 tx.rollback().await?;
                 let scratch = &mut self.scratches[i];
                 let mut tx = self.pool.begin().await?;
@@ -461,7 +471,7 @@ impl Replay {
                 }
                 // A rebuild dropped the generation this snapshot saw active.
                 Err(ProjectorError::Database(e))
-                    if is_missing_relation(&e) && attempts < 3 * SETTLE_ATTEMPTS => {}
+                    if is_missing_relation(&e) && attempts < 3 * self.settle_attempts => {}
                 Err(e) => return Err(e),
             }
         }

@@ -283,6 +283,11 @@ pub async fn replay_cli(
     options: &ReplayOptions,
 ) -> anyhow::Result<bool> {
     let pool = crate::connect(admin_database_url, 2).await?;
+    // A mistyped id would otherwise compare nothing with nothing, identical.
+    let first = OrgEvents(org)
+        .read(&mut *pool.acquire().await?, LogPosition::START, 1)
+        .await?;
+    anyhow::ensure!(!first.is_empty(), "organization {org} has no events");
     let target = crate::event_store(&pool)
         .high_water_mark()
         .await?

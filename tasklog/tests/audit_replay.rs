@@ -17,7 +17,7 @@ use tasklog_domain::{
     TaskArchived, TaskEvent,
 };
 use tasklog_event_store::LogPosition;
-use tasklog_projectors::replay::{Comparison, Replay};
+use tasklog_projectors::replay::{Comparison, Replay, SETTLE_ATTEMPTS};
 use tasklog_testkit::{tamper, By, EventLog, Projections, TestDatabase};
 use uuid::Uuid;
 
@@ -397,8 +397,9 @@ async fn a_live_projection_that_lags_is_not_compared_and_the_replay_cannot_concl
 }
 
 /// The live projection moves past the replay's target before it is
-/// compared: the replay catches up on the organization's events in between
-/// and compares at the live checkpoint.
+/// compared: the replay folds the organization's events in between, in a
+/// snapshot of its own or (with one attempt) in the comparison's, and
+/// compares at the live checkpoint.
 #[tokio::test]
 async fn events_projected_after_the_target_are_replayed_before_comparing() {
     let world = World::new().await;
@@ -406,31 +407,45 @@ async fn events_projected_after_the_target_are_replayed_before_comparing() {
     let target = world.head().await;
     world.write_what_the_generator_does_not(org).await;
     world.catch_up().await;
-    let pool = world.db.owner().await;
-    let mut replay = Replay::new(
-        pool.clone(),
-        Arc::new(OrgEvents(org)),
-        org,
-        tasklog_projectors::all(),
-        "aftertarget",
-    )
-    .unwrap();
-
-    let report = replay.run(target, Duration::from_secs(5), 10).await;
-    replay.drop_schemas().await.unwrap();
-    let report = report.unwrap();
-
-    assert_eq!(report.differences(), 0, "{report:#?}");
     let head = world.head().await;
-    for p in &report.projections {
-        match &p.comparison {
-            Comparison::Compared { at, .. } => {
-                assert!(*at > target, "{} compared at {at}", p.projection);
-                assert_eq!(*at, head, "{} compared at {at}", p.projection);
+    let pool = world.db.owner().await;
+    for (run, attempts) in [("aside", SETTLE_ATTEMPTS), ("inside", 1)] {
+        let mut replay = Replay::new(
+            pool.clone(),
+            Arc::new(OrgEvents(org)),
+            org,
+            tasklog_projectors::all(),
+            run,
+        )
+        .unwrap()
+        .settling_within(attempts);
+
+        let report = replay.run(target, Duration::from_secs(5), 10).await;
+        replay.drop_schemas().await.unwrap();
+        let report = report.unwrap();
+
+        assert_eq!(report.differences(), 0, "{run}: {report:#?}");
+        for p in &report.projections {
+            match &p.comparison {
+                Comparison::Compared { at, .. } => {
+                    assert!(*at > target, "{run}: {} compared at {at}", p.projection);
+                    assert_eq!(*at, head, "{run}: {} compared at {at}", p.projection);
+                }
+                other => panic!("{run}: {} not compared: {other:?}", p.projection),
             }
-            other => panic!("{} not compared: {other:?}", p.projection),
         }
     }
     pool.close().await;
+    world.close().await;
+}
+
+#[tokio::test]
+async fn an_organization_without_events_cannot_be_replayed() {
+    let world = World::new().await;
+
+    let out = world.replay(Uuid::now_v7(), &[]);
+
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no events"));
     world.close().await;
 }
