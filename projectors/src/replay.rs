@@ -230,6 +230,8 @@ impl fmt::Display for RowDifference {
 struct Scratch {
     projection: Arc<dyn Projection>,
     schema: String,
+    /// This replay created the schema (only such are dropped).
+    created: bool,
     /// The organization's events up to here are applied.
     position: LogPosition,
     events: u64,
@@ -264,6 +266,7 @@ impl Replay {
             .into_iter()
             .map(|projection| Scratch {
                 schema: format!("replay_{}_{}", projection.name(), run.to_ascii_lowercase()),
+                created: false,
                 projection,
                 position: LogPosition::START,
                 events: 0,
@@ -324,19 +327,22 @@ impl Replay {
         })
     }
 
-    async fn create_schemas(&self) -> Result<(), ProjectorError> {
-        for scratch in &self.scratches {
+    /// Creates the scratch schemas; one that exists already is an error
+    /// (and is left alone).
+    async fn create_schemas(&mut self) -> Result<(), ProjectorError> {
+        for scratch in &mut self.scratches {
             let mut tx = self.pool.begin().await?;
             generation::create_schema(&mut tx, scratch.projection.as_ref(), &scratch.schema, false)
                 .await?;
             tx.commit().await?;
+            scratch.created = true;
         }
         Ok(())
     }
 
-    /// Drops the scratch schemas (those that exist).
+    /// Drops the scratch schemas this replay created.
     pub async fn drop_schemas(&self) -> Result<(), sqlx::Error> {
-        for scratch in &self.scratches {
+        for scratch in self.scratches.iter().filter(|s| s.created) {
             sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", scratch.schema))
                 .execute(&self.pool)
                 .await?;
@@ -450,6 +456,7 @@ impl Replay {
             let mut settled = Scratch {
                 projection: scratch.projection.clone(),
                 schema: scratch.schema.clone(),
+                created: true,
                 position: live.position,
                 events: 0,
                 unapplied: Vec::new(),

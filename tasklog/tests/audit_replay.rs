@@ -371,7 +371,7 @@ async fn a_live_projection_that_lags_is_not_compared_and_the_replay_cannot_concl
         )
         .await;
     // Not projected: the projectors of this test only run when told.
-    world
+    let appended = world
         .log
         .append(
             &format!("task-{task}"),
@@ -379,6 +379,11 @@ async fn a_live_projection_that_lags_is_not_compared_and_the_replay_cannot_concl
             [TaskEvent::from(TaskArchived {})],
         )
         .await;
+    // The replay stops at the safe position, which other tests' open
+    // transactions (on any database of the server) may hold back a moment.
+    while world.log.store().high_water_mark().await.unwrap().safe < Some(appended.position) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let out = world.replay(org, &["--wait-secs", "0"]);
 
@@ -447,5 +452,32 @@ async fn an_organization_without_events_cannot_be_replayed() {
 
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no events"));
+    world.close().await;
+}
+
+#[tokio::test]
+async fn a_schema_the_replay_did_not_create_is_never_dropped() {
+    let world = World::new().await;
+    let org = world.orgs[0];
+    sqlx::query("CREATE SCHEMA replay_tasks_clash")
+        .execute(&world.owner)
+        .await
+        .unwrap();
+    let mut replay = Replay::new(
+        world.owner.clone(),
+        Arc::new(OrgEvents(org)),
+        org,
+        tasklog_projectors::all(),
+        "clash",
+    )
+    .unwrap();
+
+    let ran = replay
+        .run(LogPosition::START, Duration::from_secs(1), 10)
+        .await;
+    replay.drop_schemas().await.unwrap();
+
+    assert!(ran.is_err(), "the schema exists: {ran:?}");
+    assert_eq!(world.scratch_schemas().await, ["replay_tasks_clash"]);
     world.close().await;
 }
