@@ -2,9 +2,12 @@
 //! in stream id order, each stream's events in version order, read in pages:
 //! memory stays constant whatever the size of the log or of a stream.
 
+use std::collections::{BTreeSet, HashMap};
+
 use sqlx::PgPool;
+use tasklog_event_store::hash::recompute;
 use tasklog_event_store::verify::{Finding, StreamVerifier};
-use tasklog_event_store::StoreError;
+use tasklog_event_store::{RecordedEvent, StoreError};
 use uuid::Uuid;
 
 use crate::{decode_row, store_error, SELECT_EVENT_WITH_SALTS};
@@ -21,7 +24,7 @@ const SCAN_PAGE: usize = 10_000;
 pub async fn read_stream_as_stored(
     pool: &PgPool,
     stream: &str,
-) -> Result<Vec<tasklog_event_store::RecordedEvent>, StoreError> {
+) -> Result<Vec<RecordedEvent>, StoreError> {
     let rows = sqlx::query(&format!(
         "{SELECT_EVENT_WITH_SALTS} WHERE stream_id = $1 ORDER BY stream_version"
     ))
@@ -111,70 +114,114 @@ async fn verify_stream(
     }
 }
 
-/// Every stream in one pass over the log in (stream, version) order, a page
-/// of [`SCAN_PAGE`] events at a time, read while the page before is hashed:
-/// one query per page instead of one per stream.
+/// Every stream, in two passes. First one pass over the whole log in
+/// position order (the table's own order, read like a projector reads it, a
+/// page of [`SCAN_PAGE`] events at a time while the page before is hashed),
+/// keeping each stream's last version and hash: an untouched stream's events
+/// come in version order, each linking to the one before it. A stream where
+/// anything does not hold is set aside, and only those are then verified
+/// again, stream by stream in version order, by the [`StreamVerifier`] that
+/// names what happened. Memory: one entry per stream (its id, version and
+/// last hash), none per event.
 async fn verify_all(
     pool: &PgPool,
     mut on_finding: impl FnMut(&Finding),
 ) -> Result<AuditSummary, StoreError> {
     let (pages, mut next) = tokio::sync::mpsc::channel(2);
-    let reader = tokio::spawn(read_pages(pool.clone(), pages));
+    let reader = tokio::spawn(read_log_pages(pool.clone(), pages));
+    let mut chains: HashMap<String, Link> = HashMap::new();
+    let mut suspects: BTreeSet<String> = BTreeSet::new();
     let mut summary = AuditSummary::default();
-    let mut open: Option<(String, StreamVerifier)> = None;
-    let mut finish = |verifier: StreamVerifier, summary: &mut AuditSummary| {
-        let findings = verifier.finish();
-        summary.streams += 1;
-        summary.findings += findings.len() as u64;
-        findings.iter().for_each(&mut on_finding);
-    };
     while let Some(page) = next.recv().await {
-        let (events, last_versions) = page?;
-        for event in &events {
-            if open
-                .as_ref()
-                .is_none_or(|(stream, _)| *stream != event.stream_id)
-            {
-                if let Some((_, verifier)) = open.take() {
-                    finish(verifier, &mut summary);
-                }
-                let last = last_versions
-                    .get(&event.stream_id)
-                    .copied()
-                    .unwrap_or(event.stream_version);
-                let verifier = StreamVerifier::new(&event.stream_id, last);
-                open = Some((event.stream_id.clone(), verifier));
-            }
-            if let Some((_, verifier)) = &mut open {
-                verifier.push(event);
-            }
+        for event in page? {
             summary.events += 1;
+            if suspects.contains(&event.stream_id) {
+                continue;
+            }
+            let link = chains.get_mut(&event.stream_id);
+            let linked = match &link {
+                None => event.stream_version == 1 && event.prev_hash.is_none(),
+                Some(l) => {
+                    event.stream_version == l.version + 1
+                        && event.prev_hash.as_deref() == Some(l.hash.as_slice())
+                }
+            };
+            let intact = linked && recompute(&event).as_ref() == Some(&event.hash);
+            match (intact, link) {
+                (true, Some(l)) => {
+                    l.version = event.stream_version;
+                    l.hash = event.hash;
+                }
+                (true, None) => {
+                    let link = Link {
+                        version: event.stream_version,
+                        hash: event.hash,
+                    };
+                    chains.insert(event.stream_id, link);
+                }
+                (false, _) => {
+                    chains.remove(&event.stream_id);
+                    suspects.insert(event.stream_id);
+                }
+            }
         }
-    }
-    if let Some((_, verifier)) = open.take() {
-        finish(verifier, &mut summary);
     }
     reader
         .await
         .map_err(|e| StoreError::Backend(format!("the audit reader: {e}").into()))?;
+    summary.streams = (chains.len() + suspects.len()) as u64;
+    drop(chains);
+    for stream in suspects {
+        let last: i64 =
+            sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1")
+                .bind(&stream)
+                .fetch_one(pool)
+                .await
+                .map_err(store_error)?;
+        // Its events were counted in the first pass.
+        let mut again = AuditSummary::default();
+        let findings = verify_stream(pool, &stream, last as u64, &mut again).await?;
+        summary.findings += findings.len() as u64;
+        findings.iter().for_each(&mut on_finding);
+    }
     Ok(summary)
 }
 
-/// A page of events, and the highest stored version of each stream in it
-/// (where a moved event is looked for).
-type Page = (
-    Vec<tasklog_event_store::RecordedEvent>,
-    std::collections::HashMap<String, u64>,
-);
+/// A stream's last verified event, in the first pass of [`verify_all`].
+struct Link {
+    version: u64,
+    hash: Vec<u8>,
+}
 
-async fn read_pages(pool: PgPool, pages: tokio::sync::mpsc::Sender<Result<Page, StoreError>>) {
-    let mut after = (String::new(), 0i64);
+/// The whole log by `global_position`, every row whatever its transaction
+/// (the verifier reads what is stored, not what readers may see yet), all
+/// pages from one snapshot so that an append made meanwhile is all in or
+/// all out.
+async fn read_log_pages(
+    pool: PgPool,
+    pages: tokio::sync::mpsc::Sender<Result<Vec<RecordedEvent>, StoreError>>,
+) {
+    let mut tx = match pool.begin().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            let _ = pages.send(Err(store_error(e))).await;
+            return;
+        }
+    };
+    let snapshot = sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await;
+    if let Err(e) = snapshot {
+        let _ = pages.send(Err(store_error(e))).await;
+        return;
+    }
+    let mut after = 0i64;
     loop {
-        let page = read_page(&pool, &after).await;
+        let page = read_log_page(&mut tx, after).await;
         let full = match &page {
-            Ok((events, _)) => {
+            Ok(events) => {
                 if let Some(last) = events.last() {
-                    after = (last.stream_id.clone(), last.stream_version as i64);
+                    after = last.position.event as i64;
                 }
                 events.len() == SCAN_PAGE
             }
@@ -186,31 +233,17 @@ async fn read_pages(pool: PgPool, pages: tokio::sync::mpsc::Sender<Result<Page, 
     }
 }
 
-async fn read_page(pool: &PgPool, after: &(String, i64)) -> Result<Page, StoreError> {
+async fn read_log_page(
+    tx: &mut sqlx::PgConnection,
+    after: i64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
     let rows = sqlx::query(&format!(
-        "{SELECT_EVENT_WITH_SALTS} WHERE (stream_id, stream_version) > ($1, $2) \
-         ORDER BY stream_id, stream_version LIMIT $3"
+        "{SELECT_EVENT_WITH_SALTS} WHERE global_position > $1 ORDER BY global_position LIMIT $2"
     ))
-    .bind(&after.0)
-    .bind(after.1)
+    .bind(after)
     .bind(SCAN_PAGE as i64)
-    .fetch_all(pool)
+    .fetch_all(tx)
     .await
     .map_err(store_error)?;
-    let events = rows.iter().map(decode_row).collect::<Result<Vec<_>, _>>()?;
-    let mut streams: Vec<&str> = events.iter().map(|e| e.stream_id.as_str()).collect();
-    streams.dedup();
-    let last_versions: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT stream_id, max(stream_version) FROM events \
-         WHERE stream_id = ANY($1) GROUP BY stream_id",
-    )
-    .bind(&streams)
-    .fetch_all(pool)
-    .await
-    .map_err(store_error)?;
-    let last_versions = last_versions
-        .into_iter()
-        .map(|(stream, last)| (stream, last as u64))
-        .collect();
-    Ok((events, last_versions))
+    rows.iter().map(decode_row).collect()
 }

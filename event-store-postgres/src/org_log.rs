@@ -4,7 +4,7 @@
 //! so no other organization's event, hash or position is ever read.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
 use tasklog_event_store::{LogPosition, RecordedEvent, StoreError};
 use uuid::Uuid;
 
@@ -31,9 +31,10 @@ pub struct LogFilter {
 /// `filter`. Like [`tasklog_event_store::EventStore::read_all`] it reads only
 /// below the horizon, so a page never passes over an event whose transaction
 /// commits after the page was read: paging on by the last position misses
-/// nothing, appends made meanwhile included.
-pub async fn read_org_log(
-    pool: &PgPool,
+/// nothing, appends made meanwhile included. Read through a transaction, it
+/// reads in that transaction's snapshot.
+pub async fn read_org_log<'e>(
+    executor: impl PgExecutor<'e>,
     org: Uuid,
     filter: &LogFilter,
     after: LogPosition,
@@ -72,7 +73,7 @@ pub async fn read_org_log(
     }
     q.push(" ORDER BY org_id, transaction_id, global_position LIMIT ")
         .push_bind(limit as i64);
-    let rows = q.build().fetch_all(pool).await.map_err(store_error)?;
+    let rows = q.build().fetch_all(executor).await.map_err(store_error)?;
     rows.iter().map(decode_row).collect()
 }
 

@@ -137,6 +137,29 @@ pub async fn create_tables_in(
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .execute(&mut *conn)
         .await?;
+    create_schema(conn, projection, &schema, defer_indexes).await?;
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection, generation) VALUES ($1, $2) \
+         ON CONFLICT (projection, generation) DO UPDATE \
+         SET commit_id = 0, event_position = 0, events_applied = 0, last_event_at = NULL, updated_at = now()",
+    )
+    .bind(projection.name())
+    .bind(generation)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Creates schema `schema` (which must not exist) with `projection`'s
+/// tables, as for a new generation but without a checkpoint: a generation's
+/// tables, or a replay's scratch copy of them (see [`crate::replay`]).
+/// Transactional with the caller.
+pub async fn create_schema(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    schema: &str,
+    defer_indexes: bool,
+) -> Result<(), sqlx::Error> {
     sqlx::query(&format!("CREATE SCHEMA {schema}"))
         .execute(&mut *conn)
         .await?;
@@ -154,15 +177,6 @@ pub async fn create_tables_in(
     sqlx::query("SET LOCAL search_path TO public")
         .execute(&mut *conn)
         .await?;
-    sqlx::query(
-        "INSERT INTO projection_checkpoints (projection, generation) VALUES ($1, $2) \
-         ON CONFLICT (projection, generation) DO UPDATE \
-         SET commit_id = 0, event_position = 0, events_applied = 0, last_event_at = NULL, updated_at = now()",
-    )
-    .bind(projection.name())
-    .bind(generation)
-    .execute(&mut *conn)
-    .await?;
     Ok(())
 }
 

@@ -22,6 +22,7 @@ mod checkpoint;
 mod error;
 pub mod generation;
 pub mod projections;
+pub mod replay;
 mod runner;
 mod shared_log;
 pub mod status;

@@ -3,6 +3,8 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use ed25519_dalek::VerifyingKey;
@@ -11,9 +13,12 @@ use tasklog_event_store::export::verify_export;
 use tasklog_event_store::seal::{
     self, ConsistencyProof, InclusionProof, SealError, SignedTreeHead,
 };
+use tasklog_event_store::{LogPosition, RecordedEvent, StoreError};
 use tasklog_event_store_postgres::audit::verify_log;
 use tasklog_event_store_postgres::export::export_org;
+use tasklog_event_store_postgres::org_log::{read_org_log, LogFilter};
 use tasklog_event_store_postgres::seals::{self as seal_store, LeafRef};
+use tasklog_projectors::replay::{Comparison, OrgLog, Replay, ReplayReport};
 use uuid::Uuid;
 
 /// `tasklog audit verify`: connects as the schema owner (the application
@@ -236,4 +241,160 @@ pub fn verify_file_cli(file: &Path) -> anyhow::Result<bool> {
         summary.streams, summary.events, summary.findings
     );
     Ok(summary.findings == 0)
+}
+
+/// How `tasklog audit replay` runs.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// Keep the scratch schemas for inspection instead of dropping them.
+    pub keep: bool,
+    /// How long to wait, in all, for live projections to reach the target.
+    pub wait: Duration,
+    /// Differences listed per table (all are counted).
+    pub listed: usize,
+}
+
+/// The organization's slice of the log, as its auditors read it: what
+/// `tasklog audit replay` folds.
+pub struct OrgEvents(pub Uuid);
+
+#[async_trait::async_trait]
+impl OrgLog for OrgEvents {
+    async fn read(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        after: LogPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        read_org_log(conn, self.0, &LogFilter::default(), after, limit).await
+    }
+}
+
+/// `tasklog audit replay`: rebuilds `org`'s rows of every PostgreSQL
+/// projection in scratch schemas, from its events up to the log's safe
+/// position now, and compares them with the live generations' (see
+/// docs/audit.md). Connects as the schema owner, as `verify` does. Prints a
+/// report; true when nothing differs, an error when a projection could not
+/// be compared. The scratch schemas are dropped at the end, on an error or
+/// Ctrl-C too, unless `keep`.
+pub async fn replay_cli(
+    admin_database_url: &str,
+    org: Uuid,
+    options: &ReplayOptions,
+) -> anyhow::Result<bool> {
+    let pool = crate::connect(admin_database_url, 2).await?;
+    // A mistyped id would otherwise compare nothing with nothing, identical.
+    let first = OrgEvents(org)
+        .read(&mut *pool.acquire().await?, LogPosition::START, 1)
+        .await?;
+    anyhow::ensure!(!first.is_empty(), "organization {org} has no events");
+    let target = crate::event_store(&pool)
+        .high_water_mark()
+        .await?
+        .safe
+        .unwrap_or(LogPosition::START);
+    let run = Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let mut replay = Replay::new(
+        pool.clone(),
+        Arc::new(OrgEvents(org)),
+        org,
+        tasklog_projectors::all(),
+        &run,
+    )?;
+    let ran = tokio::select! {
+        ran = replay.run(target, options.wait, options.listed) => ran.map_err(anyhow::Error::from),
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    if options.keep {
+        println!("scratch schemas kept: {}", replay.schemas().join(", "));
+    } else if let Err(e) = replay.drop_schemas().await {
+        eprintln!(
+            "could not drop the scratch schemas {}: {e}",
+            replay.schemas().join(", ")
+        );
+    }
+    pool.close().await;
+    let report = ran?;
+    print_replay(&report, options.listed);
+    let differences = report.differences();
+    if differences == 0 && !report.complete() {
+        anyhow::bail!("a live projection lags behind log position {target}: not compared");
+    }
+    Ok(differences == 0)
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn print_replay(report: &ReplayReport, listed: usize) {
+    for p in &report.projections {
+        match &p.comparison {
+            Comparison::Compared {
+                generation,
+                at,
+                tables,
+            } => {
+                println!(
+                    "{}: generation {generation} at {at}, {} replayed",
+                    p.projection,
+                    plural(p.events, "event", "events"),
+                );
+                for t in tables {
+                    let found = if t.missing_in_live {
+                        "the live generation has no such table".to_owned()
+                    } else if t.differences() == 0 {
+                        "identical".to_owned()
+                    } else {
+                        format!(
+                            "{} only in live, {} only in replay, {} differing",
+                            t.only_live, t.only_replay, t.differing
+                        )
+                    };
+                    println!(
+                        "  {}: {} live, {} replayed: {found}",
+                        t.table,
+                        plural(t.live_rows, "row", "rows"),
+                        t.replay_rows
+                    );
+                    for c in &t.columns_only_live {
+                        println!("    column {c} only in live");
+                    }
+                    for c in &t.columns_only_replay {
+                        println!("    column {c} only in replay");
+                    }
+                    for d in &t.listed {
+                        println!("    {d}");
+                    }
+                    let rows = t.only_live + t.only_replay + t.differing;
+                    if rows > t.listed.len() as u64 {
+                        println!(
+                            "    … {} more not listed (--max-listed {listed})",
+                            rows - t.listed.len() as u64
+                        );
+                    }
+                }
+            }
+            Comparison::Lagging { checkpoint } => println!(
+                "{}: not compared: its live checkpoint is at {}, short of {}",
+                p.projection,
+                checkpoint.map_or("none".to_owned(), |c| c.to_string()),
+                report.target
+            ),
+        }
+        for u in &p.unapplied {
+            println!("  {u}");
+        }
+    }
+    let differences = report.differences();
+    println!(
+        "replayed organization {} up to log position {} (analytics is not replayed): {}",
+        report.org,
+        report.target,
+        if differences == 0 {
+            "no differences".to_owned()
+        } else {
+            plural(differences, "difference", "differences")
+        }
+    );
 }

@@ -119,6 +119,18 @@ pub struct Settings {
     /// outside the database; heads are also logged).
     #[arg(long, env = "TASKLOG_SEAL_HEADS_FILE")]
     pub seal_heads_file: Option<std::path::PathBuf>,
+
+    /// A URL every signed head is POSTed to, as JSON (the heads file's
+    /// line), with retries, from a task of its own: a failing or slow
+    /// receiver never holds sealing up. http:// or https:// (rustls, with
+    /// the Mozilla roots of webpki-roots).
+    #[arg(long, env = "TASKLOG_SEAL_WEBHOOK_URL")]
+    pub seal_webhook_url: Option<reqwest::Url>,
+
+    /// A secret shared with the webhook: each POST then carries
+    /// `X-Tasklog-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+    #[arg(long, env = "TASKLOG_SEAL_WEBHOOK_SECRET", hide_env_values = true)]
+    pub seal_webhook_secret: Option<SecretString>,
 }
 
 impl Settings {
@@ -165,10 +177,22 @@ impl Settings {
         };
         let key = tasklog_event_store::seal::signing_key_from_hex(seed.expose_secret())
             .map_err(|e| anyhow::anyhow!("TASKLOG_SEAL_SIGNING_KEY: {e}"))?;
+        let webhook = match &self.seal_webhook_url {
+            Some(url) if !matches!(url.scheme(), "http" | "https") => anyhow::bail!(
+                "TASKLOG_SEAL_WEBHOOK_URL: {} is neither http:// nor https://",
+                url.scheme()
+            ),
+            Some(url) => Some(crate::seals::WebhookConfig {
+                secret: self.seal_webhook_secret.clone(),
+                ..crate::seals::WebhookConfig::new(url.clone())
+            }),
+            None => None,
+        };
         Ok(Some(crate::seals::SealerConfig {
             every_events: self.seal_every_events.max(1),
             every: std::time::Duration::from_secs(self.seal_every_secs.max(1)),
             heads_file: self.seal_heads_file.clone(),
+            webhook,
             ..crate::seals::SealerConfig::new(key)
         }))
     }
@@ -196,6 +220,63 @@ impl Settings {
             seal_every_events: 1_000,
             seal_every_secs: 10,
             seal_heads_file: None,
+            seal_webhook_url: None,
+            seal_webhook_secret: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    const SEED: &str = "4c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5";
+
+    fn settings(args: &[&str]) -> Settings {
+        let mut argv = vec!["tasklog", "--seal-signing-key", SEED];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("the flags parse").settings
+    }
+
+    #[test]
+    fn the_seal_webhook_is_configured_with_its_secret() {
+        let sealer = settings(&[
+            "--seal-webhook-url",
+            "http://relay:9000/heads",
+            "--seal-webhook-secret",
+            "shh",
+        ])
+        .sealer()
+        .expect("a valid configuration")
+        .expect("a signing key");
+        let webhook = sealer.webhook.expect("a webhook");
+        assert_eq!(webhook.url.as_str(), "http://relay:9000/heads");
+        assert!(webhook.secret.is_some());
+    }
+
+    #[test]
+    fn a_seal_webhook_url_that_is_not_http_or_https_is_refused_at_start() {
+        assert!(Cli::try_parse_from(["tasklog", "--seal-webhook-url", "not a url"]).is_err());
+        let error = settings(&["--seal-webhook-url", "ftp://example.invalid/heads"])
+            .sealer()
+            .err()
+            .expect("ftp is refused");
+        assert!(
+            error.to_string().contains("neither http:// nor https://"),
+            "{error}"
+        );
+        let https = settings(&["--seal-webhook-url", "https://example.invalid/heads"])
+            .sealer()
+            .expect("https is taken")
+            .expect("a sealer");
+        assert_eq!(https.webhook.expect("a webhook").url.scheme(), "https");
     }
 }

@@ -60,7 +60,7 @@ enum Action {
     },
     /// Event store state: how far readers can safely read, and what holds them back.
     Store,
-    /// Check the stored events (hash chains and versions) or an export; export an organization's events (see docs/audit.md).
+    /// Check the stored events (hash chains and versions) or an export; export an organization's events; replay its read models and compare (see docs/audit.md).
     Audit {
         #[command(subcommand)]
         action: AuditAction,
@@ -165,6 +165,25 @@ enum AuditAction {
         /// Events read from the database at a time.
         #[arg(long, default_value_t = tasklog_event_store_postgres::export::EXPORT_PAGE)]
         page_size: usize,
+    },
+    /// Rebuild an organization's rows of every PostgreSQL projection in
+    /// scratch schemas from its events, with the same projection code, and
+    /// compare them with the live read models; print each difference; exit
+    /// 1 on any, 2 when it could not compare.
+    Replay {
+        /// The organization.
+        #[arg(long)]
+        org: Uuid,
+        /// Keep the scratch schemas (`replay_<projection>_<id>`) for inspection.
+        #[arg(long)]
+        keep: bool,
+        /// Seconds to wait, in all, for live projections to reach the log
+        /// position the replay stops at.
+        #[arg(long, default_value_t = 30)]
+        wait_secs: u64,
+        /// Differences listed per table (all are counted).
+        #[arg(long, default_value_t = 20)]
+        max_listed: usize,
     },
 }
 
@@ -412,6 +431,24 @@ async fn main() -> anyhow::Result<()> {
                 page_size,
             )
             .await
+        }
+        Action::Audit {
+            action:
+                AuditAction::Replay {
+                    org,
+                    keep,
+                    wait_secs,
+                    max_listed,
+                },
+        } => {
+            let options = tasklog::audit::ReplayOptions {
+                keep,
+                wait: std::time::Duration::from_secs(wait_secs),
+                listed: max_listed,
+            };
+            exit_as_diff(
+                tasklog::audit::replay_cli(&settings.admin_database_url, org, &options).await,
+            )
         }
         Action::Store => {
             let pool = tasklog::connect(&settings.database_url, 2).await?;

@@ -1,7 +1,7 @@
 //! The sealer: follows the global log and appends every event, in log
 //! order, as a leaf of one Merkle tree; every N events or T seconds it signs
-//! a tree head and publishes it (a JSON line in the heads file, and a log
-//! line). See docs/audit.md, "Seals".
+//! a tree head and publishes it (a JSON line in the heads file, a log line,
+//! and a POST to a webhook). See docs/audit.md, "Seals".
 //!
 //! Not a projection of the projectors' runner, though it works like one (a
 //! lease, gap-safe reads through the store, live on the appends signal):
@@ -27,6 +27,10 @@ use tasklog_event_store_postgres::seals::{self, SealedTree};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+mod webhook;
+
+pub use webhook::{signature, HeadWebhook, WebhookConfig, SIGNATURE_HEADER};
+
 /// Events sealed in one transaction at most.
 const SEAL_BATCH: u64 = 2_000;
 
@@ -40,6 +44,8 @@ pub struct SealerConfig {
     pub every: Duration,
     /// Where heads are appended as JSON lines.
     pub heads_file: Option<PathBuf>,
+    /// Where heads are POSTed.
+    pub webhook: Option<WebhookConfig>,
     /// How long a caught-up sealer waits for an announcement before it
     /// looks again anyway.
     pub idle_wait: Duration,
@@ -54,6 +60,7 @@ impl SealerConfig {
             every_events: 1_000,
             every: Duration::from_secs(10),
             heads_file: None,
+            webhook: None,
             idle_wait: Duration::from_millis(500),
             lease_retry: Duration::from_secs(1),
         }
@@ -76,16 +83,25 @@ pub async fn run_sealer(
     // Sessions of the sealer role: the only one that may insert seals.
     let pool = seals::sealer_pool(&pool, 2);
     let store = crate::event_store(&pool);
+    let webhook = match &config.webhook {
+        Some(webhook) => Some(HeadWebhook::spawn(webhook.clone(), stop.clone())?),
+        None => None,
+    };
+    let publisher = webhook.as_ref().map(|(publisher, _)| publisher);
     while !*stop.borrow() {
         let Some(lease) = take_lease(&pool, &config, &mut stop).await else {
             break;
         };
-        if let Err(e) = follow(lease, store.clone(), &config, &mut stop).await {
+        if let Err(e) = follow(lease, store.clone(), &config, publisher, &mut stop).await {
             tracing::warn!(error = format!("{e:#}"), "sealer stopped; restarting");
             tokio::time::sleep(config.lease_retry).await;
         }
     }
     pool.close().await;
+    // Stopping: heads still queued or being retried are not sent.
+    if let Some((_, task)) = webhook {
+        task.abort();
+    }
     Ok(())
 }
 
@@ -148,6 +164,7 @@ async fn follow(
     mut lease: PgConnection,
     store: Arc<dyn EventStore>,
     config: &SealerConfig,
+    webhook: Option<&HeadWebhook>,
     stop: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut appends = store.appends();
@@ -178,7 +195,7 @@ async fn follow(
             tree = next;
             if let Some(head) = head {
                 last_signed = Instant::now();
-                publish(config, &head);
+                publish(config, webhook, &head);
             }
         }
         if page.events.len() == room {
@@ -207,8 +224,9 @@ async fn follow(
 }
 
 /// Publishes a signed head outside the database: a structured log line and,
-/// when configured, a line of the heads file.
-fn publish(config: &SealerConfig, head: &SignedTreeHead) {
+/// when configured, a line of the heads file and the same document POSTed
+/// to the webhook (queued: this never waits for it).
+fn publish(config: &SealerConfig, webhook: Option<&HeadWebhook>, head: &SignedTreeHead) {
     let line = serde_json::to_string(head).expect("a head serializes");
     tracing::info!(
         tree_size = head.head.tree_size,
@@ -221,6 +239,9 @@ fn publish(config: &SealerConfig, head: &SignedTreeHead) {
         if let Err(e) = append_line(path, &line) {
             tracing::error!(file = %path.display(), error = %e, head = %line, "seals: could not append the head to the heads file");
         }
+    }
+    if let Some(webhook) = webhook {
+        webhook.publish(head.head.tree_size, line);
     }
 }
 

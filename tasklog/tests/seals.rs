@@ -2,19 +2,24 @@
 //! proofs check offline with the public key only, and `tasklog audit verify`
 //! names the head that a superuser's tampering broke (triggers off), one
 //! kind of tampering per test, each in a database of its own (the tree is
-//! over the whole log).
+//! over the whole log). Heads POSTed to a webhook reach a real receiver in
+//! order, and a receiver that fails, is down or hangs holds nothing up.
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use sqlx::PgPool;
-use tasklog::seals::{run_sealer, SealerConfig};
+use tasklog::seals::{run_sealer, signature, SealerConfig, WebhookConfig, SIGNATURE_HEADER};
 use tasklog_event_store::hash::{chain_hash, content_hash_of};
-use tasklog_event_store::seal::signing_key_from_hex;
+use tasklog_event_store::seal::{signing_key_from_hex, verify_heads, SignedTreeHead};
 use tasklog_event_store_postgres::audit::read_stream_as_stored;
 use tasklog_event_store_postgres::seals::{self, LeafRef, SealStoreError};
-use tasklog_testkit::{as_app_role, tamper, TestDatabase};
+use tasklog_testkit::{as_app_role, free_port, serve, tamper, TestDatabase};
 use uuid::Uuid;
 
 const SEED: &str = "4c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5";
@@ -72,12 +77,24 @@ async fn count(owner: &PgPool, sql: &str) -> i64 {
 /// Runs the sealer (as the application's pool would) until the latest head
 /// covers the whole log.
 async fn seal_all(db: &TestDatabase, owner: &PgPool, heads_file: Option<&Path>) {
+    seal_all_with(db, owner, config(heads_file), || true).await
+}
+
+/// [`seal_all`] with `config`, until `also` holds too.
+async fn seal_all_with(
+    db: &TestDatabase,
+    owner: &PgPool,
+    config: SealerConfig,
+    also: impl Fn() -> bool,
+) {
     let app = PgPool::connect_lazy(&db.app_url).unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let sealer = tokio::spawn(run_sealer(app.clone(), Some(config(heads_file)), stopped));
+    let sealer = tokio::spawn(run_sealer(app.clone(), Some(config), stopped));
     let events = count(owner, "SELECT count(*) FROM events").await;
     tokio::time::timeout(Duration::from_secs(60), async {
-        while count(owner, "SELECT coalesce(max(tree_size), 0) FROM seal_heads").await < events {
+        while count(owner, "SELECT coalesce(max(tree_size), 0) FROM seal_heads").await < events
+            || !also()
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
@@ -535,6 +552,228 @@ async fn only_the_sealer_role_may_write_seals_and_nobody_may_rewrite_them() {
         assert!(e.to_string().contains("append-only"), "{statement}: {e}");
     }
     app.close().await;
+    owner.close().await;
+    db.drop_database().await;
+}
+
+/// A request a webhook receiver got, and how it answered.
+#[derive(Clone, Debug)]
+struct Received {
+    content_type: Option<String>,
+    signature: Option<String>,
+    body: String,
+    status: StatusCode,
+}
+
+/// A webhook receiver on a random port that answers 500 to its first
+/// `failures` requests, then 200.
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<Received>>>,
+    failures: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    async fn spawn(failures: usize) -> (Self, reqwest::Url) {
+        let receiver = Self {
+            failures: Arc::new(AtomicUsize::new(failures)),
+            ..Self::default()
+        };
+        let router = axum::Router::new()
+            .route("/heads", axum::routing::post(receive))
+            .with_state(receiver.clone());
+        let url = format!("{}/heads", serve(router).await).parse().unwrap();
+        (receiver, url)
+    }
+
+    fn got(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// The bodies answered 200, in order.
+    fn accepted(&self) -> Vec<String> {
+        self.got()
+            .into_iter()
+            .filter(|r| r.status == StatusCode::OK)
+            .map(|r| r.body)
+            .collect()
+    }
+
+    /// Whether the last head accepted covers `events`.
+    fn has_head_of(&self, events: i64) -> bool {
+        self.accepted().last().is_some_and(|body| {
+            serde_json::from_str::<SignedTreeHead>(body)
+                .unwrap()
+                .head
+                .tree_size
+                == events as u64
+        })
+    }
+}
+
+async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: String) -> StatusCode {
+    let failing = receiver
+        .failures
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    let status = if failing {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+    receiver.got.lock().unwrap().push(Received {
+        content_type: header("content-type"),
+        signature: header(SIGNATURE_HEADER),
+        body,
+        status,
+    });
+    status
+}
+
+fn webhook(url: reqwest::Url) -> WebhookConfig {
+    WebhookConfig {
+        secret: Some("webhook-secret".into()),
+        first_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(100),
+        timeout: Duration::from_secs(2),
+        ..WebhookConfig::new(url)
+    }
+}
+
+/// A temporary directory's heads file.
+fn heads_file() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tasklog-seals-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("heads.jsonl")
+}
+
+#[tokio::test]
+async fn heads_posted_to_the_webhook_arrive_in_order_signed_and_verify_with_the_public_key() {
+    let (db, owner) = generated("tasklog_seals_webhook", 400).await;
+    let events = count(&owner, "SELECT count(*) FROM events").await;
+    let (receiver, url) = Receiver::spawn(0).await;
+    let file = heads_file();
+    let config = SealerConfig {
+        webhook: Some(webhook(url)),
+        ..config(Some(&file))
+    };
+
+    seal_all_with(&db, &owner, config, || receiver.has_head_of(events)).await;
+
+    // Exactly the published documents, every one, in order.
+    let published: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(published.len() > 2, "{published:?}");
+    assert_eq!(receiver.accepted(), published);
+    for r in receiver.got() {
+        assert_eq!(r.content_type.as_deref(), Some("application/json"));
+        assert_eq!(
+            r.signature,
+            Some(signature(b"webhook-secret", r.body.as_bytes()))
+        );
+    }
+    let heads: Vec<SignedTreeHead> = receiver
+        .accepted()
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    let key = signing_key_from_hex(SEED).unwrap().verifying_key();
+    let mut findings = Vec::new();
+    assert_eq!(
+        verify_heads(&heads, &key, |e| findings.push(e)),
+        published.len()
+    );
+    assert_eq!(findings, []);
+    assert!(heads
+        .windows(2)
+        .all(|w| w[0].head.tree_size < w[1].head.tree_size));
+    std::fs::remove_dir_all(file.parent().unwrap()).ok();
+    owner.close().await;
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_webhook_that_fails_twice_still_gets_the_head() {
+    let (db, owner) = generated("tasklog_seals_webhook_retry", 200).await;
+    let events = count(&owner, "SELECT count(*) FROM events").await;
+    let (receiver, url) = Receiver::spawn(2).await;
+    let file = heads_file();
+    let config = SealerConfig {
+        webhook: Some(webhook(url)),
+        ..config(Some(&file))
+    };
+
+    seal_all_with(&db, &owner, config, || receiver.has_head_of(events)).await;
+
+    let got = receiver.got();
+    assert_eq!(
+        got[..3].iter().map(|r| r.status).collect::<Vec<_>>(),
+        [
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::OK
+        ]
+    );
+    assert!(got[..3].iter().all(|r| r.body == got[0].body));
+    let published: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(receiver.accepted(), published);
+    std::fs::remove_dir_all(file.parent().unwrap()).ok();
+    owner.close().await;
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_webhook_that_is_down_does_not_stop_heads_being_signed() {
+    let (db, owner) = generated("tasklog_seals_webhook_down", 400).await;
+    let down = format!("http://127.0.0.1:{}/heads", free_port())
+        .parse()
+        .unwrap();
+    let config = SealerConfig {
+        // Retried for as long as the test runs, and a queue that overflows.
+        webhook: Some(WebhookConfig {
+            attempts: u32::MAX,
+            queue: 1,
+            ..webhook(down)
+        }),
+        ..config(None)
+    };
+
+    seal_all_with(&db, &owner, config, || true).await;
+
+    assert!(count(&owner, "SELECT count(*) FROM seal_heads").await > 2);
+    let out = tasklog(&db, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    owner.close().await;
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_webhook_that_never_answers_does_not_hold_sealing_up() {
+    let (db, owner) = generated("tasklog_seals_webhook_hangs", 400).await;
+    let router = axum::Router::new().route(
+        "/heads",
+        axum::routing::post(std::future::pending::<StatusCode>),
+    );
+    let hanging = format!("{}/heads", serve(router).await).parse().unwrap();
+    let config = SealerConfig {
+        webhook: Some(WebhookConfig {
+            timeout: Duration::from_secs(3600),
+            ..webhook(hanging)
+        }),
+        ..config(None)
+    };
+
+    seal_all_with(&db, &owner, config, || true).await;
+
+    assert!(count(&owner, "SELECT count(*) FROM seal_heads").await > 2);
     owner.close().await;
     db.drop_database().await;
 }
