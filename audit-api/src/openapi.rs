@@ -93,7 +93,7 @@ fn operation(route: &Read, components: &mut Components) -> Value {
                 "in": "path",
                 "required": true,
                 "description": "The stream: `<kind>-<uuid>` (`task-…`, `project-…`, `org-<org>`, \
-                                `tags-<org>`, `inbox-<user>`, `audit-<org>`). Another \
+                                `tags-<org>`, `inbox-<inbox id>`, `audit-<org>`). Another \
                                 organization's stream, or one of another shape, is answered 404.",
                 "schema": { "type": "string", "pattern": STREAM_PATTERN }
             }),

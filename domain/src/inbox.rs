@@ -1,5 +1,10 @@
-//! A user's inbox: which of their in-app notifications they have read. One
-//! stream per user, `"inbox-{user_id}"`. Notifications themselves are derived
+//! A user's inbox in one organization: which of their in-app notifications
+//! there they have read. One stream per organization and user,
+//! `"inbox-{inbox_id(org, user)}"`, so that an organization's history (its
+//! export, what its auditors read) never holds another organization's event,
+//! hash or version. (Events written before this rule are in streams
+//! `"inbox-{user_id}"`, shared by the user's organizations; they stay there.)
+//! Notifications themselves are derived
 //! by the read side from the events that cause them (assignment, mention); a
 //! notification's id is derived from its cause, so it is known here by id only.
 
@@ -11,6 +16,13 @@ use uuid::Uuid;
 
 use crate::event::domain_events;
 use crate::{Aggregate, DomainError};
+
+/// The id of `user`'s inbox in `org`: a UUID v5 of the user's id in the
+/// organization's namespace, so that anyone can compute it and no two
+/// (organization, user) pairs share one.
+pub fn inbox_id(org: Uuid, user: Uuid) -> Uuid {
+    Uuid::new_v5(&org, user.as_bytes())
+}
 
 /// State of a user's inbox.
 #[derive(Serialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
@@ -88,5 +100,13 @@ mod tests {
         given([NotificationRead { notification_id: N }.into()])
             .when(InboxCommand::MarkNotificationRead { notification_id: N })
             .then([]);
+    }
+
+    #[test]
+    fn a_users_inboxes_in_two_organizations_are_two_streams() {
+        let (org_a, org_b, user) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        assert_eq!(inbox_id(org_a, user), inbox_id(org_a, user));
+        assert_ne!(inbox_id(org_a, user), inbox_id(org_b, user));
+        assert_ne!(inbox_id(org_a, user), inbox_id(org_a, Uuid::now_v7()));
     }
 }

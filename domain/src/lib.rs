@@ -23,7 +23,7 @@ pub use error::{DomainError, FieldError};
 pub use event::{
     decode_event, decode_event_ref, encode_event, replay, stream_name, Aggregate, DomainEvent,
 };
-pub use inbox::{Inbox, InboxCommand, InboxEvent, NotificationRead};
+pub use inbox::{inbox_id, Inbox, InboxCommand, InboxEvent, NotificationRead};
 pub use mentions::{mentioned_handles, validate_handle};
 pub use org::{
     validate_project_key, Member, MemberAdded, MemberRemoved, MemberRoleChanged, OrgCommand,

@@ -127,7 +127,7 @@ impl World {
             .await;
         self.log
             .append(
-                &format!("inbox-{user}"),
+                &format!("inbox-{}", tasklog_domain::inbox_id(org, user)),
                 By::now(org, user),
                 [InboxEvent::from(NotificationRead {
                     notification_id: notification,

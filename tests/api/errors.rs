@@ -374,7 +374,8 @@ async fn an_unknown_notification_cannot_be_marked_read() {
             )
             .await;
         assert_problem(r, 404, "not_found").await;
-        assert!(app.stream(&format!("inbox-{}", user.id)).await.is_empty());
+        let inbox = format!("inbox-{}", tasklog_domain::inbox_id(org, user.id));
+        assert!(app.stream(&inbox).await.is_empty());
     }
 }
 

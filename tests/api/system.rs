@@ -174,7 +174,8 @@ async fn a_mention_notifies_the_member_who_can_mark_it_read() {
         )
         .await;
     assert_eq!(r.status(), 404);
-    assert!(app.stream(&format!("inbox-{}", owner.id)).await.is_empty());
+    let inbox = format!("inbox-{}", tasklog_domain::inbox_id(org, owner.id));
+    assert!(app.stream(&inbox).await.is_empty());
 
     let r = app
         .request(

@@ -2,6 +2,7 @@
 
 use reqwest::Method;
 use serde_json::{json, Value};
+use tasklog_domain::inbox_id;
 use uuid::Uuid;
 
 use crate::helpers::{assert_problem, id_of, spawn_app, TestApp, User};
@@ -226,12 +227,16 @@ async fn a_notification_of_another_of_the_callers_organizations_is_not_found_thr
         );
     }
     assert_eq!(all_events().await, before, "nothing was appended");
-    assert!(app.stream(&format!("inbox-{}", alice.id)).await.is_empty());
+    let inbox_in = |org: Uuid| format!("inbox-{}", inbox_id(org, alice.id));
+    assert!(app.stream(&inbox_in(org_a)).await.is_empty());
 
-    // It is real and hers: through B it is marked read.
+    // It is real and hers: through B it is marked read, in her inbox in B
+    // only (A's history never holds it, nor its hash or version).
     let r = mark(org_b, notification.clone(), None).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    let inbox = app.stream(&format!("inbox-{}", alice.id)).await;
+    assert!(app.stream(&inbox_in(org_a)).await.is_empty());
+    assert!(app.stream(&format!("inbox-{}", alice.id)).await.is_empty());
+    let inbox = app.stream(&inbox_in(org_b)).await;
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].0, "NotificationRead");
     assert_eq!(inbox[0].1["notification_id"], notification.as_str());

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use tasklog_domain::{Inbox, InboxCommand};
+use tasklog_domain::{inbox_id, Inbox, InboxCommand};
 use tasklog_http::Method::Post;
 use tasklog_http::{Api, ApiError, AppPath, Caller};
 use uuid::Uuid;
@@ -45,9 +45,12 @@ async fn mark_notification_read(
         org_id,
     };
     let done = app
-        .execute::<Inbox>(&ctx, caller.user_id, meta.if_match, |_| {
-            Ok(InboxCommand::MarkNotificationRead { notification_id })
-        })
+        .execute::<Inbox>(
+            &ctx,
+            inbox_id(org_id, caller.user_id),
+            meta.if_match,
+            |_| Ok(InboxCommand::MarkNotificationRead { notification_id }),
+        )
         .await?;
     Ok(Accepted::new(StatusCode::OK, notification_id, &done))
 }

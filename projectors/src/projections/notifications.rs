@@ -146,9 +146,14 @@ impl Projection for Notifications {
                     }
                 }
                 "inbox" => match decode::<InboxEvent>(e)? {
-                    InboxEvent::NotificationRead(r) => {
-                        batch.read(r.notification_id, id, e.metadata.occurred_at)
-                    }
+                    // The reader is the actor: the stream is the user's
+                    // inbox in one organization (`inbox_id(org, user)`),
+                    // or, for events written before that, the user's id.
+                    InboxEvent::NotificationRead(r) => batch.read(
+                        r.notification_id,
+                        e.metadata.actor_id.unwrap_or(id),
+                        e.metadata.occurred_at,
+                    ),
                 },
                 _ => {}
             }
