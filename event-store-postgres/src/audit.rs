@@ -211,6 +211,16 @@ async fn read_log_pages(
     let snapshot = sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await;
+    // Parallel workers would take the cores the hashing needs; the pages
+    // are read in index order anyway.
+    let snapshot = match snapshot {
+        Ok(_) => {
+            sqlx::query("SET LOCAL max_parallel_workers_per_gather = 0")
+                .execute(&mut *tx)
+                .await
+        }
+        Err(e) => Err(e),
+    };
     if let Err(e) = snapshot {
         let _ = pages.send(Err(store_error(e))).await;
         return;

@@ -225,44 +225,96 @@ fn replace_erased_markers(v: &mut Value) {
     }
 }
 
-/// The v2 envelope: the same ten keys as v1, written by JCS (which sorts them).
-#[derive(Serialize)]
-struct Envelope<'a> {
-    event_id: Uuid,
-    stream_id: &'a str,
-    event_type: &'a str,
-    schema_version: u16,
-    occurred_at: String,
-    org_id: Uuid,
-    actor_id: Option<Uuid>,
-    correlation_id: Uuid,
-    causation_id: Option<Uuid>,
-    payload: &'a Value,
-}
-
 /// `sha256("tasklog-event-v2\n" || JCS(envelope))`, the payload's personal
 /// fields replaced by their commitments (see [`committed_payload`]).
 pub fn content_hash_v2(input: &HashInput<'_>, salts: &Salts) -> Result<Vec<u8>, CommitError> {
-    let payload = committed_payload(input.payload, salts)?;
     let m = input.metadata;
     let mut h = HashWriter(Sha256::new());
-    h.put(b"tasklog-event-v2\n");
-    write_jcs(
-        &Envelope {
-            event_id: input.event_id,
-            stream_id: input.stream_id,
-            event_type: input.event_type,
-            schema_version: input.schema_version,
-            occurred_at: to_micros(m.occurred_at).to_rfc3339_opts(SecondsFormat::Micros, true),
-            org_id: m.org_id,
-            actor_id: m.actor_id,
-            correlation_id: m.correlation_id,
-            causation_id: m.causation_id,
-            payload: &payload,
-        },
-        &mut h,
-    )?;
+    // The envelope's ten keys are ASCII, so their JCS order (UTF-16 units)
+    // is this byte order; every value is written by the JCS writer. Laid
+    // out here, the payload is not buffered a second time for sorting.
+    // (Tests check the bytes against a whole-envelope JCS of another crate.)
+    h.put(b"tasklog-event-v2\n{\"actor_id\":");
+    write_jcs(&m.actor_id, &mut h)?;
+    h.put(b",\"causation_id\":");
+    write_jcs(&m.causation_id, &mut h)?;
+    h.put(b",\"correlation_id\":");
+    write_jcs(&m.correlation_id, &mut h)?;
+    h.put(b",\"event_id\":");
+    write_jcs(&input.event_id, &mut h)?;
+    h.put(b",\"event_type\":");
+    write_jcs(input.event_type, &mut h)?;
+    h.put(b",\"occurred_at\":");
+    let occurred_at = to_micros(m.occurred_at).to_rfc3339_opts(SecondsFormat::Micros, true);
+    write_jcs(&occurred_at, &mut h)?;
+    h.put(b",\"org_id\":");
+    write_jcs(&m.org_id, &mut h)?;
+    h.put(b",\"payload\":");
+    write_committed_payload(input.payload, salts, &mut h)?;
+    h.put(b",\"schema_version\":");
+    write_jcs(&input.schema_version, &mut h)?;
+    h.put(b",\"stream_id\":");
+    write_jcs(input.stream_id, &mut h)?;
+    h.put(b"}");
     Ok(h.0.finalize().to_vec())
+}
+
+/// JCS of [`committed_payload`]: without copying the payload when its
+/// salted fields are top-level ones (Tasklog's personal fields are) and
+/// nothing in it is erased.
+fn write_committed_payload(
+    payload: &Value,
+    salts: &Salts,
+    out: &mut HashWriter,
+) -> Result<(), CommitError> {
+    let Value::Object(map) = payload else {
+        return write_jcs(&*committed_payload(payload, salts)?, out);
+    };
+    if salts.keys().any(|p| top_level(p).is_none()) || has_erased_marker(payload) {
+        return write_jcs(&*committed_payload(payload, salts)?, out);
+    }
+    exact_as_double(payload)?;
+    let mut commits = BTreeMap::new();
+    for (path, salt) in salts {
+        let key = top_level(path).expect("checked above");
+        let value = map
+            .get(key)
+            .ok_or_else(|| CommitError::MissingField(path.clone()))?;
+        commits.insert(key, hex::encode(commitment(salt, value)?));
+    }
+    write_jcs(&WithCommitments { map, commits }, out)
+}
+
+/// The key a JSON Pointer names when it names a top-level one.
+fn top_level(path: &str) -> Option<&str> {
+    path.strip_prefix('/')
+        .filter(|key| !key.contains(['/', '~']))
+}
+
+/// A payload object whose listed keys are written as their commitments.
+struct WithCommitments<'a> {
+    map: &'a serde_json::Map<String, Value>,
+    commits: BTreeMap<&'a str, String>,
+}
+
+impl Serialize for WithCommitments<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut out = s.serialize_map(Some(self.map.len()))?;
+        for (key, value) in self.map {
+            match self.commits.get(key.as_str()) {
+                Some(c) => out.serialize_entry(key, &Commit { commit: c })?,
+                None => out.serialize_entry(key, value)?,
+            }
+        }
+        out.end()
+    }
+}
+
+#[derive(Serialize)]
+struct Commit<'a> {
+    #[serde(rename = "$commit")]
+    commit: &'a str,
 }
 
 /// RFC 8785 canonical JSON, by the `canon-json` crate.
@@ -608,7 +660,8 @@ mod tests {
                 metadata: &metadata,
                 payload,
             };
-            let salts = fresh_salts(payload, &["/text", "/esc", "/float", "/absent"]);
+            // Top-level fields, and a nested one (written by another path).
+            let salts = fresh_salts(payload, &["/text", "/esc", "/float", "/absent", "/ключ/0"]);
             assert_eq!(
                 content_hash_v2(&input, &salts).unwrap(),
                 content_hash_v2_by_the_recipe(&input, &salts),
