@@ -24,6 +24,7 @@
 pub mod audit;
 pub mod bulk;
 pub mod export;
+pub mod group;
 pub mod org_log;
 pub mod seals;
 
@@ -45,6 +46,9 @@ use tasklog_event_store::{
 };
 use tokio::sync::Notify;
 use uuid::Uuid;
+
+pub use group::Grouping;
+use group::{GroupOutcome, Groups};
 
 /// The channel appends are announced on (after commit, coalesced).
 pub const CHANNEL: &str = "tasklog_events";
@@ -111,6 +115,18 @@ pub struct PgEventStore {
     /// The first handle of the signal the listener task bumps; started at
     /// the first [`EventStore::appends`].
     appends: Arc<OnceLock<Appends>>,
+    /// How appends are grouped into shared transactions (`None`: each alone).
+    grouping: Option<Grouping>,
+    /// The queue of appends and its dispatcher; started at the first append.
+    groups: Arc<OnceLock<Groups>>,
+}
+
+/// What a grouped append came to.
+enum Grouped {
+    /// Appended (or found appended by an earlier try): one result per part.
+    Done(Vec<AppendResult>),
+    /// Not answered: the caller appends it alone.
+    Unanswered(Vec<StreamAppend>),
 }
 
 /// Why an append inside a caller's transaction did not happen.
@@ -129,13 +145,57 @@ impl PgEventStore {
     /// appends starts at the first append, the one that listens for them at
     /// the first [`EventStore::appends`] (both need a Tokio runtime then),
     /// and both end with the pool (the listener also once nobody holds the
-    /// store or a handle of its signal).
+    /// store or a handle of its signal). Appends are grouped ([`group`]) with
+    /// the default [`Grouping`]; its dispatcher starts at the first append.
     pub fn open(pool: PgPool) -> Arc<dyn EventStore> {
+        Self::open_with(pool, Some(Grouping::default()))
+    }
+
+    /// [`Self::open`], grouping appends as `grouping` says (`None`: every
+    /// append in a transaction of its own).
+    pub fn open_with(pool: PgPool, grouping: Option<Grouping>) -> Arc<dyn EventStore> {
         Arc::new(Self {
             pool,
             announcer: Arc::default(),
             appends: Arc::default(),
+            grouping,
+            groups: Arc::default(),
         })
+    }
+
+    /// Appends `unit` (all of its parts or none) in a group with others.
+    /// Gives it back unanswered when grouping is off or its group failed as
+    /// a whole: then it is the caller's to append alone.
+    async fn append_grouped(&self, unit: Vec<StreamAppend>) -> Result<Grouped, StoreError> {
+        let Some(grouping) = self.grouping else {
+            return Ok(Grouped::Unanswered(unit));
+        };
+        let groups = self
+            .groups
+            .get_or_init(|| Groups::start(self.pool.clone(), grouping));
+        let (unit, outcome) = groups.append(unit).await?;
+        match outcome {
+            None => Ok(Grouped::Unanswered(unit)),
+            Some(GroupOutcome::Appended(results)) => {
+                self.announce();
+                Ok(Grouped::Done(results))
+            }
+            // A retried append finds the stream moved on, or its ids stored, by itself.
+            Some(GroupOutcome::WrongVersion { part, actual }) => {
+                match self.all_already_appended(&unit).await? {
+                    Some(original) => Ok(Grouped::Done(original)),
+                    None => Err(StoreError::Conflict {
+                        stream: unit[part].stream.clone(),
+                        expected: unit[part].expected,
+                        actual,
+                    }),
+                }
+            }
+            Some(GroupOutcome::EventIdTaken) => match self.all_already_appended(&unit).await? {
+                Some(original) => Ok(Grouped::Done(original)),
+                None => Ok(Grouped::Unanswered(unit)),
+            },
+        }
     }
 
     /// Tells other processes (and this one's listener) that appends committed.
@@ -205,7 +265,16 @@ impl EventStore for PgEventStore {
                 "an append needs at least one event".into(),
             ));
         }
-        // `Any` may race another writer to the same next version; retry it.
+        let unit = vec![StreamAppend {
+            stream: stream.to_owned(),
+            expected,
+            events,
+        }];
+        let events = match self.append_grouped(unit).await? {
+            Grouped::Done(mut results) => return Ok(results.remove(0)),
+            Grouped::Unanswered(mut unit) => unit.remove(0).events,
+        };
+        // Alone. `Any` may race another writer to the same next version; retry it.
         for _ in 0..5 {
             // One statement, so one round trip and no explicit transaction.
             match run_append(&self.pool, stream, expected, &events).await {
@@ -257,16 +326,20 @@ impl EventStore for PgEventStore {
         &self,
         mut appends: Vec<StreamAppend>,
     ) -> Result<Vec<AppendResult>, StoreError> {
-        if appends.is_empty() || appends.iter().any(|a| a.events.is_empty()) {
+        if appends.iter().all(|a| a.events.is_empty()) {
             return Err(StoreError::Corrupt(
-                "an append needs at least one event per stream".into(),
+                "an append needs at least one event".into(),
             ));
         }
         if appends.len() == 1 {
             let a = appends.remove(0);
             return Ok(vec![self.append(&a.stream, a.expected, a.events).await?]);
         }
-        // `Any` may race another writer to the same next version; retry it.
+        let appends = match self.append_grouped(appends).await? {
+            Grouped::Done(results) => return Ok(results),
+            Grouped::Unanswered(appends) => appends,
+        };
+        // Alone. `Any` may race another writer to the same next version; retry it.
         for _ in 0..5 {
             let mut tx = self.pool.begin().await.map_err(store_error)?;
             let mut results = Vec::with_capacity(appends.len());
@@ -580,16 +653,32 @@ impl PgEventStore {
         appends: &[StreamAppend],
     ) -> Result<Option<Vec<AppendResult>>, StoreError> {
         let mut found = Vec::with_capacity(appends.len());
-        for a in appends {
+        for a in appends.iter().filter(|a| !a.events.is_empty()) {
             found.push(self.already_appended(&a.stream, &a.events).await?);
         }
         if found.iter().all(Option::is_none) {
             return Ok(None);
         }
-        match found.into_iter().collect::<Option<Vec<_>>>() {
-            Some(all) => Ok(Some(all)),
-            None => Err(StoreError::DuplicateEventId(appends[0].events[0].event_id)),
-        }
+        let Some(mut found) = found.into_iter().collect::<Option<Vec<_>>>() else {
+            let first = appends.iter().flat_map(|a| &a.events).next();
+            return Err(StoreError::DuplicateEventId(
+                first.map(|e| e.event_id).unwrap_or_default(),
+            ));
+        };
+        // A part that only checked a version stored nothing to find: it held then.
+        let mut found = found.drain(..);
+        Ok(Some(
+            appends
+                .iter()
+                .map(|a| match a.events.is_empty() {
+                    false => found.next().unwrap_or_else(|| checked(a.expected)),
+                    true => AppendResult {
+                        deduplicated: true,
+                        ..checked(a.expected)
+                    },
+                })
+                .collect(),
+        ))
     }
 
     async fn read_head(&self, stream: &str) -> Result<Option<u64>, StoreError> {
@@ -702,6 +791,109 @@ async fn announce(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         .map(|_| ())
 }
 
+/// The events of an append as the columns `append_events` and
+/// `append_batch` take: one array per column, and each event's content hash
+/// (the version is chained in by the database, which alone knows it for
+/// `Any`).
+#[derive(Default)]
+pub(crate) struct EventColumns<'a> {
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    schemas: Vec<i32>,
+    occurred: Vec<chrono::DateTime<chrono::Utc>>,
+    orgs: Vec<Uuid>,
+    actors: Vec<Option<Uuid>>,
+    correlations: Vec<Uuid>,
+    causations: Vec<Option<Uuid>>,
+    payloads: Vec<sqlx::types::Json<&'a serde_json::Value>>,
+    hashes: Vec<Vec<u8>>,
+    salts: Vec<Option<sqlx::types::Json<Salts>>>,
+}
+
+impl<'a> EventColumns<'a> {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self {
+            ids: Vec::with_capacity(n),
+            types: Vec::with_capacity(n),
+            schemas: Vec::with_capacity(n),
+            occurred: Vec::with_capacity(n),
+            orgs: Vec::with_capacity(n),
+            actors: Vec::with_capacity(n),
+            correlations: Vec::with_capacity(n),
+            causations: Vec::with_capacity(n),
+            payloads: Vec::with_capacity(n),
+            hashes: Vec::with_capacity(n),
+            salts: Vec::with_capacity(n),
+        }
+    }
+
+    /// Adds `events` of `stream`, hashed with fresh salts for their personal fields.
+    pub(crate) fn push(&mut self, stream: &str, events: &'a [NewEvent]) -> Result<(), sqlx::Error> {
+        for e in events {
+            let metadata = EventMetadata {
+                occurred_at: to_micros(e.metadata.occurred_at),
+                ..e.metadata.clone()
+            };
+            let event_salts = fresh_salts(&e.payload, e.personal);
+            let content = content_hash_v2(
+                &HashInput {
+                    event_id: e.event_id,
+                    stream_id: stream,
+                    event_type: &e.event_type,
+                    schema_version: e.schema_version,
+                    metadata: &metadata,
+                    payload: &e.payload,
+                },
+                &event_salts,
+            )
+            .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            self.hashes.push(content);
+            self.salts
+                .push((!event_salts.is_empty()).then_some(sqlx::types::Json(event_salts)));
+            self.ids.push(e.event_id);
+            self.types.push(&e.event_type);
+            self.schemas.push(i32::from(e.schema_version));
+            self.occurred.push(metadata.occurred_at);
+            self.orgs.push(metadata.org_id);
+            self.actors.push(metadata.actor_id);
+            self.correlations.push(metadata.correlation_id);
+            self.causations.push(metadata.causation_id);
+            self.payloads.push(sqlx::types::Json(&e.payload));
+        }
+        Ok(())
+    }
+
+    /// Binds the columns in the order both functions take them, the hash
+    /// scheme and the salts last.
+    pub(crate) fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.ids)
+            .bind(&self.types)
+            .bind(&self.schemas)
+            .bind(&self.occurred)
+            .bind(&self.orgs)
+            .bind(&self.actors)
+            .bind(&self.correlations)
+            .bind(&self.causations)
+            .bind(&self.payloads)
+            .bind(&self.hashes)
+            .bind(HashScheme::V2.code())
+            .bind(&self.salts)
+    }
+}
+
+/// An expected version as `append_events` and `append_batch` take it.
+pub(crate) fn expected_arg(expected: ExpectedVersion) -> i64 {
+    match expected {
+        ExpectedVersion::Any => -1,
+        ExpectedVersion::NoStream => 0,
+        ExpectedVersion::Exact(v) => v as i64,
+    }
+}
+
 /// Runs `append_events` (see the migration): checks the expected version,
 /// chains the hashes and inserts, in one statement.
 async fn run_append<'e, E: sqlx::PgExecutor<'e>>(
@@ -710,74 +902,21 @@ async fn run_append<'e, E: sqlx::PgExecutor<'e>>(
     expected: ExpectedVersion,
     events: &[NewEvent],
 ) -> Result<AppendOutcome, sqlx::Error> {
-    let n = events.len();
-    let mut ids = Vec::with_capacity(n);
-    let mut types = Vec::with_capacity(n);
-    let mut schemas = Vec::with_capacity(n);
-    let mut occurred = Vec::with_capacity(n);
-    let mut orgs = Vec::with_capacity(n);
-    let mut actors = Vec::with_capacity(n);
-    let mut correlations = Vec::with_capacity(n);
-    let mut causations = Vec::with_capacity(n);
-    let mut payloads = Vec::with_capacity(n);
-    let mut hashes = Vec::with_capacity(n);
-    let mut salts = Vec::with_capacity(n);
-    for e in events {
-        let metadata = EventMetadata {
-            occurred_at: to_micros(e.metadata.occurred_at),
-            ..e.metadata.clone()
-        };
-        // The version is chained in by the database, which alone knows it for `Any`.
-        let event_salts = fresh_salts(&e.payload, e.personal);
-        let content = content_hash_v2(
-            &HashInput {
-                event_id: e.event_id,
-                stream_id: stream,
-                event_type: &e.event_type,
-                schema_version: e.schema_version,
-                metadata: &metadata,
-                payload: &e.payload,
-            },
-            &event_salts,
-        )
-        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        hashes.push(content);
-        salts.push((!event_salts.is_empty()).then_some(sqlx::types::Json(event_salts)));
-        ids.push(e.event_id);
-        types.push(e.event_type.clone());
-        schemas.push(i32::from(e.schema_version));
-        occurred.push(metadata.occurred_at);
-        orgs.push(metadata.org_id);
-        actors.push(metadata.actor_id);
-        correlations.push(metadata.correlation_id);
-        causations.push(metadata.causation_id);
-        payloads.push(sqlx::types::Json(&e.payload));
-    }
-    let expected_arg: i64 = match expected {
-        ExpectedVersion::Any => -1,
-        ExpectedVersion::NoStream => 0,
-        ExpectedVersion::Exact(v) => v as i64,
-    };
-    let rows: Vec<(Option<i64>, Option<i64>, i64, bool)> = sqlx::query_as(
+    let mut columns = EventColumns::with_capacity(events.len());
+    columns.push(stream, events)?;
+    let query = sqlx::query(
         "SELECT o_commit, o_position, o_version, o_conflict FROM append_events(\
          $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(stream)
-    .bind(expected_arg)
-    .bind(&ids)
-    .bind(&types)
-    .bind(&schemas)
-    .bind(&occurred)
-    .bind(&orgs)
-    .bind(&actors)
-    .bind(&correlations)
-    .bind(&causations)
-    .bind(&payloads)
-    .bind(&hashes)
-    .bind(HashScheme::V2.code())
-    .bind(&salts)
-    .fetch_all(executor)
-    .await?;
+    .bind(expected_arg(expected));
+    let rows: Vec<(Option<i64>, Option<i64>, i64, bool)> = columns
+        .bind(query)
+        .fetch_all(executor)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
     if let Some((_, _, actual, true)) = rows.first() {
         return Ok(AppendOutcome::WrongVersion {
             actual: (*actual > 0).then_some(*actual as u64),
@@ -792,12 +931,28 @@ async fn run_append<'e, E: sqlx::PgExecutor<'e>>(
             })
         })
         .collect();
+    if positions.is_empty() {
+        return Ok(AppendOutcome::Appended(checked(expected)));
+    }
     Ok(AppendOutcome::Appended(AppendResult {
         stream_version: rows.iter().map(|r| r.2 as u64).max().unwrap_or(0),
         first_position: positions.iter().min().copied().unwrap_or_default(),
         last_position: positions.iter().max().copied().unwrap_or_default(),
         deduplicated: false,
     }))
+}
+
+/// The result of a part that only checked its stream's version.
+pub(crate) fn checked(expected: ExpectedVersion) -> AppendResult {
+    AppendResult {
+        stream_version: match expected {
+            ExpectedVersion::Exact(v) => v,
+            ExpectedVersion::NoStream | ExpectedVersion::Any => 0,
+        },
+        first_position: LogPosition::START,
+        last_position: LogPosition::START,
+        deduplicated: false,
+    }
 }
 
 /// True when `e` says the database is out of reach rather than that the

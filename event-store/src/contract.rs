@@ -211,6 +211,71 @@ pub async fn an_append_to_several_streams_whose_later_part_fails_stores_nothing(
     assert!(!alone[0].deduplicated);
 }
 
+/// A decision that rests on another aggregate (a member's right to write, as
+/// the organization's stream says) appends only while that aggregate is as it
+/// was read: a part without events checks its stream and stores nothing.
+pub async fn a_part_without_events_checks_its_stream_and_appends_nothing(store: &dyn EventStore) {
+    let (checked, written) = (new_stream(), new_stream());
+    store
+        .append(
+            &checked,
+            ExpectedVersion::NoStream,
+            vec![event(1), event(2)],
+        )
+        .await
+        .unwrap();
+    let parts = |checked_at: u64, n| {
+        vec![
+            StreamAppend {
+                stream: written.clone(),
+                expected: ExpectedVersion::NoStream,
+                events: vec![event(n)],
+            },
+            StreamAppend {
+                stream: checked.clone(),
+                expected: ExpectedVersion::Exact(checked_at),
+                events: vec![],
+            },
+        ]
+    };
+
+    let stale = store.append_all(parts(1, 3)).await;
+    assert!(
+        matches!(&stale, Err(StoreError::Conflict { stream, actual: Some(2), .. }) if *stream == checked),
+        "{stale:?}"
+    );
+    assert!(store.read_stream(&written, 1).await.unwrap().is_empty());
+
+    let current = parts(2, 4);
+    let done = store.append_all(current.clone()).await.unwrap();
+    assert_eq!(
+        done.iter().map(|r| r.stream_version).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(store.read_stream(&written, 1).await.unwrap().len(), 1);
+    assert_eq!(store.read_stream(&checked, 1).await.unwrap().len(), 2);
+    // A retry finds its events stored, whatever the checked stream did since.
+    store
+        .append(&checked, ExpectedVersion::Exact(2), vec![event(5)])
+        .await
+        .unwrap();
+    let retry = store.append_all(current).await.unwrap();
+    assert!(retry[0].deduplicated);
+    assert_eq!(retry[0].last_position, done[0].last_position);
+
+    let only_checks = store
+        .append_all(vec![StreamAppend {
+            stream: checked.clone(),
+            expected: ExpectedVersion::Exact(3),
+            events: vec![],
+        }])
+        .await;
+    assert!(
+        only_checks.is_err(),
+        "an append with no events at all is refused"
+    );
+}
+
 pub async fn several_streams_read_at_once_come_back_in_the_order_asked(store: &dyn EventStore) {
     let (a, b, empty) = (new_stream(), new_stream(), new_stream());
     store
@@ -509,6 +574,7 @@ macro_rules! contract_tests {
             a_stale_expected_version_is_a_conflict_and_stores_nothing,
             an_append_to_several_streams_stores_all_or_nothing,
             an_append_to_several_streams_whose_later_part_fails_stores_nothing,
+            a_part_without_events_checks_its_stream_and_appends_nothing,
             reappending_stored_event_ids_returns_the_original_result_and_stores_nothing,
             an_event_id_stored_in_another_stream_is_rejected,
             several_streams_read_at_once_come_back_in_the_order_asked,

@@ -275,6 +275,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// or rejected as a whole). A conflict on any stream stores nothing and
     /// names that stream. Re-sending an append whose event ids are all stored
     /// returns the original results, as [`Self::append`] does.
+    ///
+    /// A part without events only checks its stream: the append happens
+    /// only while that stream is at its expected version (a decision that
+    /// rests on another aggregate's state, such as a membership), and its
+    /// result is that version. At least one part has events.
     async fn append_all(&self, appends: Vec<StreamAppend>)
         -> Result<Vec<AppendResult>, StoreError>;
 

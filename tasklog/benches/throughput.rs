@@ -5,6 +5,9 @@
 //! Run with `scripts/dev.sh bench` (or `cargo bench -p tasklog --bench
 //! throughput`). BENCH_SECONDS sets each run's length (default 5);
 //! BENCH_ONLY=store|http runs one half; BENCH_DATABASE_URL the server (default postgres://postgres@127.0.0.1:5432/postgres).
+//! The store is measured with appends grouped (`store.append`, the default)
+//! and each in a transaction of its own (`store.alone`). For HTTP as a
+//! frontend drives it (wrk, a separate process), see `scripts/bench-http.sh`.
 //! Compare with `../shared/bench/pg-insert-baseline.sh` run in the same sitting.
 
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tasklog::{CommandApi, Settings};
 use tasklog_event_store::{EventMetadata, EventStore, ExpectedVersion, NewEvent};
-use tasklog_event_store_postgres::PgEventStore;
+use tasklog_event_store_postgres::{Grouping, PgEventStore};
 use uuid::Uuid;
 
 const CLIENTS: [usize; 3] = [1, 8, 32];
@@ -61,13 +64,21 @@ async fn main() -> anyhow::Result<()> {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     println!("# event store appends (1 event of ~500 bytes per append, expected version checked)");
     let pool = tasklog::connect(&settings.database_url, 40).await?;
-    let store = PgEventStore::open(pool.clone());
-    for clients in CLIENTS
+    // Grouped (the default: concurrent appends share a transaction), then
+    // each append in a transaction of its own, as before group commit.
+    let stores = [
+        ("store.append", Some(Grouping::default())),
+        ("store.alone", None),
+    ];
+    for (name, grouping) in stores
         .into_iter()
         .filter(|_| only.is_empty() || only == "store")
     {
-        let (count, elapsed, hist) = bench_store(store.clone(), clients).await;
-        report("store.append", clients, count, elapsed, &hist);
+        let store = PgEventStore::open_with(pool.clone(), grouping);
+        for clients in CLIENTS {
+            let (count, elapsed, hist) = bench_store(store.clone(), clients).await;
+            report(name, clients, count, elapsed, &hist);
+        }
     }
 
     println!("# HTTP commands (POST comment: auth + membership check, load task, decide, append)");

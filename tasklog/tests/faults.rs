@@ -476,7 +476,7 @@ async fn a_retry_after_the_key_holders_process_died_proceeds_at_once_and_appends
         sqlx::query_scalar::<_, i64>(
             "SELECT count(*) FROM pg_stat_activity \
              WHERE datname = current_database() AND wait_event_type = 'Lock' \
-               AND query ILIKE '%append_events%'",
+               AND (query ILIKE '%append_batch%' OR query ILIKE '%append_events%')",
         )
         .fetch_one(&owner)
         .await

@@ -20,6 +20,7 @@ pub struct TestApp {
     pub db: PgPool,
     /// How to connect as the owner (the schema owner's CLI commands).
     pub owner_url: String,
+    pub database: TestDatabase,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -44,11 +45,18 @@ async fn spawn_app_over(database: TestDatabase, db: PgPool) -> TestApp {
         audit_address,
         client: reqwest::Client::new(),
         db,
-        owner_url: database.owner_url,
+        owner_url: database.owner_url.clone(),
+        database,
     }
 }
 
 impl TestApp {
+    /// The same APIs over the same database, as a second process runs them:
+    /// pools, caches and in-process locks of their own.
+    pub async fn another_process(&self) -> TestApp {
+        spawn_app_over(self.database.clone(), self.db.clone()).await
+    }
+
     pub fn user(&self, handle: &str) -> User {
         User::new(handle)
     }

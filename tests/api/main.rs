@@ -4,6 +4,7 @@ mod helpers;
 
 mod audit;
 mod auth;
+mod cached_state;
 mod concurrency;
 mod errors;
 mod idempotency;

@@ -44,6 +44,7 @@ pub async fn spawn_system() -> System {
             client: reqwest::Client::new(),
             db,
             owner_url: database.owner_url.clone(),
+            database: database.clone(),
         },
         query,
         stop,

@@ -136,8 +136,9 @@ fn in_org(task: &Task, org_id: Uuid) -> Result<(), ApiError> {
     }
 }
 
-/// Loads the organization and the task in one read, checks the caller may
-/// write, and runs the command `make` builds from them.
+/// Runs the command `make` builds from the organization and the task, once
+/// the caller may write: on the cached ones when they still hold (see
+/// `execute_cached`), else loaded in one read.
 async fn change_task(
     app: &AppState,
     caller: &Caller,
@@ -145,6 +146,20 @@ async fn change_task(
     (org_id, task_id): (Uuid, Uuid),
     make: impl Fn(&Organization, &Task) -> TaskCommand,
 ) -> Result<Executed<Task>, ApiError> {
+    let ctx = Context {
+        meta,
+        caller,
+        org_id,
+    };
+    let warm = app
+        .execute_cached::<Task>(&ctx, Access::Write, task_id, |org, task| {
+            in_org(task, org_id)?;
+            Ok(make(org, task))
+        })
+        .await?;
+    if let Some(done) = warm {
+        return Ok(done);
+    }
     let (org, task) = app
         .authorize_and_load::<Task>(caller, org_id, Access::Write, task_id)
         .await?;

@@ -28,7 +28,8 @@ impl AppState {
         access: Access,
     ) -> Result<Loaded<Organization>, ApiError> {
         let org = self.load::<Organization>(org_id).await?;
-        check_access(org, caller, access)
+        check_access(&org.state, caller, access)?;
+        Ok(org)
     }
 
     /// [`Self::authorize`] and [`Self::load`] in one read of the event store.
@@ -53,18 +54,18 @@ impl AppState {
         let aggregate = self
             .cache
             .extend(&stream, base, read.next().unwrap_or_default())?;
-        Ok((check_access(org, caller, access)?, aggregate))
+        check_access(&org.state, caller, access)?;
+        Ok((org, aggregate))
     }
 }
 
-/// The organization back if the caller may act in it with `access`.
-fn check_access(
-    org: Loaded<Organization>,
+/// Whether the caller may act in the organization with `access`.
+pub(super) fn check_access(
+    org: &Organization,
     caller: &Caller,
     access: Access,
-) -> Result<Loaded<Organization>, ApiError> {
+) -> Result<(), ApiError> {
     let role = org
-        .state
         .role_of(caller.user_id)
         .ok_or_else(|| ApiError::Forbidden("you are not a member of this organization".into()))?;
     let allowed = match access {
@@ -78,7 +79,7 @@ fn check_access(
             role_name(role)
         )));
     }
-    Ok(org)
+    Ok(())
 }
 
 fn role_name(role: Role) -> String {

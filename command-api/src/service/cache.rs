@@ -9,10 +9,12 @@ use uuid::Uuid;
 
 use super::{AppState, Loaded};
 
-/// Aggregates as of their last read. A load reads only the events after the
-/// cached version and folds them on, so a long stream (a project that handed
-/// out thousands of task numbers) is not replayed for every command. Every
-/// load still reads the stream's tail first: the cache never answers stale.
+/// Aggregates as of their last read or append. A load reads only the events
+/// after the cached version and folds them on, so a long stream (a project
+/// that handed out thousands of task numbers) is not replayed for every
+/// command. Every load still reads the stream's tail first: the cache never
+/// answers stale. The one path that decides on it without reading
+/// ([`AppState::execute_cached`]) appends only at the cached versions.
 pub struct AggregateCache {
     entries: std::sync::Mutex<std::collections::HashMap<String, Cached>>,
     capacity: usize,
@@ -33,7 +35,7 @@ impl AggregateCache {
         }
     }
 
-    fn get<A: Aggregate>(&self, stream: &str) -> Option<Loaded<A>> {
+    pub(super) fn get<A: Aggregate>(&self, stream: &str) -> Option<Loaded<A>> {
         let cached = self.entries.lock().ok()?.get(stream).cloned()?;
         let state = cached.state.downcast_ref::<A>()?.clone();
         Some(Loaded {
@@ -43,7 +45,7 @@ impl AggregateCache {
         })
     }
 
-    fn put<A: Aggregate>(&self, stream: &str, loaded: &Loaded<A>) {
+    pub(super) fn put<A: Aggregate>(&self, stream: &str, loaded: &Loaded<A>) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };

@@ -3,13 +3,18 @@
 
 use std::time::Duration;
 
-use tasklog_domain::{encode_event, stream_name, Aggregate, DomainError, DomainEvent};
-use tasklog_event_store::{EventMetadata, ExpectedVersion, NewEvent, StoreError, StreamAppend};
+use tasklog_domain::{
+    encode_event, stream_name, Aggregate, DomainError, DomainEvent, Organization,
+};
+use tasklog_event_store::{
+    AppendResult, EventMetadata, ExpectedVersion, NewEvent, StoreError, StreamAppend,
+};
 use tasklog_http::ApiError;
 use uuid::Uuid;
 
+use super::access::check_access;
 use super::cache::decode;
-use super::{AppState, Context, Executed, Loaded};
+use super::{Access, AppState, Context, Executed, Loaded};
 
 /// How often a command is decided again when another writer got in first.
 const MAX_ATTEMPTS: usize = 16;
@@ -87,15 +92,7 @@ impl AppState {
                         return Ok(done);
                     }
                 }
-                Ok(r) => {
-                    let state = events.iter().fold(loaded.state, |s, e| s.evolve(e));
-                    return Ok(Executed {
-                        state,
-                        version: r.stream_version,
-                        position: Some(r.last_position),
-                        events,
-                    });
-                }
+                Ok(r) => return Ok(self.appended(&stream, loaded.state, events, r)),
                 Err(StoreError::Conflict { actual, .. }) if if_match.is_some() => {
                     return Err(ApiError::PreconditionFailed {
                         current: actual.unwrap_or(0),
@@ -111,6 +108,91 @@ impl AppState {
         Err(ApiError::Conflict(
             "the resource is changing too fast; retry the request".into(),
         ))
+    }
+
+    /// The warm path: decides on the organization and the aggregate as this
+    /// process last saw them, without reading the store, and appends at the
+    /// aggregate's cached version with the organization's checked beside it
+    /// (a part without events). A stale cache can only make the append
+    /// conflict, never act on old state: the aggregate's version catches a
+    /// change to it, the check a change to the organization (a membership, a
+    /// role, a handle a mention resolves to), in this process or another.
+    ///
+    /// `None` when this path does not answer: nothing cached, a refusal or a
+    /// no-op (decided on what may be stale), a precondition (`If-Match`), a
+    /// request with an `Idempotency-Key` (its retry must find what it did),
+    /// or a conflict. The read path then answers, as if this was never tried.
+    pub async fn execute_cached<A: Aggregate>(
+        &self,
+        ctx: &Context<'_>,
+        access: Access,
+        id: Uuid,
+        command: impl Fn(&Organization, &A) -> Result<A::Command, ApiError>,
+    ) -> Result<Option<Executed<A>>, ApiError> {
+        if ctx.meta.if_match.is_some() || ctx.meta.ids.is_seeded() {
+            return Ok(None);
+        }
+        let org_stream = stream_name::<Organization>(ctx.org_id);
+        let stream = stream_name::<A>(id);
+        let _turn = self.writers.turn(&stream).await;
+        let (Some(org), Some(loaded)) = (
+            self.cache.get::<Organization>(&org_stream),
+            self.cache.get::<A>(&stream),
+        ) else {
+            return Ok(None);
+        };
+        if org.version == 0 || check_access(&org.state, ctx.caller, access).is_err() {
+            return Ok(None);
+        }
+        let events = match command(&org.state, &loaded.state).map(|c| loaded.state.decide(c)) {
+            Ok(Ok(events)) if !events.is_empty() => events,
+            _ => return Ok(None),
+        };
+        let appends = vec![
+            StreamAppend {
+                stream: stream.clone(),
+                expected: ExpectedVersion::from_version(loaded.version),
+                events: ctx.new_events(&stream, &events),
+            },
+            StreamAppend {
+                stream: org_stream,
+                expected: ExpectedVersion::Exact(org.version),
+                events: Vec::new(),
+            },
+        ];
+        match self.store.append_all(appends).await {
+            Ok(results) if !results[0].deduplicated => Ok(Some(self.appended(
+                &stream,
+                loaded.state,
+                events,
+                results[0],
+            ))),
+            Ok(_) | Err(StoreError::Conflict { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// What an append of `events` onto `state` made, kept in the cache too
+    /// (so the stream's next command need not read what it just wrote).
+    fn appended<A: Aggregate>(
+        &self,
+        stream: &str,
+        state: A,
+        events: Vec<A::Event>,
+        r: AppendResult,
+    ) -> Executed<A> {
+        let loaded = Loaded {
+            state: events.iter().fold(state, |s, e| s.evolve(e)),
+            version: r.stream_version,
+            position: Some(r.last_position),
+        };
+        self.cache.put(stream, &loaded);
+        Executed {
+            state: loaded.state,
+            version: loaded.version,
+            position: loaded.position,
+            events,
+        }
     }
 
     /// Creates aggregate `child_id` together with the change to its parent
