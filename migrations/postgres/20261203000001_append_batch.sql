@@ -82,12 +82,17 @@ BEGIN
             v_hashes := array_append(v_hashes, v_hash);
         END LOOP;
 
-        IF v_ok AND v_count > 0 AND EXISTS (
-            SELECT FROM events e WHERE e.event_id = ANY (p_ids[v_event : v_event + v_count - 1])
-        ) THEN
-            RETURN QUERY SELECT p_units[v_first], -1, 2::smallint, NULL::bigint, NULL::bigint,
-                                NULL::bigint;
-            v_ok := false;
+        -- One probe of the unique index per id: `= ANY (slice)` got a cached
+        -- generic plan that scanned the whole table.
+        IF v_ok THEN
+            FOR k IN v_event .. v_event + v_count - 1 LOOP
+                IF EXISTS (SELECT FROM events e WHERE e.event_id = p_ids[k]) THEN
+                    RETURN QUERY SELECT p_units[v_first], -1, 2::smallint, NULL::bigint,
+                                        NULL::bigint, NULL::bigint;
+                    v_ok := false;
+                    EXIT;
+                END IF;
+            END LOOP;
         END IF;
 
         IF v_ok THEN
