@@ -102,6 +102,8 @@ async fn each_unit_of_a_group_gets_its_own_outcome_and_only_failed_units_store_n
             part(&half_a, ExpectedVersion::NoStream, vec![event(7)]),
             part(&half_b, ExpectedVersion::Exact(1), vec![event(8)]),
         ],
+        // The same stream again, at the version the first unit found: stale now.
+        vec![part(&ok, ExpectedVersion::NoStream, vec![event(9)])],
     ];
     let slices: Vec<&[StreamAppend]> = units.iter().map(Vec::as_slice).collect();
     let outcomes = append_group(&pool, &slices).await.unwrap();
@@ -128,6 +130,13 @@ async fn each_unit_of_a_group_gets_its_own_outcome_and_only_failed_units_store_n
         GroupOutcome::WrongVersion {
             part: 1,
             actual: None
+        }
+    );
+    assert_eq!(
+        outcomes[5],
+        GroupOutcome::WrongVersion {
+            part: 0,
+            actual: Some(2)
         }
     );
 
@@ -157,31 +166,77 @@ async fn each_unit_of_a_group_gets_its_own_outcome_and_only_failed_units_store_n
 }
 
 #[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
-async fn a_group_naming_a_stream_twice_is_refused_whole_and_stores_nothing(pool: PgPool) {
-    let (twice, other) = (new_stream(), new_stream());
-    let units = [
-        vec![part(&twice, ExpectedVersion::NoStream, vec![event(1)])],
-        vec![part(&other, ExpectedVersion::NoStream, vec![event(2)])],
-        vec![part(&twice, ExpectedVersion::Exact(1), vec![event(3)])],
-    ];
-    let slices: Vec<&[StreamAppend]> = units.iter().map(Vec::as_slice).collect();
-    let refused = append_group(&pool, &slices).await;
-    assert!(
-        matches!(&refused, Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("TLA01")),
-        "{refused:?}"
-    );
+async fn many_units_checking_one_stream_append_in_one_group(pool: PgPool) {
     let store = PgEventStore::open_with(pool.clone(), None);
-    for s in [twice, other] {
-        assert!(store.read_stream(&s, 1).await.unwrap().is_empty());
+    let org = new_stream();
+    store
+        .append(&org, ExpectedVersion::NoStream, vec![event(0)])
+        .await
+        .unwrap();
+    let tasks: Vec<String> = (0..4).map(|_| new_stream()).collect();
+    let units: Vec<Vec<StreamAppend>> = tasks
+        .iter()
+        .map(|t| {
+            vec![
+                part(t, ExpectedVersion::NoStream, vec![event(1)]),
+                part(&org, ExpectedVersion::Exact(1), vec![]),
+            ]
+        })
+        .collect();
+    let slices: Vec<&[StreamAppend]> = units.iter().map(Vec::as_slice).collect();
+    let outcomes = append_group(&pool, &slices).await.unwrap();
+    let commits: HashSet<u64> = outcomes
+        .iter()
+        .map(|o| match o {
+            GroupOutcome::Appended(r) => r[0].last_position.commit,
+            other => panic!("appended: {other:?}"),
+        })
+        .collect();
+    assert_eq!(commits.len(), 1, "one transaction");
+}
+
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
+async fn appends_made_at_once_that_check_one_stream_still_share_transactions(pool: PgPool) {
+    let store = one_at_a_time(&pool);
+    let org = new_stream();
+    store
+        .append(&org, ExpectedVersion::NoStream, vec![event(0)])
+        .await
+        .unwrap();
+    let start = Arc::new(tokio::sync::Barrier::new(32));
+    let tasks: Vec<_> = (0..32)
+        .map(|n| {
+            let (store, start, org) = (store.clone(), start.clone(), org.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let appended = store
+                    .append_all(vec![
+                        part(&new_stream(), ExpectedVersion::NoStream, vec![event(n)]),
+                        part(&org, ExpectedVersion::Exact(1), vec![]),
+                    ])
+                    .await
+                    .unwrap();
+                appended[0].last_position.commit
+            })
+        })
+        .collect();
+    let mut commits = HashSet::new();
+    for t in tasks {
+        commits.insert(t.await.unwrap());
     }
+    assert!(
+        commits.len() < 16,
+        "{} commits for 32 appends",
+        commits.len()
+    );
 }
 
 #[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn appends_to_one_stream_made_at_once_store_one_and_the_others_see_it(pool: PgPool) {
     let store = one_at_a_time(&pool);
     let stream = new_stream();
-    // All at once, each expecting the stream to be new: they go in turn (a
-    // group holds a stream once), one appends, the others find it moved on.
+    // All at once, each expecting the stream to be new: one appends, the
+    // others find it moved on, in its group or a later one.
     let start = Arc::new(tokio::sync::Barrier::new(8));
     let tasks: Vec<_> = (0..8)
         .map(|n| {

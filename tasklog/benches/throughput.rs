@@ -66,10 +66,16 @@ async fn main() -> anyhow::Result<()> {
     let pool = tasklog::connect(&settings.database_url, 40).await?;
     // Grouped (the default: concurrent appends share a transaction), then
     // each append in a transaction of its own, as before group commit.
-    let stores = [
-        ("store.append", Some(Grouping::default())),
-        ("store.alone", None),
-    ];
+    // BENCH_GROUP_SLOTS: groups written at once (`Grouping::in_flight`).
+    let slots = std::env::var("BENCH_GROUP_SLOTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(Grouping::default().in_flight);
+    let grouping = Grouping {
+        in_flight: slots,
+        ..Grouping::default()
+    };
+    let stores = [("store.append", Some(grouping)), ("store.alone", None)];
     for (name, grouping) in stores
         .into_iter()
         .filter(|_| only.is_empty() || only == "store")

@@ -190,6 +190,15 @@ async fn follow(
             if let Some(head) = &head {
                 seals::record_head(&mut tx, head).await?;
                 next.last_head = Some(head.head.clone());
+            } else {
+                // Leaves alone need not wait for the disk, which every
+                // command's append waits for too: a crash loses them with
+                // the frontier they moved (one transaction), and they are
+                // sealed again. A head's commit waits, and with it every
+                // earlier one, before the head is published.
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             tree = next;
