@@ -34,7 +34,8 @@ pub struct Grouping {
     /// Groups written at once, each on a connection of the pool. One makes
     /// the largest groups, but then appends wait for each flush in turn; two
     /// let the next group gather and check while one flushes (measured on 2
-    /// cores: 2 beat 1, 4, 8 and 16 at 1, 8 and 32 writers; README).
+    /// cores with the throughput bench: 2 gave the most appends/s at 8 and
+    /// 32 writers of 1, 2, 4, 8 and 16; at 1 writer all were within noise).
     pub in_flight: usize,
     /// Units in one group at most.
     pub max_units: usize,
