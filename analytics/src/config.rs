@@ -17,7 +17,16 @@ pub struct ClickHouseConfig {
     pub cluster: Option<String>,
     /// How long one request may take before it counts as a failure.
     pub timeout: Duration,
+    /// The least time between two live inserts of the analytics projection
+    /// once it has caught up: each insert makes a part per table, which
+    /// ClickHouse then merges, so it asks for few, large inserts (about one
+    /// a second). Lag grows by up to this much.
+    pub insert_interval: Duration,
 }
+
+/// The default [`ClickHouseConfig::insert_interval`]: a quarter of the time a
+/// report waits for a consistency token (2 s), an eighth of the lag aim.
+pub const DEFAULT_INSERT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +44,7 @@ impl ClickHouseConfig {
             reporting: reporting.into(),
             cluster: None,
             timeout: Duration::from_secs(30),
+            insert_interval: DEFAULT_INSERT_INTERVAL,
         }
     }
 

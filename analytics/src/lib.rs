@@ -21,5 +21,5 @@ pub mod migrate;
 mod projection;
 mod rows;
 
-pub use config::{ClickHouseConfig, ConfigError};
+pub use config::{ClickHouseConfig, ConfigError, DEFAULT_INSERT_INTERVAL};
 pub use projection::{project_afresh, Analytics};

@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "views_without_final",
         include_str!("../../migrations/clickhouse/0004_views_without_final.sql"),
     ),
+    (
+        5,
+        "event_log_distinct",
+        include_str!("../../migrations/clickhouse/0005_event_log_distinct.sql"),
+    ),
 ];
 
 /// Why migrating failed.

@@ -302,6 +302,9 @@ impl Projection for Analytics {
         // Its readers read ClickHouse; nothing is exposed in `read`.
         &[]
     }
+    fn min_step_interval(&self) -> Duration {
+        self.sink.config.insert_interval
+    }
 
     async fn apply(
         &self,

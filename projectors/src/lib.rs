@@ -67,6 +67,13 @@ pub trait Projection: Send + Sync + 'static {
     fn categories(&self) -> Option<&'static [&'static str]> {
         None
     }
+    /// The least time between the starts of two live steps after one that
+    /// caught up, for a store that wants fewer, larger writes; above the
+    /// runner's [`ProjectorConfig::min_step_interval`]. A projection that is
+    /// behind reads on at the runner's pace: a floor never slows a catch-up.
+    fn min_step_interval(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     /// Applies a batch of events, in log order, inside the batch's
     /// transaction (search_path is the generation's schema), with the same
     /// result as applying them one at a time. Holds no business logic:

@@ -83,6 +83,11 @@ pub struct Settings {
     #[arg(long, env = "TASKLOG_CLICKHOUSE_CLUSTER")]
     pub clickhouse_cluster: Option<String>,
 
+    /// The least milliseconds between two live inserts of the analytics
+    /// projection into ClickHouse once it has caught up (fewer, larger parts).
+    #[arg(long, env = "TASKLOG_CLICKHOUSE_INSERT_INTERVAL_MS", default_value_t = tasklog_analytics::DEFAULT_INSERT_INTERVAL.as_millis() as u64)]
+    pub clickhouse_insert_interval_ms: u64,
+
     /// Connections each API serves at once (lowered to fit the open-files
     /// limit). Past it, a new client closes the connection idle the longest,
     /// or gets 503 at once when every one is busy.
@@ -153,6 +158,7 @@ impl Settings {
             reporting: self.clickhouse_reporting_database.clone(),
             cluster: self.clickhouse_cluster.clone(),
             timeout: std::time::Duration::from_secs(30),
+            insert_interval: std::time::Duration::from_millis(self.clickhouse_insert_interval_ms),
         }
     }
 
@@ -212,6 +218,8 @@ impl Settings {
             clickhouse_database: "tasklog".into(),
             clickhouse_reporting_database: "reporting".into(),
             clickhouse_cluster: None,
+            clickhouse_insert_interval_ms: tasklog_analytics::DEFAULT_INSERT_INTERVAL.as_millis()
+                as u64,
             http_max_connections: 10_000,
             http_idle_timeout_secs: 30,
             jwt_secret: SecretString::from(DEV_JWT_SECRET),
@@ -278,5 +286,24 @@ mod tests {
             .expect("https is taken")
             .expect("a sealer");
         assert_eq!(https.webhook.expect("a webhook").url.scheme(), "https");
+    }
+
+    #[test]
+    fn the_analytics_insert_interval_is_configured_in_milliseconds() {
+        let interval = |args: &[&str]| settings(args).clickhouse().insert_interval;
+        assert_eq!(interval(&[]), tasklog_analytics::DEFAULT_INSERT_INTERVAL);
+        assert_eq!(
+            interval(&["--clickhouse-insert-interval-ms", "1000"]),
+            std::time::Duration::from_secs(1)
+        );
+        let analytics = tasklog_analytics::Analytics::new(
+            &settings(&["--clickhouse-insert-interval-ms", "40"]).clickhouse(),
+        )
+        .expect("a valid configuration");
+        assert_eq!(
+            tasklog_projectors::Projection::min_step_interval(&analytics),
+            std::time::Duration::from_millis(40),
+            "the projection asks the runner for the configured interval"
+        );
     }
 }

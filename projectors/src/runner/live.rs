@@ -80,8 +80,8 @@ impl Projector {
             .await?;
         // Where this runner left the checkpoint; read again after a surprise.
         let mut at: Option<LogPosition> = None;
-        // When the last step started, and how long it took.
-        let mut last_step: Option<(tokio::time::Instant, Duration)> = None;
+        // When the last step started, how long it took, and whether it caught up.
+        let mut last_step: Option<(tokio::time::Instant, Duration, bool)> = None;
         // How long to wait before looking again while held back; doubles.
         let first_held_back_wait = self.config.min_step_interval.max(Duration::from_millis(1));
         let mut held_back_wait = first_held_back_wait;
@@ -93,13 +93,16 @@ impl Projector {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            if let Some((started, took)) = last_step {
-                let pace = (took * STEP_PACE).clamp(
+            if let Some((started, took, caught_up)) = last_step {
+                let mut pace = (took * STEP_PACE).clamp(
                     self.config.min_step_interval,
                     self.config
                         .max_step_interval
                         .max(self.config.min_step_interval),
                 );
+                if caught_up {
+                    pace = pace.max(self.projection.min_step_interval());
+                }
                 tokio::time::sleep_until(started + pace).await;
             }
             let started = tokio::time::Instant::now();
@@ -117,7 +120,11 @@ impl Projector {
                 )
                 .boxed()
                 .await;
-            last_step = Some((started, started.elapsed()));
+            last_step = Some((
+                started,
+                started.elapsed(),
+                matches!(&step, Ok(o) if o.caught_up),
+            ));
             at = step.as_ref().ok().map(|o| o.position);
             if !matches!(&step, Ok(o) if o.held_back) {
                 held_back_wait = first_held_back_wait;

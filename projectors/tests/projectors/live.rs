@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::{Connection, PgConnection, PgPool};
 use tasklog_event_store::{EventStore, ExpectedVersion, LogPosition, NewEvent, RecordedEvent};
-use tasklog_projectors::{Projector, ProjectorConfig};
+use tasklog_projectors::{ApplyError, Projection, Projector, ProjectorConfig};
 use uuid::Uuid;
 
 use crate::{activity_rows, fast, wait_readable, world};
@@ -171,4 +171,106 @@ async fn projectors_awake_since_one_read_share_it_and_a_later_wake_reads_anew(po
         .unwrap();
     assert_eq!(counting.page_reads.load(Ordering::SeqCst), 2);
     assert_eq!(third.events.last().unwrap().position, head);
+}
+
+/// `activity`, asking for a floor between live steps, counting its batches.
+struct Floored {
+    floor: Duration,
+    batches: AtomicU32,
+}
+
+impl Floored {
+    fn new(floor: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            floor,
+            batches: AtomicU32::new(0),
+        })
+    }
+
+    fn batches(&self) -> u32 {
+        self.batches.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Projection for Floored {
+    fn name(&self) -> &'static str {
+        "activity"
+    }
+    fn ddl(&self) -> &'static str {
+        activity().ddl()
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        activity().tables()
+    }
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        activity().categories()
+    }
+    fn min_step_interval(&self) -> Duration {
+        self.floor
+    }
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ApplyError> {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        activity().apply(tx, events).await
+    }
+}
+
+fn activity() -> Arc<dyn Projection> {
+    tasklog_projectors::by_name("activity").expect("the activity projection")
+}
+
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
+async fn a_caught_up_projection_with_a_step_floor_applies_what_came_within_it_in_one_batch(
+    pool: PgPool,
+) {
+    let store = tasklog_testkit::store(&pool);
+    let w = world(&store).await;
+    let floored = Floored::new(Duration::from_secs(5));
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(
+        Projector::new(pool.clone(), store.clone(), floored.clone(), fast()).run(stopped),
+    );
+    wait_for_rows(&pool, w.task, 3).await;
+    let before = floored.batches();
+
+    // Eight appends, each announced, 50 ms apart: without the floor the
+    // runner (5 ms pace) steps for each of them.
+    for _ in 0..8 {
+        w.reassign_to_owner(&store).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_for_rows(&pool, w.task, 11).await;
+    let batches = floored.batches() - before;
+    assert!(
+        batches <= 2,
+        "8 appends within a 5 s floor took {batches} batches"
+    );
+    runner.abort();
+}
+
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
+async fn a_step_floor_does_not_slow_a_projection_that_is_behind(pool: PgPool) {
+    let store = tasklog_testkit::store(&pool);
+    let w = world(&store).await;
+    for _ in 0..8 {
+        w.reassign_to_owner(&store).await;
+    }
+    // An hour's floor: were it kept between full batches, the 11 task
+    // events, two a batch, would take hours.
+    let floored = Floored::new(Duration::from_secs(3600));
+    let config = ProjectorConfig {
+        batch_size: 2,
+        ..fast()
+    };
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(
+        Projector::new(pool.clone(), store.clone(), floored.clone(), config).run(stopped),
+    );
+    wait_for_rows(&pool, w.task, 11).await;
+    assert!(floored.batches() >= 5, "{} batches", floored.batches());
+    runner.abort();
 }
