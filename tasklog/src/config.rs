@@ -120,6 +120,11 @@ pub struct Settings {
     #[arg(long, env = "TASKLOG_SEAL_EVERY_SECS", default_value_t = 10)]
     pub seal_every_secs: u64,
 
+    /// The least milliseconds between two sealing steps once the sealer has
+    /// caught up: it then seals whatever came meanwhile in one transaction.
+    #[arg(long, env = "TASKLOG_SEAL_STEP_INTERVAL_MS", default_value_t = crate::seals::DEFAULT_STEP_INTERVAL.as_millis() as u64)]
+    pub seal_step_interval_ms: u64,
+
     /// A file every signed head is appended to, one JSON line each (a copy
     /// outside the database; heads are also logged).
     #[arg(long, env = "TASKLOG_SEAL_HEADS_FILE")]
@@ -197,6 +202,7 @@ impl Settings {
         Ok(Some(crate::seals::SealerConfig {
             every_events: self.seal_every_events.max(1),
             every: std::time::Duration::from_secs(self.seal_every_secs.max(1)),
+            min_step_interval: std::time::Duration::from_millis(self.seal_step_interval_ms),
             heads_file: self.seal_heads_file.clone(),
             webhook,
             ..crate::seals::SealerConfig::new(key)
@@ -227,6 +233,7 @@ impl Settings {
             seal_signing_key: None,
             seal_every_events: 1_000,
             seal_every_secs: 10,
+            seal_step_interval_ms: crate::seals::DEFAULT_STEP_INTERVAL.as_millis() as u64,
             seal_heads_file: None,
             seal_webhook_url: None,
             seal_webhook_secret: None,

@@ -777,3 +777,90 @@ async fn a_webhook_that_never_answers_does_not_hold_sealing_up() {
     owner.close().await;
     db.drop_database().await;
 }
+
+/// One event more in the log, announced as a command's append is.
+async fn one_more_event(log: &tasklog_testkit::EventLog, task: Uuid) {
+    let by = tasklog_testkit::By::now(Uuid::nil(), Uuid::nil());
+    log.append(
+        &format!("task-{task}"),
+        by,
+        [tasklog_domain::TaskEvent::from(
+            tasklog_domain::CommentAdded {
+                comment_id: Uuid::now_v7(),
+                author: Uuid::nil(),
+                body: "more".into(),
+                mentions: vec![],
+            },
+        )],
+    )
+    .await;
+}
+
+/// The transactions that wrote the leaves from `from` on.
+async fn sealing_transactions(owner: &PgPool, from: i64) -> i64 {
+    count(
+        owner,
+        &format!("SELECT count(DISTINCT xmin::text) FROM seal_leaves WHERE leaf_index >= {from}"),
+    )
+    .await
+}
+
+async fn wait_for_leaves(owner: &PgPool, n: i64) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while count(owner, "SELECT count(*) FROM seal_leaves").await < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{n} leaves were never sealed"));
+}
+
+#[tokio::test]
+async fn a_caught_up_sealer_seals_what_came_within_its_step_interval_in_one_transaction() {
+    let (db, owner) = TestDatabase::migrated("tasklog_seals_floor").await;
+    let app = PgPool::connect_lazy(&db.app_url).unwrap();
+    let log = tasklog_testkit::EventLog::new(&app);
+    let task = Uuid::now_v7();
+    one_more_event(&log, task).await;
+    let config = SealerConfig {
+        min_step_interval: Duration::from_secs(5),
+        // No head falls due by time meanwhile.
+        every: Duration::from_secs(3600),
+        ..config(None)
+    };
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let sealer = tokio::spawn(run_sealer(app.clone(), Some(config), stopped));
+    wait_for_leaves(&owner, 1).await;
+
+    // Eight appends, each announced, 50 ms apart: without the interval the
+    // sealer wakes and commits for each of them.
+    for _ in 0..8 {
+        one_more_event(&log, task).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_for_leaves(&owner, 9).await;
+    let transactions = sealing_transactions(&owner, 1).await;
+    assert!(
+        transactions <= 2,
+        "8 appends within a 5 s interval were sealed in {transactions} transactions"
+    );
+    sealer.abort();
+    let _ = sealer.await;
+    app.close().await;
+    owner.close().await;
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_step_interval_neither_slows_a_sealer_that_is_behind_nor_holds_a_head_due_by_time() {
+    let (db, owner) = generated("tasklog_seals_floor_behind", 1_000).await;
+    let config = SealerConfig {
+        min_step_interval: Duration::from_secs(3600),
+        ..config(None)
+    };
+    // Pages of 64 up to each head, then a head by time (200 ms) over the
+    // rest: within seal_all's minute only if neither waits an hour.
+    seal_all_with(&db, &owner, config, || true).await;
+    owner.close().await;
+    db.drop_database().await;
+}
