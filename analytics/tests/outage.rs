@@ -142,7 +142,7 @@ async fn clickhouse_down_holds_back_only_the_analytics_projection_and_its_figure
         max_backoff: Duration::from_millis(500),
         ..Default::default()
     };
-    let runner = tokio::spawn(tasklog::run_projectors_with(
+    let runner = tokio::spawn(tasklog::run_projectors(
         pool.clone(),
         Some(config.clone()),
         fast,

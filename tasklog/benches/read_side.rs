@@ -473,9 +473,7 @@ async fn lag_under_load(
         let (pool, stopped) = (pool.clone(), stopped.clone());
         std::thread::spawn(move || {
             let analytics = (lag_projection() == "analytics").then(bench_clickhouse);
-            runtime()?.block_on(tasklog::run_projectors_with(
-                pool, analytics, config, stopped,
-            ))
+            runtime()?.block_on(tasklog::run_projectors(pool, analytics, config, stopped))
         })
     };
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();

@@ -83,6 +83,13 @@ pub struct Settings {
     #[arg(long, env = "TASKLOG_CLICKHOUSE_CLUSTER")]
     pub clickhouse_cluster: Option<String>,
 
+    /// The least milliseconds between the starts of two live steps of a
+    /// projector: under load each step takes whatever came meanwhile, so a
+    /// larger value spends less of the machine per command, and a read that
+    /// waits for a consistency token waits up to this much longer.
+    #[arg(long, env = "TASKLOG_PROJECTOR_STEP_INTERVAL_MS", default_value_t = tasklog_projectors::ProjectorConfig::default().min_step_interval.as_millis() as u64)]
+    pub projector_step_interval_ms: u64,
+
     /// The least milliseconds between two live inserts of the analytics
     /// projection into ClickHouse once it has caught up (fewer, larger parts).
     #[arg(long, env = "TASKLOG_CLICKHOUSE_INSERT_INTERVAL_MS", default_value_t = tasklog_analytics::DEFAULT_INSERT_INTERVAL.as_millis() as u64)]
@@ -149,6 +156,18 @@ impl Settings {
         crate::http::Limits {
             max_connections: crate::http::connection_budget(self.http_max_connections.max(1)),
             idle_timeout: std::time::Duration::from_secs(self.http_idle_timeout_secs.max(1)),
+        }
+    }
+
+    /// How the live projectors step: at least the configured interval
+    /// apart, at most three times it (or the runner's default, if more).
+    pub fn projectors(&self) -> tasklog_projectors::ProjectorConfig {
+        let defaults = tasklog_projectors::ProjectorConfig::default();
+        let min = std::time::Duration::from_millis(self.projector_step_interval_ms);
+        tasklog_projectors::ProjectorConfig {
+            min_step_interval: min,
+            max_step_interval: defaults.max_step_interval.max(min * 3),
+            ..defaults
         }
     }
 
@@ -226,6 +245,9 @@ impl Settings {
             clickhouse_cluster: None,
             clickhouse_insert_interval_ms: tasklog_analytics::DEFAULT_INSERT_INTERVAL.as_millis()
                 as u64,
+            projector_step_interval_ms: tasklog_projectors::ProjectorConfig::default()
+                .min_step_interval
+                .as_millis() as u64,
             http_max_connections: 10_000,
             http_idle_timeout_secs: 30,
             jwt_secret: SecretString::from(DEV_JWT_SECRET),

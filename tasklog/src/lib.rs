@@ -10,7 +10,7 @@ pub mod seals;
 pub mod startup;
 
 pub use config::Settings;
-pub use projections::{projections_cli, run_projectors, run_projectors_with, ProjectionsCommand};
+pub use projections::{projections_cli, run_projectors, ProjectionsCommand};
 pub use startup::{
     connect, event_store, migrate, AuditApi, CommandApi, Listening, QueryApi, MIGRATOR,
 };

@@ -228,6 +228,7 @@ async fn main() -> anyhow::Result<()> {
             let projectors = {
                 let pool = pool.clone();
                 let analytics = Some(settings.clickhouse());
+                let tuning = settings.projectors();
                 let sealer = settings.sealer()?;
                 std::thread::spawn(move || {
                     tokio::runtime::Builder::new_multi_thread()
@@ -236,7 +237,12 @@ async fn main() -> anyhow::Result<()> {
                         .build()?
                         .block_on(async move {
                             let (projected, sealed) = tokio::join!(
-                                tasklog::run_projectors(pool.clone(), analytics, stopped.clone()),
+                                tasklog::run_projectors(
+                                    pool.clone(),
+                                    analytics,
+                                    tuning,
+                                    stopped.clone()
+                                ),
                                 tasklog::seals::run_sealer(pool, sealer, stopped)
                             );
                             projected.and(sealed)
@@ -282,6 +288,7 @@ async fn main() -> anyhow::Result<()> {
             let run = tokio::spawn(tasklog::run_projectors(
                 pool.clone(),
                 Some(settings.clickhouse()),
+                settings.projectors(),
                 stopped.clone(),
             ));
             let sealer = tokio::spawn(tasklog::seals::run_sealer(

@@ -27,17 +27,8 @@ pub fn projections(
     Ok(all)
 }
 
-/// Runs every projection until `stop` turns true.
+/// Runs every projection, tuned by `config`, until `stop` turns true.
 pub async fn run_projectors(
-    pool: PgPool,
-    analytics: Option<ClickHouseConfig>,
-    stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    run_projectors_with(pool, analytics, ProjectorConfig::default(), stop).await
-}
-
-/// [`run_projectors`] with its tuning given (tests hand over leases faster).
-pub async fn run_projectors_with(
     pool: PgPool,
     analytics: Option<ClickHouseConfig>,
     config: ProjectorConfig,

@@ -36,7 +36,7 @@ pub async fn spawn_system() -> System {
         ..Default::default()
     };
     let audit_address = tasklog_testkit::spawn_audit_api(pool.clone()).await;
-    tokio::spawn(tasklog::run_projectors_with(pool, None, config, stopped));
+    tokio::spawn(tasklog::run_projectors(pool, None, config, stopped));
     System {
         app: TestApp {
             address,
