@@ -93,7 +93,7 @@ cmd_test() {
         cargo test --workspace --no-fail-fast "$@"
     fi
 
-    step "scripts/schemathesis.sh: both served OpenAPI documents, every check, on a populated organization"
+    step "scripts/schemathesis.sh: the three served OpenAPI documents, every check, on a populated organization"
     "$ROOT/scripts/schemathesis.sh" || die "schemathesis found failures: see the list above and .data/schemathesis/"
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Schemathesis against both OpenAPI documents a real `tasklog serve` serves.
+# Schemathesis against the three OpenAPI documents a real `tasklog serve` serves.
 #
 #   scripts/schemathesis.sh        (scripts/dev.sh test runs it last)
 #
@@ -9,7 +9,7 @@
 # notification), then runs schemathesis with every check, valid and invalid
 # data, the owner's token and the populated ids in the paths
 # (scripts/schemathesis.toml): first the query API (read only), then the
-# command API. Deterministic and bounded: the same examples, so the same
+# command API, then the auditor API. Deterministic and bounded: the same examples, so the same
 # failures, on every run, a few minutes in all. Exits non-zero on any failure
 # that SCHEMATHESIS_KNOWN_FAILURES or SCHEMATHESIS_ACCEPTED below do not list.
 #
@@ -67,6 +67,14 @@ SCHEMATHESIS_ACCEPTED=(
     # rules between parameters, or past what `format: date` says; each is
     # stated in the parameter's description.
     'GET /v1/orgs/{org}/reports/*: ST202 Schema-valid request rejected [422] query parameter*'
+    # The auditor API's rules between parameters, each stated in the
+    # parameters' descriptions: a range's `to` not before its `from` (times,
+    # tree sizes, points of a diff); an inclusion proof's event named by
+    # `event` or by `position`, not both.
+    'GET /v1/orgs/{org}/audit/events: ST202 Schema-valid request rejected [422] query parameter `to`: must not be before `from`'
+    'GET /v1/orgs/{org}/audit/seals/inclusion: ST202 Schema-valid request rejected [422] query parameter `position`: give `event` or `position`, not both'
+    'GET /v1/orgs/{org}/audit/seals/consistency: ST202 Schema-valid request rejected [422] query parameter `to`: must not be smaller than `from`'
+    'GET /v1/orgs/{org}/audit/streams/{stream}/diff: ST202 Schema-valid request rejected [422] query parameter `to`: is before `from` in this stream*s history'
 )
 
 ST_VERSION=4.32.5
@@ -105,8 +113,10 @@ db="tasklog_schemathesis_$(date +%s)_$$"
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 command_port="$(free_port)"
 query_port="$(free_port)"
+audit_port="$(free_port)"
 command_url="http://127.0.0.1:$command_port"
 query_url="http://127.0.0.1:$query_port"
+audit_url="http://127.0.0.1:$audit_port"
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -124,21 +134,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "fresh database $db; tasklog migrate; tasklog serve on :$command_port (commands) and :$query_port (queries)"
+step "fresh database $db; tasklog migrate; tasklog serve on :$command_port (commands), :$query_port (queries) and :$audit_port (auditors)"
 psql -q "$admin_url" -c "CREATE DATABASE $db" >/dev/null || die "cannot create database $db"
 export TASKLOG_ADMIN_DATABASE_URL="${admin_url%/*}/$db"
 export TASKLOG_DATABASE_URL="${app_url%/*}/$db"
 export TASKLOG_COMMAND_ADDR="127.0.0.1:$command_port"
 export TASKLOG_QUERY_ADDR="127.0.0.1:$query_port"
-# The auditor API is not run through schemathesis yet; any free port.
-export TASKLOG_AUDIT_ADDR="127.0.0.1:0"
+export TASKLOG_AUDIT_ADDR="127.0.0.1:$audit_port"
 # The analytics store gets ClickHouse databases of its own, dropped at the end.
 ch_url="${TASKLOG_CLICKHOUSE_URL:-http://127.0.0.1:${TASKLOG_CH_HTTP_PORT:-8123}}"
 export TASKLOG_CLICKHOUSE_DATABASE="$db" TASKLOG_CLICKHOUSE_REPORTING_DATABASE="${db}_reporting"
 "$TASKLOG_BIN" migrate >/dev/null || die "tasklog migrate failed"
 RUST_LOG="${RUST_LOG:-warn}" "$TASKLOG_BIN" serve >"$OUT/serve.log" 2>&1 &
 serve_pid=$!
-for url in "$command_url" "$query_url"; do
+for url in "$command_url" "$query_url" "$audit_url"; do
     for _ in $(seq 600); do
         curl -fsS "$url/readyz" >/dev/null 2>&1 && break
         kill -0 "$serve_pid" 2>/dev/null || die "tasklog serve exited; see $OUT/serve.log"
@@ -192,6 +201,7 @@ run_schemathesis() {
 timed_out=()
 run_schemathesis query "$query_url"
 run_schemathesis command "$command_url"
+run_schemathesis audit "$audit_url"
 
 # Every distinct failure: operation, check, status and problem detail; then
 # the verdict.
@@ -204,7 +214,7 @@ out = sys.argv[1]
 known = [l.strip() for l in open(f"{out}/known.txt") if l.strip()]
 accepted = [l.strip() for l in open(f"{out}/accepted.txt") if l.strip()]
 found = {}
-for name in ("query", "command"):
+for name in ("query", "command", "audit"):
     for case in ET.parse(f"{out}/{name}.xml").iter("testcase"):
         for bad in case:
             if bad.tag not in ("failure", "error"):

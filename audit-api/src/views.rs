@@ -74,7 +74,7 @@ struct Envelope {
     /// v2 only: the salt of each personal field the hash commits to, by
     /// JSON Pointer (`/title`), lowercase hex; absent when there are none
     /// or when the listing does not carry them (the export always does).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     salts: Option<std::collections::BTreeMap<String, SaltHex>>,
 }
 

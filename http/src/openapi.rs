@@ -62,6 +62,11 @@ impl Components {
     /// and a list (an array) is comma-separated.
     pub fn query_parameters<T: JsonSchema + DeserializeOwned>(&mut self) -> Vec<Value> {
         let schema = T::json_schema(&mut self.requests).to_value();
+        let required = |name: &str| {
+            schema["required"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|n| n == name))
+        };
         parameter_names::<T>()
             .iter()
             .map(|name| {
@@ -83,7 +88,7 @@ impl Components {
                 let mut p = json!({
                     "name": name,
                     "in": "query",
-                    "required": false,
+                    "required": required(name),
                     "description": description
                         .unwrap_or_else(|| panic!("query parameter {name} has no doc comment")),
                     "schema": schema,

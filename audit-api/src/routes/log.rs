@@ -66,7 +66,7 @@ struct LogParams {
     #[serde(default)]
     #[schemars(with = "ParamTime", example = &"2026-11-01T00:00:00Z")]
     from: Option<ParamTime>,
-    /// Only events that occurred before this time (RFC 3339).
+    /// Only events that occurred before this time (RFC 3339); not before `from`.
     #[serde(default)]
     #[schemars(with = "ParamTime", example = &"2026-12-01T00:00:00Z")]
     to: Option<ParamTime>,

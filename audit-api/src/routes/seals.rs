@@ -83,10 +83,11 @@ struct InclusionParams {
 #[serde(deny_unknown_fields)]
 struct ConsistencyParams {
     /// The older head's size. Required.
-    #[serde(default)]
+    // Absent is None (serde), answered with our own 422 naming it.
+    #[schemars(required)]
     #[schemars(with = "TreeSize")]
     from: Option<TreeSize>,
-    /// The newer head's size; the latest when absent.
+    /// The newer head's size, not smaller than `from`; the latest when absent.
     #[serde(default)]
     #[schemars(with = "TreeSize")]
     to: Option<TreeSize>,

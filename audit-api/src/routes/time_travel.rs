@@ -47,7 +47,8 @@ pub fn routes(api: &mut Api<AuditState>) {
 #[serde(deny_unknown_fields)]
 struct AsOfParams {
     /// The point: an RFC 3339 time or a log position `<commit>.<event>`. Required.
-    #[serde(default)]
+    // Absent is None (serde), answered with our own 422 naming it.
+    #[schemars(required)]
     #[schemars(with = "Point", example = &"2026-11-30T12:00:00Z")]
     at: Option<Point>,
 }
@@ -57,11 +58,13 @@ struct AsOfParams {
 #[serde(deny_unknown_fields)]
 struct DiffParams {
     /// The earlier point: an RFC 3339 time or a log position `<commit>.<event>`. Required.
-    #[serde(default)]
+    // Absent is None (serde), answered with our own 422 naming it.
+    #[schemars(required)]
     #[schemars(with = "Point", example = &"2026-11-30T12:00:00Z")]
     from: Option<Point>,
-    /// The later point, in the same forms. Required.
-    #[serde(default)]
+    /// The later point, in the same forms, not before `from`. Required.
+    // Absent is None (serde), answered with our own 422 naming it.
+    #[schemars(required)]
     #[schemars(with = "Point", example = &"2026-11-30T13:00:00Z")]
     to: Option<Point>,
 }
