@@ -34,11 +34,9 @@ pub(crate) struct Read {
     response: fn(&mut Components) -> Value,
     /// Answers with `ETag` and honours `If-None-Match` (304).
     etag: bool,
-    /// The query parameters, from the struct the handler reads them into.
+    /// The query parameters, from the struct the handler reads them into
+    /// (a field marked `#[schemars(required)]` is documented as required).
     query: fn(&mut Components) -> Vec<Value>,
-    /// The query parameters a request must give (the struct reads each as
-    /// optional, so that only a member learns what is missing).
-    required: &'static [&'static str],
 }
 
 /// A read route answering with a `R`: its path, `operationId`, tag and summary.
@@ -57,7 +55,6 @@ pub(crate) fn read<R: JsonSchema>(
         response: |c| c.response::<R>(),
         etag: false,
         query: |c| c.query_parameters::<NoParams>(),
-        required: &[],
     }
 }
 
@@ -82,14 +79,6 @@ impl Read {
         }
     }
 
-    /// Documents the query parameters `names` as required.
-    pub fn required(self, names: &'static [&'static str]) -> Self {
-        Self {
-            required: names,
-            ..self
-        }
-    }
-
     /// Serves `handler` on this route, documented.
     pub fn mount<H, T>(self, api: &mut Api<QueryState>, handler: H)
     where
@@ -106,15 +95,7 @@ fn operation(route: &Read, components: &mut Components) -> Value {
         .into_iter()
         .map(path_param)
         .collect();
-    let mut query = (route.query)(components);
-    for name in route.required {
-        let parameter = query
-            .iter_mut()
-            .find(|p| p["name"] == *name)
-            .unwrap_or_else(|| panic!("{}: no query parameter {name} to require", route.path));
-        parameter["required"] = json!(true);
-    }
-    parameters.extend(query);
+    parameters.extend((route.query)(components));
     parameters.push(json!({ "$ref": "#/components/parameters/X-Consistency-Token" }));
     if route.etag {
         parameters.push(json!({

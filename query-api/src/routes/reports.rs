@@ -35,8 +35,6 @@ pub const MAX_DAILY_DAYS: i64 = 366;
 /// three years, however many leap days they hold.
 pub const MAX_WEEKLY_DAYS: i64 = 3 * 366;
 
-const RANGE_PARAMS: &[&str] = &["project", "from", "to"];
-
 pub fn routes(api: &mut Api<QueryState>) {
     read::<RangeReport<CumulativeFlowRow>>(
         "/v1/orgs/{org}/reports/cumulative-flow",
@@ -45,7 +43,6 @@ pub fn routes(api: &mut Api<QueryState>) {
         "Tasks per status at the end of each day of a project.",
     )
     .query::<RangeParams>()
-    .required(RANGE_PARAMS)
     .described(
         "The rows of `cumulative_flow_daily` for the days from `from` to `to` (at most 366), \
          by day, then status.",
@@ -58,7 +55,6 @@ pub fn routes(api: &mut Api<QueryState>) {
         "Lead and cycle time percentiles per week of a project.",
     )
     .query::<RangeParams>()
-    .required(RANGE_PARAMS)
     .described(
         "The rows of `cycle_time_weekly` for the weeks that overlap `from` to `to` (at most \
          1098 days): from the Monday of `from`'s week to the last Monday not after `to`.",
@@ -71,7 +67,6 @@ pub fn routes(api: &mut Api<QueryState>) {
         "Tasks completed per week and assignee of a project.",
     )
     .query::<RangeParams>()
-    .required(RANGE_PARAMS)
     .described(
         "The rows of `throughput_weekly` for the weeks that overlap `from` to `to` (at most \
          1098 days), by week, then assignee (unassigned last).",
@@ -84,7 +79,6 @@ pub fn routes(api: &mut Api<QueryState>) {
         "Tasks created, completed, cancelled, reopened and archived per day of a project.",
     )
     .query::<RangeParams>()
-    .required(RANGE_PARAMS)
     .described(
         "The rows of `created_vs_resolved_daily` for the days from `from` to `to` (at most 366).",
     )
@@ -107,16 +101,18 @@ pub fn routes(api: &mut Api<QueryState>) {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RangeParams {
+    // Each is required, yet read as optional (absent is None): a missing one
+    // is our own 422 naming it, given only to a member.
     /// The project (required).
-    #[serde(default)]
+    #[schemars(required)]
     #[schemars(with = "ParamUuid", example = &"0190a0a0-0000-7000-8000-000000000000")]
     project: Option<ParamUuid>,
     /// The first day, `YYYY-MM-DD` (UTC), from 1970-01-01 to 2099-12-31 (required).
-    #[serde(default)]
+    #[schemars(required)]
     #[schemars(with = "ParamDate", example = &"2026-03-01")]
     from: Option<ParamDate>,
     /// The last day, `YYYY-MM-DD` (UTC), not before `from` (required).
-    #[serde(default)]
+    #[schemars(required)]
     #[schemars(with = "ParamDate", example = &"2026-03-31")]
     to: Option<ParamDate>,
 }
