@@ -19,8 +19,8 @@ pub struct ClickHouseConfig {
     pub timeout: Duration,
     /// The least time between two live inserts of the analytics projection
     /// once it has caught up: each insert makes a part per table, which
-    /// ClickHouse then merges, so it asks for few, large inserts (about one
-    /// a second). Lag grows by up to this much.
+    /// ClickHouse then merges, so it asks for few, large inserts. Lag grows
+    /// by up to this much.
     pub insert_interval: Duration,
 }
 
