@@ -680,25 +680,46 @@ impl Facts {
         self.tasks.len() + self.projects.len() + self.members.len() + self.tags.len()
     }
 
-    /// Every fact as stored: (kind, org, id) and its JSON.
-    pub fn stored(&self) -> impl Iterator<Item = Result<(Key, String), serde_json::Error>> + '_ {
+    /// Every fact as stored: its key, and the fact to write as JSON (only
+    /// when asked: writers side by side each serialize their own share).
+    pub fn stored(&self) -> impl Iterator<Item = (Key, StoredFact<'_>)> + '_ {
         let tasks = self
             .tasks
             .iter()
-            .map(|(id, f)| Ok((Key::Task(*id), serde_json::to_string(f)?)));
+            .map(|(id, f)| (Key::Task(*id), StoredFact::Task(f)));
         let projects = self
             .projects
             .iter()
-            .map(|(id, f)| Ok((Key::Project(*id), serde_json::to_string(f)?)));
+            .map(|(id, f)| (Key::Project(*id), StoredFact::Project(f)));
         let members = self
             .members
             .iter()
-            .map(|((o, u), f)| Ok((Key::Member(*o, *u), serde_json::to_string(f)?)));
+            .map(|((o, u), f)| (Key::Member(*o, *u), StoredFact::Member(f)));
         let tags = self
             .tags
             .iter()
-            .map(|((o, t), f)| Ok((Key::Tag(*o, *t), serde_json::to_string(f)?)));
+            .map(|((o, t), f)| (Key::Tag(*o, *t), StoredFact::Tag(f)));
         tasks.chain(projects).chain(members).chain(tags)
+    }
+}
+
+/// One fact of [`Facts::stored`].
+pub enum StoredFact<'a> {
+    Task(&'a TaskFacts),
+    Project(&'a ProjectFacts),
+    Member(&'a MemberFacts),
+    Tag(&'a TagFacts),
+}
+
+impl StoredFact<'_> {
+    /// Writes the fact's JSON, as `analytics_facts.facts` holds it.
+    pub fn write_json(&self, out: impl std::io::Write) -> Result<(), serde_json::Error> {
+        match self {
+            StoredFact::Task(f) => serde_json::to_writer(out, f),
+            StoredFact::Project(f) => serde_json::to_writer(out, f),
+            StoredFact::Member(f) => serde_json::to_writer(out, f),
+            StoredFact::Tag(f) => serde_json::to_writer(out, f),
+        }
     }
 }
 

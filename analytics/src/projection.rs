@@ -2,6 +2,7 @@
 //! PostgreSQL, sends ClickHouse the rows, then saves the facts; the runner
 //! commits them with the checkpoint.
 
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,8 +136,10 @@ impl Analytics {
         }
         sqlx::query(
             "INSERT INTO analytics_facts (kind, org_id, id, facts) \
-             SELECT k, o, i, f::jsonb FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::text[]) AS x(k, o, i, f) \
+             SELECT k, o, i, f::json FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::text[]) AS x(k, o, i, f) \
              ON CONFLICT (kind, org_id, id) DO UPDATE SET facts = EXCLUDED.facts",
+            // (A generation made before the facts were `json` has `jsonb`:
+            // PostgreSQL casts on assignment.)
         )
         .bind(&kinds)
         .bind(&orgs)
@@ -177,11 +180,17 @@ impl Analytics {
 }
 
 impl Sink {
-    async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<(), clickhouse::error::Error>
+    /// One insert of `table`'s rows of every batch of `batches`.
+    async fn insert<'r, T>(
+        &self,
+        table: &str,
+        batches: &'r [Rows],
+        rows: impl Fn(&'r Rows) -> &'r [T],
+    ) -> Result<(), clickhouse::error::Error>
     where
-        T: clickhouse::RowOwned + clickhouse::RowWrite + Serialize,
+        T: clickhouse::RowOwned + clickhouse::RowWrite + Serialize + 'r,
     {
-        if rows.is_empty() {
+        if batches.iter().all(|b| rows(b).is_empty()) {
             return Ok(());
         }
         let mut insert = self
@@ -189,29 +198,30 @@ impl Sink {
             .insert::<T>(table)
             .await?
             .with_timeouts(Some(self.timeout), Some(self.timeout));
-        for row in rows {
+        for row in batches.iter().flat_map(rows) {
             insert.write(row).await?;
         }
         insert.end().await
     }
 
-    /// Sends a batch's rows. Any failure is transient: ClickHouse being
-    /// down, slow or refusing is no fault of the events, and the batch is
-    /// sent again whole (its rows collapse with any that got through).
-    async fn send(&self, rows: &Rows) -> Result<(), ApplyError> {
+    /// Sends the rows of `batches`, one insert per table. Any failure is
+    /// transient: ClickHouse being down, slow or refusing is no fault of
+    /// the events, and the batches are sent again whole (their rows
+    /// collapse with any that got through).
+    async fn send(&self, batches: &[Rows]) -> Result<(), ApplyError> {
         self.migrated
             .get_or_try_init(|| async { crate::migrate::migrate(&self.config).await.map(|_| ()) })
             .await
             .map_err(|e| ApplyError::Transient(format!("ClickHouse migrations: {e}").into()))?;
         // Side by side: each table's insert is a request of its own.
         tokio::try_join!(
-            self.insert("events", &rows.events),
-            self.insert("status_changes", &rows.status_changes),
-            self.insert("tasks", &rows.tasks),
-            self.insert("projects", &rows.projects),
-            self.insert("members", &rows.members),
-            self.insert("tags", &rows.tags),
-            self.insert("notifications", &rows.notifications),
+            self.insert("events", batches, |b| &b.events),
+            self.insert("status_changes", batches, |b| &b.status_changes),
+            self.insert("tasks", batches, |b| &b.tasks),
+            self.insert("projects", batches, |b| &b.projects),
+            self.insert("members", batches, |b| &b.members),
+            self.insert("tags", batches, |b| &b.tags),
+            self.insert("notifications", batches, |b| &b.notifications),
         )
         .map(|_| ())
         .map_err(|e| ApplyError::Transient(format!("ClickHouse: {e}").into()))
@@ -222,14 +232,15 @@ impl Sink {
     /// write and merge), each until it goes through: as the live projection
     /// retries, ClickHouse being away only delays the rebuild.
     async fn send_queued(self: Arc<Self>, mut queue: mpsc::Receiver<Rows>) {
-        let mut gathered = Rows::default();
+        // The batches themselves, not one copy of them all: the copying
+        // (and the fresh memory it takes) cost more than the sending.
+        let mut gathered: Vec<Rows> = Vec::new();
         loop {
             let next = queue.recv().await;
             let last = next.is_none();
-            if let Some(rows) = next {
-                gathered.append(rows);
-            }
-            if gathered.events.len() < REBUILD_INSERT_EVENTS && !last {
+            gathered.extend(next);
+            let events: usize = gathered.iter().map(|b| b.events.len()).sum();
+            if events < REBUILD_INSERT_EVENTS && !last {
                 continue;
             }
             let started = std::time::Instant::now();
@@ -239,14 +250,30 @@ impl Sink {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
-            tracing::debug!(events = gathered.events.len(), sending = ?started.elapsed(), "rebuild: rows sent");
+            tracing::debug!(events, sending = ?started.elapsed(), "rebuild: rows sent");
             if last {
                 return;
             }
-            // The same memory for the next insert: fresh pages each time
-            // cost the kernel more than the copying.
             gathered.clear();
         }
+    }
+}
+
+/// A CSV field's inside: what is written has its quotes doubled.
+struct CsvQuoted<'a>(&'a mut Vec<u8>);
+
+impl std::io::Write for CsvQuoted<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        for part in bytes.split_inclusive(|&b| b == b'"') {
+            self.0.extend_from_slice(part);
+            if part.ends_with(b"\"") {
+                self.0.push(b'"');
+            }
+        }
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -263,20 +290,17 @@ async fn copy_facts(pool: &sqlx::PgPool, schema: &str, facts: Facts) -> Result<(
             tokio::spawn(async move {
                 let mut conn = pool.acquire().await?;
                 let mut copy = conn.copy_in_raw(&statement).await?;
-                let mut csv = String::new();
-                for stored in facts.stored().skip(share).step_by(FACT_WRITERS) {
-                    let (key, json) = stored?;
+                let mut csv = Vec::new();
+                for (key, fact) in facts.stored().skip(share).step_by(FACT_WRITERS) {
                     let (kind, org, id) = key.parts();
-                    // CSV: the JSON quoted, its quotes doubled.
-                    csv.push_str(&format!(
-                        "{kind},{org},{id},\"{}\"\n",
-                        json.replace('"', "\"\"")
-                    ));
+                    write!(csv, "{kind},{org},{id},\"").expect("writing to memory");
+                    fact.write_json(CsvQuoted(&mut csv))?;
+                    csv.extend_from_slice(b"\"\n");
                     if csv.len() >= 1 << 22 {
-                        copy.send(std::mem::take(&mut csv).into_bytes()).await?;
+                        copy.send(std::mem::take(&mut csv)).await?;
                     }
                 }
-                copy.send(csv.into_bytes()).await?;
+                copy.send(csv).await?;
                 copy.finish().await?;
                 Ok::<_, ApplyError>(())
             })
@@ -338,7 +362,12 @@ impl Projection for Analytics {
         // The facts are saved while ClickHouse takes the rows: the runner
         // commits them only if both succeed.
         let ((sent, sending), (saved, saving)) = tokio::join!(
-            async { (self.sink.send(&rows).await, started.elapsed() - folded) },
+            async {
+                (
+                    self.sink.send(std::slice::from_ref(&rows)).await,
+                    started.elapsed() - folded,
+                )
+            },
             async { (self.save(tx, &fold).await, started.elapsed() - folded) },
         );
         sent.and(saved)?;
@@ -438,4 +467,24 @@ pub async fn project_afresh(
     }
     tx.rollback().await?;
     Ok(projected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fact_written_as_a_csv_field_has_every_quote_doubled() {
+        let mut csv = b"\"".to_vec();
+        serde_json::to_writer(
+            CsvQuoted(&mut csv),
+            &serde_json::json!({"t": "Q4 \"draft\""}),
+        )
+        .unwrap();
+        csv.push(b'"');
+        assert_eq!(
+            String::from_utf8(csv).unwrap(),
+            r#""{""t"":""Q4 \""draft\""""}""#
+        );
+    }
 }

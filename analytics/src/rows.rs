@@ -203,27 +203,3 @@ pub struct Rows {
     pub tags: Vec<TagRow>,
     pub notifications: Vec<NotificationRow>,
 }
-
-impl Rows {
-    /// Empties every table, keeping the memory for the next rows.
-    pub fn clear(&mut self) {
-        self.events.clear();
-        self.status_changes.clear();
-        self.tasks.clear();
-        self.projects.clear();
-        self.members.clear();
-        self.tags.clear();
-        self.notifications.clear();
-    }
-
-    /// Adds `other`'s rows after these.
-    pub fn append(&mut self, mut other: Rows) {
-        self.events.append(&mut other.events);
-        self.status_changes.append(&mut other.status_changes);
-        self.tasks.append(&mut other.tasks);
-        self.projects.append(&mut other.projects);
-        self.members.append(&mut other.members);
-        self.tags.append(&mut other.tags);
-        self.notifications.append(&mut other.notifications);
-    }
-}

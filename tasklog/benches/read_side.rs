@@ -88,13 +88,12 @@ async fn fresh_database(server: &str, name: &str) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-// Many small allocations across threads (events, rows, JSON): mimalloc
-// spends far less time in malloc and free than glibc's allocator here.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tasklog::allocator::Allocator = tasklog::allocator::Allocator;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    tasklog::allocator::configure();
     // RUST_LOG=tasklog_analytics=debug shows where a batch's time goes.
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()

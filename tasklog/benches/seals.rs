@@ -23,7 +23,7 @@ use tasklog_event_store_postgres::seals::{self, LeafRef};
 use uuid::Uuid;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tasklog::allocator::Allocator = tasklog::allocator::Allocator;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -45,6 +45,7 @@ fn line(name: &str, h: &Histogram<u64>) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    tasklog::allocator::configure();
     let server: String = env_or(
         "BENCH_DATABASE_URL",
         "postgres://postgres@127.0.0.1:5432/postgres".to_owned(),

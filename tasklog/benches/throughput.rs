@@ -33,13 +33,12 @@ fn seconds() -> Duration {
     )
 }
 
-// Many small allocations across threads (events, rows, JSON): mimalloc
-// spends far less time in malloc and free than glibc's allocator here.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tasklog::allocator::Allocator = tasklog::allocator::Allocator;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    tasklog::allocator::configure();
     let server = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let base = server

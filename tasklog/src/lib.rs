@@ -1,6 +1,7 @@
 //! The `tasklog` binary's library: configuration, startup of each role, and
 //! the operator subcommands. Tests and benches start the real system from here.
 
+pub mod allocator;
 pub mod audit;
 pub mod config;
 pub mod generate;

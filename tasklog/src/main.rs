@@ -8,10 +8,8 @@ use tasklog::{config::DEV_JWT_SECRET, AuditApi, CommandApi, QueryApi, Settings};
 use tasklog_event_store_postgres::seals::LeafRef;
 use uuid::Uuid;
 
-// Many small allocations across threads (events, rows, JSON): mimalloc
-// spends far less time in malloc and free than glibc's allocator here.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tasklog::allocator::Allocator = tasklog::allocator::Allocator;
 
 #[derive(Parser)]
 #[command(
@@ -210,6 +208,7 @@ enum ProjectionsAction {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    tasklog::allocator::configure();
     let cli = Cli::parse();
     tasklog::init_tracing();
     let settings = cli.settings;
