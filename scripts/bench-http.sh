@@ -11,7 +11,9 @@
 #
 #   SECS (5), CONNS ("1 8 32"), ROUNDS (1: each connection count once per round,
 #   rounds interleaved), PG (postgres://postgres@127.0.0.1:5432),
-#   TASKLOG_CLICKHOUSE_URL (http://127.0.0.1:8123); CARGO_TARGET_DIR as cargo's.
+#   TASKLOG_CLICKHOUSE_URL (http://127.0.0.1:8123); CARGO_TARGET_DIR as cargo's;
+#   TASKLOG_BIN: a tasklog binary to measure instead of building one (to
+#   compare two builds in one sitting).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SECS=${SECS:-5}; CONNS=${CONNS:-"1 8 32"}; ROUNDS=${ROUNDS:-1}
@@ -27,9 +29,12 @@ if [[ "${BENCH_CEILING:-0}" == 1 ]]; then
     SECS=$SECS CONNS="$CONNS" "$ROOT/../shared/bench/http-ceiling/run.sh"
 fi
 
-(cd "$ROOT" && cargo build -q --release -p tasklog --bin tasklog)
-target=${CARGO_TARGET_DIR:-$ROOT/target}
-bin="$target/release/tasklog"
+if [[ -n "${TASKLOG_BIN:-}" ]]; then
+    bin=$TASKLOG_BIN
+else
+    (cd "$ROOT" && cargo build -q --release -p tasklog --bin tasklog)
+    bin="${CARGO_TARGET_DIR:-$ROOT/target}/release/tasklog"
+fi
 
 psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 export TASKLOG_DATABASE_URL="${PG/postgres:\/\/postgres@/postgres://tasklog_app@}/$DB"
