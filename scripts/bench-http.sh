@@ -48,6 +48,8 @@ export RUST_LOG=${RUST_LOG:-warn}
 "$bin" migrate >/dev/null
 "$bin" serve & server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT
+# Killed (timeout, Ctrl-C): exit, so that the EXIT trap stops the server.
+trap 'exit 143' INT TERM
 for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break
     sleep 0.1
