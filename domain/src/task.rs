@@ -86,7 +86,10 @@ pub struct Task {
     /// Whether it is archived (then read-only).
     pub archived: bool,
     /// Its comments, deleted ones included.
-    pub comments: BTreeMap<CommentId, Comment>,
+    // A persistent map: the state is cloned for every command (from the
+    // command API's cache), and a clone shares the comments, not copies them.
+    #[schemars(with = "BTreeMap<CommentId, Comment>")]
+    pub comments: imbl::OrdMap<CommentId, Comment>,
 }
 
 /// Commands of the task aggregate.
