@@ -72,6 +72,36 @@ pub async fn create_in(
     create_tables_in(conn, projection, generation, false).await
 }
 
+/// A hash of `projection`'s DDL without its comments: a generation built
+/// from other tables is to be rebuilt, whatever its comments said.
+pub fn ddl_hash(projection: &dyn Projection) -> String {
+    use sha2::{Digest, Sha256};
+    let (tables, indexes) = statements(projection.ddl());
+    let mut hash = Sha256::new();
+    for statement in tables.iter().chain(&indexes) {
+        hash.update(statement.as_bytes());
+        hash.update(b";");
+    }
+    hex::encode(&hash.finalize()[..16])
+}
+
+/// Whether `generation` of `projection` was built from DDL other than its
+/// code's (or before the hashes were kept).
+pub async fn outdated(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    generation: i32,
+) -> Result<bool, sqlx::Error> {
+    let built: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT ddl_hash FROM projection_checkpoints WHERE projection = $1 AND generation = $2",
+    )
+    .bind(projection.name())
+    .bind(generation)
+    .fetch_optional(pool)
+    .await?;
+    Ok(built.flatten().as_deref() != Some(ddl_hash(projection).as_str()))
+}
+
 /// The DDL's statements without comments, split into tables and secondary
 /// indexes. DDL files use `--` only for comments and `;` only to end statements.
 fn statements(ddl: &str) -> (Vec<String>, Vec<String>) {
@@ -139,12 +169,14 @@ pub async fn create_tables_in(
         .await?;
     create_schema(conn, projection, &schema, defer_indexes).await?;
     sqlx::query(
-        "INSERT INTO projection_checkpoints (projection, generation) VALUES ($1, $2) \
+        "INSERT INTO projection_checkpoints (projection, generation, ddl_hash) VALUES ($1, $2, $3) \
          ON CONFLICT (projection, generation) DO UPDATE \
-         SET commit_id = 0, event_position = 0, events_applied = 0, last_event_at = NULL, updated_at = now()",
+         SET commit_id = 0, event_position = 0, events_applied = 0, last_event_at = NULL, \
+             updated_at = now(), ddl_hash = EXCLUDED.ddl_hash",
     )
     .bind(projection.name())
     .bind(generation)
+    .bind(ddl_hash(projection))
     .execute(&mut *conn)
     .await?;
     Ok(())

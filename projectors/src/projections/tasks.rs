@@ -217,7 +217,7 @@ impl Projection for Tasks {
         include_str!("../../../migrations/projections/tasks.sql")
     }
     fn tables(&self) -> &'static [&'static str] {
-        &["tasks", "comments", "tag_usage"]
+        &["tasks", "task_recency", "comments", "tag_usage"]
     }
     fn categories(&self) -> Option<&'static [&'static str]> {
         Some(&["task"])
@@ -439,6 +439,13 @@ WITH new_tasks AS (
       AS r(task_id, title, description, status, status_category, priority, priority_rank,
         assignee, due_date, tags, comment_count, archived, updated_at, version)
     WHERE t.task_id = r.task_id
+), new_recency AS (
+    INSERT INTO task_recency (task_id, org_id, project_id, updated_at)
+    SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $19::timestamptz[])
+), old_recency AS (
+    UPDATE task_recency k SET updated_at = r.updated_at
+    FROM UNNEST($21::uuid[], $33::timestamptz[]) AS r(task_id, updated_at)
+    WHERE k.task_id = r.task_id AND k.updated_at <> r.updated_at
 ), new_comments AS (
     INSERT INTO comments (comment_id, task_id, org_id, author, body, mentions, created_at,
         edited_at, deleted)

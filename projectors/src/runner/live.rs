@@ -78,6 +78,29 @@ impl Projector {
         let mut generation = generation::ensure_active(&self.pool, self.projection.as_ref())
             .boxed()
             .await?;
+        if generation::outdated(&self.pool, self.projection.as_ref(), generation).await? {
+            // Its tables are not the ones this code writes: applying to
+            // them would fail (and park) event after event. Holding the
+            // lease, rebuild into a generation of the code's tables; the
+            // old one serves reads meanwhile.
+            tracing::warn!(
+                projection = self.name(),
+                generation,
+                "the active generation was built from other DDL; rebuilding it"
+            );
+            let rebuilt = crate::status::rebuild(
+                &self.pool,
+                self.store.clone(),
+                self.projection.clone(),
+                crate::status::REBUILD_BATCH,
+                |_| {},
+            );
+            generation = tokio::select! {
+                g = rebuilt.boxed() => g?,
+                _ = shutdown.changed() => return Ok(()),
+            };
+            tracing::info!(projection = self.name(), generation, "rebuilt");
+        }
         // Where this runner left the checkpoint; read again after a surprise.
         let mut at: Option<LogPosition> = None;
         // When the last step started, how long it took, and whether it caught up.

@@ -8,6 +8,7 @@ mod dead_letters;
 mod live;
 mod notifications;
 mod rebuild;
+mod updates;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,8 +152,8 @@ async fn world(store: &Arc<dyn EventStore>) -> World {
 }
 
 impl World {
-    /// Moves the task from Bob to its owner.
-    async fn reassign_to_owner(&self, store: &Arc<dyn EventStore>) {
+    /// Moves the task from Bob to its owner; the position of that event.
+    async fn reassign_to_owner(&self, store: &Arc<dyn EventStore>) -> LogPosition {
         emit(
             store,
             &format!("task-{}", self.task),
@@ -163,7 +164,7 @@ impl World {
                 previous: Some(self.bob),
             })],
         )
-        .await;
+        .await
     }
 }
 

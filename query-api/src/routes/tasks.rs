@@ -216,6 +216,29 @@ impl Sort {
         cursor::encode(&(self.name(), self.key_of(task), task.id))
     }
 
+    /// The rows a list walks: `updated` walks `task_recency`, which keeps
+    /// that order apart from `tasks` (see its DDL), and joins each task.
+    fn source(self) -> &'static str {
+        match self.key {
+            SortKey::Updated => {
+                "read.task_recency r JOIN read.tasks t ON t.task_id = r.task_id \
+                 AND t.project_id = r.project_id"
+            }
+            _ => "read.tasks t",
+        }
+    }
+
+    /// The sort key's column and the tie-breaking id's, both of the table
+    /// whose index gives the order.
+    fn columns(self) -> (&'static str, &'static str) {
+        match self.key {
+            SortKey::Created => ("t.created_at", "t.task_id"),
+            SortKey::Updated => ("r.updated_at", "r.task_id"),
+            SortKey::Priority => ("t.priority_rank", "t.task_id"),
+            SortKey::Due => ("t.due_date", "t.task_id"),
+        }
+    }
+
     /// `AND <the rows after the cursor>`: a row comparison on (key, task_id),
     /// split by hand for `due` because NULL dates do not compare.
     fn push_after(
@@ -235,8 +258,9 @@ impl Sort {
         }
         let invalid = || bad_param("cursor", "not a cursor this endpoint returned");
         let op = if self.descending { " < " } else { " > " };
-        let row_after = |qb: &mut QueryBuilder<'_, Postgres>, column: &str| {
-            qb.push(format!(" AND ({column}, t.task_id){op}("));
+        let (column, id_column) = self.columns();
+        let row_after = |qb: &mut QueryBuilder<'_, Postgres>| {
+            qb.push(format!(" AND ({column}, {id_column}){op}("));
         };
         match self.key {
             SortKey::Created | SortKey::Updated => {
@@ -244,17 +268,12 @@ impl Sort {
                     .ok()
                     .filter(|at| time_in_range(*at))
                     .ok_or_else(invalid)?;
-                let column = if self.key == SortKey::Created {
-                    "t.created_at"
-                } else {
-                    "t.updated_at"
-                };
-                row_after(qb, column);
+                row_after(qb);
                 qb.push_bind(at).push(", ").push_bind(id).push(")");
             }
             SortKey::Priority => {
                 let rank: i16 = serde_json::from_value(key).map_err(|_| invalid())?;
-                row_after(qb, "t.priority_rank");
+                row_after(qb);
                 qb.push_bind(rank).push(", ").push_bind(id).push(")");
             }
             SortKey::Due => {
@@ -284,12 +303,13 @@ impl Sort {
 
     fn order_by(self) -> String {
         let dir = if self.descending { "DESC" } else { "ASC" };
-        match self.key {
-            SortKey::Created => format!(" ORDER BY t.created_at {dir}, t.task_id {dir}"),
-            SortKey::Updated => format!(" ORDER BY t.updated_at {dir}, t.task_id {dir}"),
-            SortKey::Priority => format!(" ORDER BY t.priority_rank {dir}, t.task_id {dir}"),
-            SortKey::Due => format!(" ORDER BY t.due_date {dir} NULLS LAST, t.task_id {dir}"),
-        }
+        let (column, id_column) = self.columns();
+        let nulls = if self.key == SortKey::Due {
+            " NULLS LAST"
+        } else {
+            ""
+        };
+        format!(" ORDER BY {column} {dir}{nulls}, {id_column} {dir}")
     }
 }
 
@@ -321,13 +341,17 @@ async fn list(
     project_row(&state, org, project).await?;
 
     let mut qb = QueryBuilder::<Postgres>::new(format!(
-        "SELECT {TASK_COLUMNS} FROM read.tasks t WHERE t.org_id = "
+        "SELECT {TASK_COLUMNS} FROM {} WHERE t.org_id = ",
+        sort.source()
     ));
     qb.push_bind(org)
         .push(" AND t.project_id = ")
         .push_bind(project)
         .push(" AND t.archived = ")
         .push_bind(archived);
+    if sort.key == SortKey::Updated {
+        qb.push(" AND r.project_id = ").push_bind(project);
+    }
     if !statuses.is_empty() {
         qb.push(" AND t.status = ANY(")
             .push_bind(statuses)

@@ -1,0 +1,85 @@
+//! What an update of a read model writes: a change to no indexed column
+//! stays a heap-only (HOT) update, which adds no index entries.
+
+use sqlx::PgPool;
+use tasklog_domain::{CommentAdded, TaskEvent};
+use tasklog_projectors::generation;
+use uuid::Uuid;
+
+use crate::{catch_up, emit, projector, wait_readable, world};
+
+/// Whether the current version of the task's row is a heap-only tuple
+/// (`HEAP_ONLY_TUPLE`, 0x8000 in `t_infomask2`): no index points at it.
+async fn task_row_is_heap_only(pool: &PgPool, generation: i32, task: Uuid) -> bool {
+    let table = generation::schema("tasks", generation) + ".tasks";
+    sqlx::query_scalar(&format!(
+        "SELECT (p.t_infomask2 & 32768) <> 0 \
+           FROM {table} t, \
+                heap_page_items(get_raw_page('{table}', (t.ctid::text::point)[0]::int)) p \
+          WHERE t.task_id = $1 AND p.lp = (t.ctid::text::point)[1]::int"
+    ))
+    .bind(task)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
+async fn a_comment_updates_the_task_row_without_index_entries_and_moves_its_updated_order(
+    pool: PgPool,
+) {
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pageinspect")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let store = tasklog_testkit::store(&pool);
+    let w = world(&store).await;
+    let tasks = tasklog_projectors::by_name("tasks").unwrap();
+    let g = generation::ensure_active(&pool, tasks.as_ref())
+        .await
+        .unwrap();
+    let projector = projector(&pool, &store, tasks);
+    catch_up(&projector, g, w.last).await;
+
+    // A reassignment changes an indexed column: every index takes an entry.
+    let reassigned = w.reassign_to_owner(&store).await;
+    wait_readable(&store, reassigned).await;
+    catch_up(&projector, g, reassigned).await;
+    assert!(!task_row_is_heap_only(&pool, g, w.task).await);
+
+    let commented = emit(
+        &store,
+        &format!("task-{}", w.task),
+        w.org,
+        w.owner,
+        vec![TaskEvent::from(CommentAdded {
+            comment_id: Uuid::now_v7(),
+            author: w.owner,
+            body: "done?".into(),
+            mentions: vec![],
+        })],
+    )
+    .await;
+    wait_readable(&store, commented).await;
+    catch_up(&projector, g, commented).await;
+    assert!(task_row_is_heap_only(&pool, g, w.task).await);
+
+    // The `updated` order, kept beside the row, moved with it.
+    let (row, order): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as(
+            "SELECT t.updated_at, r.updated_at FROM read.tasks t \
+               JOIN read.task_recency r USING (task_id) WHERE task_id = $1",
+        )
+        .bind(w.task)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(row, order);
+    let comments: i32 =
+        sqlx::query_scalar("SELECT comment_count FROM read.tasks WHERE task_id = $1")
+            .bind(w.task)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(comments, 2);
+}
