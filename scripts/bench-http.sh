@@ -9,14 +9,15 @@
 # The yardstick, to run in the same sitting: ../shared/bench/http-ceiling/run.sh
 # (axum + jsonwebtoken + sqlx, one INSERT). BENCH_CEILING=1 runs it first.
 #
-#   SECS (5), CONNS ("1 8 32"), ROUNDS (1: each connection count once per round,
+#   SECS (5), CONNS ("1 8 32"), TASKS (1000: fewer tasks, more comments on each),
+#   ROUNDS (1: each connection count once per round,
 #   rounds interleaved), PG (postgres://postgres@127.0.0.1:5432),
 #   TASKLOG_CLICKHOUSE_URL (http://127.0.0.1:8123); CARGO_TARGET_DIR as cargo's;
 #   TASKLOG_BIN: a tasklog binary to measure instead of building one (to
 #   compare two builds in one sitting).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SECS=${SECS:-5}; CONNS=${CONNS:-"1 8 32"}; ROUNDS=${ROUNDS:-1}
+SECS=${SECS:-5}; CONNS=${CONNS:-"1 8 32"}; ROUNDS=${ROUNDS:-1}; TASKS=${TASKS:-1000}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 DB=tasklog_bench_http
 PORT=18480
@@ -56,19 +57,19 @@ for _ in $(seq 100); do
 done
 curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null || die "tasklog serve did not come up"
 
-# One organization, one project, 1,000 tasks; wrk comments on them in turn.
+# One organization, one project, TASKS tasks; wrk comments on them in turn.
 lua=$(mktemp --suffix .lua)
 token=$("$bin" token --handle bench --ttl 3600 2>/dev/null)
-python3 - "$PORT" "$lua" "$token" <<'PY'
+python3 - "$PORT" "$lua" "$token" "$TASKS" <<'PY'
 import json, sys, urllib.request
-port, lua, token = sys.argv[1], sys.argv[2], sys.argv[3]
+port, lua, token, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 def post(path, body):
     r = urllib.request.Request(f"http://127.0.0.1:{port}{path}", json.dumps(body).encode(),
                                {"content-type": "application/json", "authorization": f"Bearer {token}"})
     return json.load(urllib.request.urlopen(r))["id"]
 org = post("/v1/orgs", {"name": "Bench"})
 project = post(f"/v1/orgs/{org}/projects", {"name": "Bench", "key": "BEN"})
-tasks = [post(f"/v1/orgs/{org}/projects/{project}/tasks", {"title": f"task {i}"}) for i in range(1000)]
+tasks = [post(f"/v1/orgs/{org}/projects/{project}/tasks", {"title": f"task {i}"}) for i in range(count)]
 with open(lua, "w") as f:
     f.write(f'''wrk.method = "POST"
 wrk.headers["content-type"] = "application/json"
