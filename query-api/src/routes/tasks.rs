@@ -218,11 +218,20 @@ impl Sort {
 
     /// The rows a list walks: `updated` walks `task_recency`, which keeps
     /// that order apart from `tasks` (see its DDL), and joins each task.
-    fn source(self) -> &'static str {
-        match self.key {
-            SortKey::Updated => {
-                "read.task_recency r JOIN read.tasks t ON t.task_id = r.task_id \
-                 AND t.project_id = r.project_id"
+    /// The planner cannot know that every task of the project has its row
+    /// there (it expects a few dozen matches of a few thousand), so without
+    /// a filter it would join them all and sort: 20–70 ms for a project of
+    /// 5,000 tasks, against under 1 ms when the join is fenced (`OFFSET 0`)
+    /// into one lookup per task walked in order. A filter may match few
+    /// tasks, which the planner sees: then it chooses.
+    fn source(self, filtered: bool) -> &'static str {
+        match (self.key, filtered) {
+            (SortKey::Updated, false) => {
+                "read.task_recency r CROSS JOIN LATERAL \
+                 (SELECT * FROM read.tasks t WHERE t.task_id = r.task_id OFFSET 0) t"
+            }
+            (SortKey::Updated, true) => {
+                "read.task_recency r JOIN read.tasks t ON t.task_id = r.task_id"
             }
             _ => "read.tasks t",
         }
@@ -340,9 +349,16 @@ async fn list(
     state.admit(&caller, org, consistency, READS).await?;
     project_row(&state, org, project).await?;
 
+    let filtered = !statuses.is_empty()
+        || !priorities.is_empty()
+        || assignee.is_some()
+        || tag.is_some()
+        || due_before.is_some()
+        || due_after.is_some()
+        || text.is_some();
     let mut qb = QueryBuilder::<Postgres>::new(format!(
         "SELECT {TASK_COLUMNS} FROM {} WHERE t.org_id = ",
-        sort.source()
+        sort.source(filtered)
     ));
     qb.push_bind(org)
         .push(" AND t.project_id = ")

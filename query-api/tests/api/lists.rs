@@ -267,6 +267,10 @@ async fn every_sort_pages_through_every_task_exactly_once_in_order() {
     let mut want: Vec<&SeededTask> = live.iter().filter(|t| t.status == "todo").collect();
     want.sort_by_key(|t| Reverse((t.rank, t.id)));
     assert_eq!(todo, want.iter().map(|t| t.id).collect::<Vec<_>>());
+    // `updated` is read another way with a filter than without one.
+    let (todo, _) = all_pages(&app, "status=todo&sort=-updated&limit=2").await;
+    want.sort_by_key(|t| Reverse((t.updated_at, t.id)));
+    assert_eq!(todo, want.iter().map(|t| t.id).collect::<Vec<_>>());
 
     app.teardown().await;
 }
