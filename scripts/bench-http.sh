@@ -10,6 +10,7 @@
 # (axum + jsonwebtoken + sqlx, one INSERT). BENCH_CEILING=1 runs it first.
 #
 #   SECS (5), CONNS ("1 8 32"), TASKS (1000: fewer tasks, more comments on each),
+#   DESCRIPTION (0: characters of prose in each task's description),
 #   ROUNDS (1: each connection count once per round,
 #   rounds interleaved), PG (postgres://postgres@127.0.0.1:5432),
 #   TASKLOG_CLICKHOUSE_URL (http://127.0.0.1:8123); CARGO_TARGET_DIR as cargo's;
@@ -18,6 +19,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SECS=${SECS:-5}; CONNS=${CONNS:-"1 8 32"}; ROUNDS=${ROUNDS:-1}; TASKS=${TASKS:-1000}
+DESCRIPTION=${DESCRIPTION:-0}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 DB=tasklog_bench_http
 PORT=18480
@@ -60,16 +62,20 @@ curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null || die "tasklog serve did no
 # One organization, one project, TASKS tasks; wrk comments on them in turn.
 lua=$(mktemp --suffix .lua)
 token=$("$bin" token --handle bench --ttl 3600 2>/dev/null)
-python3 - "$PORT" "$lua" "$token" "$TASKS" <<'PY'
+python3 - "$PORT" "$lua" "$token" "$TASKS" "$DESCRIPTION" <<'PY'
 import json, sys, urllib.request
-port, lua, token, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+port, lua, token, count, length = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+prose = ("When a user signs in from the dashboard the redirect drops the return path "
+         "and lands on the home page instead of the page they came from. ")
+description = (prose * (length // len(prose) + 1))[:length]
 def post(path, body):
     r = urllib.request.Request(f"http://127.0.0.1:{port}{path}", json.dumps(body).encode(),
                                {"content-type": "application/json", "authorization": f"Bearer {token}"})
     return json.load(urllib.request.urlopen(r))["id"]
 org = post("/v1/orgs", {"name": "Bench"})
 project = post(f"/v1/orgs/{org}/projects", {"name": "Bench", "key": "BEN"})
-tasks = [post(f"/v1/orgs/{org}/projects/{project}/tasks", {"title": f"task {i}"}) for i in range(count)]
+tasks = [post(f"/v1/orgs/{org}/projects/{project}/tasks", {"title": f"task {i}", "description": description})
+         for i in range(count)]
 with open(lua, "w") as f:
     f.write(f'''wrk.method = "POST"
 wrk.headers["content-type"] = "application/json"

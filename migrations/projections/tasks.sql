@@ -21,8 +21,10 @@ CREATE TABLE tasks (
     created_at      timestamptz NOT NULL,
     updated_at      timestamptz NOT NULL,
     version         bigint      NOT NULL,
-    search          tsvector    GENERATED ALWAYS AS
-                    (to_tsvector('simple', title || ' ' || description)) STORED
+    -- to_tsvector('simple', title || ' ' || description), written by the
+    -- projection when the text changes. A generated column would parse the
+    -- whole description again on every update, a comment's included.
+    search          tsvector    NOT NULL
 -- Room on each page for a row's next version: an update that changes no
 -- indexed column (a comment, an edit of the description) then stays on its
 -- page as a HOT update and writes none of the ten index entries below.

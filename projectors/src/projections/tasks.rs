@@ -18,7 +18,7 @@ use crate::{ApplyError, Projection};
 /// one summed delta per tag.
 pub struct Tasks;
 
-/// A row of `tasks` (all but the generated search column).
+/// A row of `tasks` (all but the search column, which the statements compute).
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 struct TaskRow {
     task_id: Uuid,
@@ -417,10 +417,11 @@ const WRITE: &str = "\
 WITH new_tasks AS (
     INSERT INTO tasks (task_id, org_id, project_id, number, key, title, description, status,
         status_category, priority, priority_rank, assignee, due_date, tags, comment_count, archived,
-        created_by, created_at, updated_at, version)
+        created_by, created_at, updated_at, version, search)
     SELECT r.task_id, r.org_id, r.project_id, r.number, r.key, r.title, r.description, r.status,
         r.status_category, r.priority, r.priority_rank, r.assignee, r.due_date, r.tags::uuid[],
-        r.comment_count, r.archived, r.created_by, r.created_at, r.updated_at, r.version
+        r.comment_count, r.archived, r.created_by, r.created_at, r.updated_at, r.version,
+        to_tsvector('simple', r.title || ' ' || r.description)
     FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], $6::text[], $7::text[],
         $8::text[], $9::text[], $10::text[], $11::int2[], $12::uuid[], $13::date[], $14::text[],
         $15::int4[], $16::bool[], $17::uuid[], $18::timestamptz[], $19::timestamptz[], $20::int8[])
@@ -432,7 +433,10 @@ WITH new_tasks AS (
         status_category = r.status_category, priority = r.priority, priority_rank = r.priority_rank,
         assignee = r.assignee, due_date = r.due_date, tags = r.tags::uuid[],
         comment_count = r.comment_count, archived = r.archived, updated_at = r.updated_at,
-        version = r.version
+        version = r.version,
+        -- Column references in SET are the row before the update.
+        search = CASE WHEN t.title = r.title AND t.description = r.description THEN t.search
+                      ELSE to_tsvector('simple', r.title || ' ' || r.description) END
     FROM UNNEST($21::uuid[], $22::text[], $23::text[], $24::text[], $25::text[], $26::text[],
         $27::int2[], $28::uuid[], $29::date[], $30::text[], $31::int4[], $32::bool[],
         $33::timestamptz[], $34::int8[])

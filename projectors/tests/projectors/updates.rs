@@ -2,7 +2,7 @@
 //! stays a heap-only (HOT) update, which adds no index entries.
 
 use sqlx::PgPool;
-use tasklog_domain::{CommentAdded, TaskEvent};
+use tasklog_domain::{CommentAdded, Priority, TaskDetailsEdited, TaskEvent};
 use tasklog_projectors::generation;
 use uuid::Uuid;
 
@@ -82,4 +82,60 @@ async fn a_comment_updates_the_task_row_without_index_entries_and_moves_its_upda
             .await
             .unwrap();
     assert_eq!(comments, 2);
+}
+
+/// Which of `words` the task's search column matches.
+async fn found(pool: &PgPool, task: Uuid, words: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for word in words {
+        let hit: bool = sqlx::query_scalar(
+            "SELECT search @@ plainto_tsquery('simple', $2) FROM read.tasks WHERE task_id = $1",
+        )
+        .bind(task)
+        .bind(word)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if hit {
+            found.push(word.to_string());
+        }
+    }
+    found
+}
+
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
+async fn the_search_column_follows_the_title_and_description_through_edits(pool: PgPool) {
+    let store = tasklog_testkit::store(&pool);
+    let w = world(&store).await;
+    let tasks = tasklog_projectors::by_name("tasks").unwrap();
+    let g = generation::ensure_active(&pool, tasks.as_ref())
+        .await
+        .unwrap();
+    let projector = projector(&pool, &store, tasks);
+    catch_up(&projector, g, w.last).await;
+    let words = ["ship", "it", "release", "notes", "look"];
+    // Created as "Ship" / "it"; the comment's words are not the task's.
+    assert_eq!(found(&pool, w.task, &words).await, ["ship", "it"]);
+
+    let edited = emit(
+        &store,
+        &format!("task-{}", w.task),
+        w.org,
+        w.owner,
+        vec![TaskEvent::from(TaskDetailsEdited {
+            title: "Release".into(),
+            description: "with notes".into(),
+            priority: Priority::High,
+            due_date: None,
+        })],
+    )
+    .await;
+    wait_readable(&store, edited).await;
+    catch_up(&projector, g, edited).await;
+    assert_eq!(found(&pool, w.task, &words).await, ["release", "notes"]);
+
+    let reassigned = w.reassign_to_owner(&store).await;
+    wait_readable(&store, reassigned).await;
+    catch_up(&projector, g, reassigned).await;
+    assert_eq!(found(&pool, w.task, &words).await, ["release", "notes"]);
 }
