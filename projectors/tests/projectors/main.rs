@@ -21,7 +21,7 @@ use tasklog_domain::{
     Role, StatusCategory, TaskAssigned, TaskCreated, TaskEvent,
 };
 use tasklog_event_store::{EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent};
-use tasklog_projectors::{Projection, Projector, ProjectorConfig};
+use tasklog_projectors::{generation, Projection, Projector, ProjectorConfig};
 use uuid::Uuid;
 
 fn fast() -> ProjectorConfig {
@@ -166,6 +166,18 @@ impl World {
         )
         .await
     }
+}
+
+/// A world projected live into the active `tasks` generation.
+async fn tasks_caught_up(pool: &PgPool) -> (Arc<dyn EventStore>, World, Arc<dyn Projection>, i32) {
+    let store = tasklog_testkit::store(pool);
+    let w = world(&store).await;
+    let tasks = tasklog_projectors::by_name("tasks").unwrap();
+    let g = generation::ensure_active(pool, tasks.as_ref())
+        .await
+        .unwrap();
+    catch_up(&projector(pool, &store, tasks.clone()), g, w.last).await;
+    (store, w, tasks, g)
 }
 
 /// The task's activity rows; an error until the table exists.

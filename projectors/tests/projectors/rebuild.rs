@@ -1,26 +1,12 @@
 //! Rebuilds: a new generation filled while the old serves, then switched.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use sqlx::PgPool;
-use tasklog_event_store::EventStore;
-use tasklog_projectors::{generation, status, Projection, ProjectorError};
+use tasklog_projectors::{generation, status, ProjectorError};
 
-use crate::{catch_up, projector, world, World};
-
-/// A world projected live into the active `tasks` generation.
-async fn tasks_caught_up(pool: &PgPool) -> (Arc<dyn EventStore>, World, Arc<dyn Projection>, i32) {
-    let store = tasklog_testkit::store(pool);
-    let w = world(&store).await;
-    let tasks = tasklog_projectors::by_name("tasks").unwrap();
-    let g = generation::ensure_active(pool, tasks.as_ref())
-        .await
-        .unwrap();
-    catch_up(&projector(pool, &store, tasks.clone()), g, w.last).await;
-    (store, w, tasks, g)
-}
+use crate::{projector, tasks_caught_up};
 
 #[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn a_rebuild_fills_a_new_generation_and_switches_reads_in_one_step(pool: PgPool) {

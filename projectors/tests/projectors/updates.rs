@@ -6,7 +6,23 @@ use tasklog_domain::{CommentAdded, Priority, TaskDetailsEdited, TaskEvent};
 use tasklog_projectors::generation;
 use uuid::Uuid;
 
-use crate::{catch_up, emit, projector, wait_readable, world};
+use std::sync::Arc;
+
+use tasklog_event_store::{EventStore, LogPosition};
+use tasklog_projectors::Projector;
+
+use crate::{catch_up, emit, projector, tasks_caught_up, wait_readable};
+
+/// Waits until `projector` has applied the log up to `position`.
+async fn applied(
+    store: &Arc<dyn EventStore>,
+    projector: &Projector,
+    generation: i32,
+    position: LogPosition,
+) {
+    wait_readable(store, position).await;
+    catch_up(projector, generation, position).await;
+}
 
 /// Whether the current version of the task's row is a heap-only tuple
 /// (`HEAP_ONLY_TUPLE`, 0x8000 in `t_infomask2`): no index points at it.
@@ -32,19 +48,12 @@ async fn a_comment_updates_the_task_row_without_index_entries_and_moves_its_upda
         .execute(&pool)
         .await
         .unwrap();
-    let store = tasklog_testkit::store(&pool);
-    let w = world(&store).await;
-    let tasks = tasklog_projectors::by_name("tasks").unwrap();
-    let g = generation::ensure_active(&pool, tasks.as_ref())
-        .await
-        .unwrap();
+    let (store, w, tasks, g) = tasks_caught_up(&pool).await;
     let projector = projector(&pool, &store, tasks);
-    catch_up(&projector, g, w.last).await;
 
     // A reassignment changes an indexed column: every index takes an entry.
     let reassigned = w.reassign_to_owner(&store).await;
-    wait_readable(&store, reassigned).await;
-    catch_up(&projector, g, reassigned).await;
+    applied(&store, &projector, g, reassigned).await;
     assert!(!task_row_is_heap_only(&pool, g, w.task).await);
 
     let commented = emit(
@@ -60,8 +69,7 @@ async fn a_comment_updates_the_task_row_without_index_entries_and_moves_its_upda
         })],
     )
     .await;
-    wait_readable(&store, commented).await;
-    catch_up(&projector, g, commented).await;
+    applied(&store, &projector, g, commented).await;
     assert!(task_row_is_heap_only(&pool, g, w.task).await);
 
     // The `updated` order, kept beside the row, moved with it.
@@ -105,14 +113,8 @@ async fn found(pool: &PgPool, task: Uuid, words: &[&str]) -> Vec<String> {
 
 #[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
 async fn the_search_column_follows_the_title_and_description_through_edits(pool: PgPool) {
-    let store = tasklog_testkit::store(&pool);
-    let w = world(&store).await;
-    let tasks = tasklog_projectors::by_name("tasks").unwrap();
-    let g = generation::ensure_active(&pool, tasks.as_ref())
-        .await
-        .unwrap();
+    let (store, w, tasks, g) = tasks_caught_up(&pool).await;
     let projector = projector(&pool, &store, tasks);
-    catch_up(&projector, g, w.last).await;
     let words = ["ship", "it", "release", "notes", "look"];
     // Created as "Ship" / "it"; the comment's words are not the task's.
     assert_eq!(found(&pool, w.task, &words).await, ["ship", "it"]);
@@ -130,12 +132,10 @@ async fn the_search_column_follows_the_title_and_description_through_edits(pool:
         })],
     )
     .await;
-    wait_readable(&store, edited).await;
-    catch_up(&projector, g, edited).await;
+    applied(&store, &projector, g, edited).await;
     assert_eq!(found(&pool, w.task, &words).await, ["release", "notes"]);
 
     let reassigned = w.reassign_to_owner(&store).await;
-    wait_readable(&store, reassigned).await;
-    catch_up(&projector, g, reassigned).await;
+    applied(&store, &projector, g, reassigned).await;
     assert_eq!(found(&pool, w.task, &words).await, ["release", "notes"]);
 }
