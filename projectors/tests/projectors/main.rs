@@ -152,19 +152,23 @@ async fn world(store: &Arc<dyn EventStore>) -> World {
 }
 
 impl World {
+    /// Appends `event` to the task, by its owner; the position of that event.
+    async fn on_task(
+        &self,
+        store: &Arc<dyn EventStore>,
+        event: impl Into<TaskEvent>,
+    ) -> LogPosition {
+        let stream = format!("task-{}", self.task);
+        emit(store, &stream, self.org, self.owner, vec![event.into()]).await
+    }
+
     /// Moves the task from Bob to its owner; the position of that event.
     async fn reassign_to_owner(&self, store: &Arc<dyn EventStore>) -> LogPosition {
-        emit(
-            store,
-            &format!("task-{}", self.task),
-            self.org,
-            self.owner,
-            vec![TaskEvent::from(TaskAssigned {
-                assignee: self.owner,
-                previous: Some(self.bob),
-            })],
-        )
-        .await
+        let reassigned = TaskAssigned {
+            assignee: self.owner,
+            previous: Some(self.bob),
+        };
+        self.on_task(store, reassigned).await
     }
 }
 

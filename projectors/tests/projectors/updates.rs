@@ -2,7 +2,7 @@
 //! stays a heap-only (HOT) update, which adds no index entries.
 
 use sqlx::PgPool;
-use tasklog_domain::{CommentAdded, Priority, TaskDetailsEdited, TaskEvent};
+use tasklog_domain::{CommentAdded, Priority, TaskDetailsEdited};
 use tasklog_projectors::generation;
 use uuid::Uuid;
 
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tasklog_event_store::{EventStore, LogPosition};
 use tasklog_projectors::Projector;
 
-use crate::{catch_up, emit, projector, tasks_caught_up, wait_readable};
+use crate::{catch_up, projector, tasks_caught_up, wait_readable};
 
 /// Waits until `projector` has applied the log up to `position`.
 async fn applied(
@@ -56,19 +56,17 @@ async fn a_comment_updates_the_task_row_without_index_entries_and_moves_its_upda
     applied(&store, &projector, g, reassigned).await;
     assert!(!task_row_is_heap_only(&pool, g, w.task).await);
 
-    let commented = emit(
-        &store,
-        &format!("task-{}", w.task),
-        w.org,
-        w.owner,
-        vec![TaskEvent::from(CommentAdded {
-            comment_id: Uuid::now_v7(),
-            author: w.owner,
-            body: "done?".into(),
-            mentions: vec![],
-        })],
-    )
-    .await;
+    let commented = w
+        .on_task(
+            &store,
+            CommentAdded {
+                comment_id: Uuid::now_v7(),
+                author: w.owner,
+                body: "done?".into(),
+                mentions: vec![],
+            },
+        )
+        .await;
     applied(&store, &projector, g, commented).await;
     assert!(task_row_is_heap_only(&pool, g, w.task).await);
 
@@ -119,19 +117,17 @@ async fn the_search_column_follows_the_title_and_description_through_edits(pool:
     // Created as "Ship" / "it"; the comment's words are not the task's.
     assert_eq!(found(&pool, w.task, &words).await, ["ship", "it"]);
 
-    let edited = emit(
-        &store,
-        &format!("task-{}", w.task),
-        w.org,
-        w.owner,
-        vec![TaskEvent::from(TaskDetailsEdited {
-            title: "Release".into(),
-            description: "with notes".into(),
-            priority: Priority::High,
-            due_date: None,
-        })],
-    )
-    .await;
+    let edited = w
+        .on_task(
+            &store,
+            TaskDetailsEdited {
+                title: "Release".into(),
+                description: "with notes".into(),
+                priority: Priority::High,
+                due_date: None,
+            },
+        )
+        .await;
     applied(&store, &projector, g, edited).await;
     assert_eq!(found(&pool, w.task, &words).await, ["release", "notes"]);
 
