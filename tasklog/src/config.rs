@@ -33,6 +33,11 @@ pub struct Settings {
     #[arg(long, env = "TASKLOG_DATABASE_POOL_SIZE", default_value_t = 32)]
     pub database_pool_size: u32,
 
+    /// Group commit: groups of appends the command API writes at once, each
+    /// on a pooled connection (`Grouping::in_flight`; 0 turns grouping off).
+    #[arg(long, env = "TASKLOG_APPEND_SLOTS", default_value_t = tasklog_event_store_postgres::Grouping::default().in_flight)]
+    pub append_slots: usize,
+
     /// Where the command API listens.
     #[arg(long, env = "TASKLOG_COMMAND_ADDR", default_value = "127.0.0.1:8080")]
     pub command_addr: SocketAddr,
@@ -159,6 +164,14 @@ impl Settings {
         }
     }
 
+    /// How the command API groups its appends: `None` when grouping is off.
+    pub fn grouping(&self) -> Option<tasklog_event_store_postgres::Grouping> {
+        (self.append_slots > 0).then(|| tasklog_event_store_postgres::Grouping {
+            in_flight: self.append_slots,
+            ..Default::default()
+        })
+    }
+
     /// How the live projectors step: at least the configured interval
     /// apart, at most three times it (or the runner's default, if more).
     pub fn projectors(&self) -> tasklog_projectors::ProjectorConfig {
@@ -234,6 +247,7 @@ impl Settings {
             database_url: database_url.to_owned(),
             admin_database_url: database_url.to_owned(),
             database_pool_size: 16,
+            append_slots: tasklog_event_store_postgres::Grouping::default().in_flight,
             command_addr: "127.0.0.1:0".parse().expect("a valid address"),
             query_addr: "127.0.0.1:0".parse().expect("a valid address"),
             audit_addr: "127.0.0.1:0".parse().expect("a valid address"),
@@ -315,6 +329,17 @@ mod tests {
             .expect("https is taken")
             .expect("a sealer");
         assert_eq!(https.webhook.expect("a webhook").url.scheme(), "https");
+    }
+
+    #[test]
+    fn the_append_slots_set_how_many_groups_are_written_at_once_and_zero_turns_grouping_off() {
+        let slots = |args: &[&str]| settings(args).grouping().map(|g| g.in_flight);
+        assert_eq!(
+            slots(&[]),
+            Some(tasklog_event_store_postgres::Grouping::default().in_flight)
+        );
+        assert_eq!(slots(&["--append-slots", "1"]), Some(1));
+        assert_eq!(slots(&["--append-slots", "0"]), None);
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub struct CommandApi;
 
 impl CommandApi {
     pub async fn build(settings: &Settings, pool: PgPool) -> anyhow::Result<Listening> {
-        let store = event_store(&pool);
+        let store = PgEventStore::open_with(pool.clone(), settings.grouping());
         let auth = Authenticator::new(&settings.auth()?)?;
         let router = tasklog_command_api::router(tasklog_command_api::state(pool, store, auth));
         Listening::bind("command API", settings, settings.command_addr, router).await
