@@ -67,6 +67,9 @@ pub enum ProjectorError {
     /// A rebuild switched the projection to another generation.
     #[error("{0} switched to generation {1}")]
     GenerationChanged(String, i32),
+    /// Another rebuild of the projection is running.
+    #[error("a rebuild of {0} is already running")]
+    RebuildRunning(String),
     /// A store other than PostgreSQL (ClickHouse) failed and keeps failing.
     #[error("unavailable: {0}")]
     Unavailable(#[source] BoxError),

@@ -78,7 +78,7 @@ impl Projector {
         let mut generation = generation::ensure_active(&self.pool, self.projection.as_ref())
             .boxed()
             .await?;
-        if generation::outdated(&self.pool, self.projection.as_ref(), generation).await? {
+        while generation::outdated(&self.pool, self.projection.as_ref(), generation).await? {
             // Its tables are not the ones this code writes: applying to
             // them would fail (and park) event after event. Holding the
             // lease, rebuild into a generation of the code's tables; the
@@ -96,10 +96,27 @@ impl Projector {
                 |_| {},
             );
             generation = tokio::select! {
-                g = rebuilt.boxed() => g?,
+                g = rebuilt.boxed() => match g {
+                    Ok(g) => {
+                        tracing::info!(projection = self.name(), generation = g, "rebuilt");
+                        g
+                    }
+                    // A rebuild started by hand: wait for it, then look again
+                    // (it most likely built what this code writes).
+                    Err(ProjectorError::RebuildRunning(_)) => {
+                        tracing::info!(projection = self.name(), "waiting for the rebuild already running");
+                        tokio::select! {
+                            _ = tokio::time::sleep(self.config.lease_retry) => {}
+                            _ = shutdown.changed() => return Ok(()),
+                        }
+                        generation::ensure_active(&self.pool, self.projection.as_ref())
+                            .boxed()
+                            .await?
+                    }
+                    Err(e) => return Err(e),
+                },
                 _ = shutdown.changed() => return Ok(()),
             };
-            tracing::info!(projection = self.name(), generation, "rebuilt");
         }
         // Where this runner left the checkpoint; read again after a surprise.
         let mut at: Option<LogPosition> = None;

@@ -11,7 +11,7 @@ mod dead_letters;
 mod rebuild;
 
 pub use dead_letters::{parked, replay_parked, replay_parked_into};
-pub use rebuild::{rebuild, RebuildProgress, REBUILD_BATCH};
+pub use rebuild::{rebuild, RebuildLock, RebuildProgress, REBUILD_BATCH};
 
 /// One projection's standing.
 #[derive(Debug, Clone, serde::Serialize)]

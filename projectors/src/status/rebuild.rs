@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use tasklog_event_store::{EventStore, LogPosition};
 
 use crate::generation::{self, schema};
@@ -21,9 +21,58 @@ pub struct RebuildProgress {
     pub total: u64,
 }
 
+/// One rebuild of a projection at a time: held for a rebuild's whole run.
+///
+/// Two rebuilds of one projection would pick their generations from the same
+/// newest one, and the later could drop the tables the earlier is filling, or
+/// leave a generation behind that nothing drops. The lock is a session-level
+/// advisory lock on a connection of its own, outside the pool: it goes with
+/// that connection however the rebuild ends, a crash included.
+pub struct RebuildLock {
+    conn: PgConnection,
+}
+
+impl RebuildLock {
+    /// Takes the lock of `projection`'s rebuilds; `None` while another
+    /// rebuild (in this process or another) holds it.
+    pub async fn try_take(pool: &PgPool, projection: &str) -> Result<Option<Self>, sqlx::Error> {
+        let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+        let taken: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+                .bind(format!("tasklog.projection.rebuild.{projection}"))
+                .fetch_one(&mut conn)
+                .await?;
+        Ok(taken.then_some(Self { conn }))
+    }
+
+    /// Lets the next rebuild of the projection start.
+    pub async fn release(self) -> Result<(), sqlx::Error> {
+        self.conn.close().await
+    }
+}
+
 /// Replays the whole log into a new generation while the active one keeps
 /// serving, then points the views at it in one transaction and drops the old.
+///
+/// [`ProjectorError::RebuildRunning`] when another rebuild of the projection
+/// is running: nothing is done.
 pub async fn rebuild(
+    pool: &PgPool,
+    store: Arc<dyn EventStore>,
+    projection: Arc<dyn Projection>,
+    batch_size: usize,
+    progress: impl Fn(RebuildProgress),
+) -> Result<i32, ProjectorError> {
+    let name = projection.name();
+    let Some(lock) = RebuildLock::try_take(pool, name).await? else {
+        return Err(ProjectorError::RebuildRunning(name.to_owned()));
+    };
+    let new = rebuild_holding_lock(pool, store, projection, batch_size, progress).await?;
+    lock.release().await?;
+    Ok(new)
+}
+
+async fn rebuild_holding_lock(
     pool: &PgPool,
     store: Arc<dyn EventStore>,
     projection: Arc<dyn Projection>,

@@ -144,3 +144,121 @@ async fn a_runner_rebuilds_a_generation_built_from_other_ddl_before_applying_to_
         .unwrap();
     assert_eq!(parked, 0, "no event was applied to the old tables");
 }
+
+async fn generations_of(pool: &PgPool, projection: &str) -> (Vec<String>, i64) {
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1 ORDER BY nspname",
+    )
+    .bind(format!("rm\\_{projection}\\_g%"))
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let checkpoints: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM projection_checkpoints WHERE projection = $1")
+            .bind(projection)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    (schemas, checkpoints)
+}
+
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
+async fn a_rebuild_is_refused_while_another_rebuild_of_the_projection_runs(pool: PgPool) {
+    let (store, _, tasks, g1) = tasks_caught_up(&pool).await;
+    let before = generations_of(&pool, "tasks").await;
+
+    let running = status::RebuildLock::try_take(&pool, "tasks")
+        .await
+        .unwrap()
+        .expect("no rebuild runs yet");
+    assert!(status::RebuildLock::try_take(&pool, "tasks")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        status::RebuildLock::try_take(&pool, "activity")
+            .await
+            .unwrap()
+            .is_some(),
+        "another projection's rebuild is not held up"
+    );
+    let refused = status::rebuild(&pool, store.clone(), tasks.clone(), 2, |_| {}).await;
+    assert!(
+        matches!(&refused, Err(ProjectorError::RebuildRunning(p)) if p == "tasks"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        generations_of(&pool, "tasks").await,
+        before,
+        "a refused rebuild creates no generation"
+    );
+    assert_eq!(generation::active(&pool, "tasks").await.unwrap(), Some(g1));
+
+    running.release().await.unwrap();
+    let g2 = status::rebuild(&pool, store, tasks, 2, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(g2, g1 + 1);
+    assert_eq!(
+        generations_of(&pool, "tasks").await,
+        (vec![generation::schema("tasks", g2)], 1)
+    );
+}
+
+#[sqlx::test(migrator = "tasklog_testkit::MIGRATOR")]
+async fn a_runner_waits_for_a_rebuild_already_running_before_rebuilding_an_outdated_generation(
+    pool: PgPool,
+) {
+    let (store, w, tasks, g1) = tasks_caught_up(&pool).await;
+    sqlx::query("UPDATE projection_checkpoints SET ddl_hash = NULL WHERE projection = 'tasks'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    w.reassign_to_owner(&store).await;
+    let before = generations_of(&pool, "tasks").await;
+    let running = status::RebuildLock::try_take(&pool, "tasks")
+        .await
+        .unwrap()
+        .expect("no rebuild runs yet");
+
+    let mut config = crate::fast();
+    config.lease_retry = Duration::from_millis(20);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(
+        tasklog_projectors::Projector::new(pool.clone(), store.clone(), tasks.clone(), config)
+            .run(stopped),
+    );
+    // Many of its retries: it neither starts a generation of its own nor
+    // applies to the outdated one.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(generations_of(&pool, "tasks").await, before);
+    assert_eq!(generation::active(&pool, "tasks").await.unwrap(), Some(g1));
+
+    running.release().await.unwrap();
+    let mut rebuilt = None;
+    for _ in 0..500 {
+        let g = generation::active(&pool, "tasks").await.unwrap().unwrap();
+        let assignee: Option<uuid::Uuid> =
+            sqlx::query_scalar("SELECT assignee FROM read.tasks WHERE task_id = $1")
+                .bind(w.task)
+                .fetch_optional(&pool)
+                .await
+                .ok()
+                .flatten();
+        // The rebuild's last step drops the old generation's checkpoint.
+        let (_, checkpoints) = generations_of(&pool, "tasks").await;
+        if g != g1 && assignee == Some(w.owner) && checkpoints == 1 {
+            rebuilt = Some(g);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    runner.await.unwrap().unwrap();
+    let g2 = rebuilt.expect("the runner rebuilt once the other rebuild was gone");
+    assert_eq!(g2, g1 + 1);
+    assert_eq!(
+        generations_of(&pool, "tasks").await,
+        (vec![generation::schema("tasks", g2)], 1)
+    );
+}
