@@ -33,9 +33,13 @@ use crate::{checked, expected_arg, EventColumns};
 pub struct Grouping {
     /// Groups written at once, each on a connection of the pool. One makes
     /// the largest groups, but then appends wait for each flush in turn; two
-    /// let the next group gather and check while one flushes (measured on 2
-    /// cores with the throughput bench: 2 gave the most appends/s at 8 and
-    /// 32 writers of 1, 2, 4, 8 and 16; at 1 writer all were within noise).
+    /// let the next group gather and check while one flushes. Through the
+    /// HTTP API on 2 cores (`TASKLOG_APPEND_SLOTS`, `scripts/bench-http.sh`,
+    /// interleaved rounds, 2026-12-01) one slot gave as many or more
+    /// commands/s than two at 1, 8 and 32 connections, with the command API
+    /// alone and with every projector running, and PostgreSQL spent less
+    /// CPU per command (larger groups); three and four gave fewer. The
+    /// store-level throughput bench had favoured two.
     pub in_flight: usize,
     /// Units in one group at most.
     pub max_units: usize,
@@ -47,7 +51,7 @@ pub struct Grouping {
 impl Default for Grouping {
     fn default() -> Self {
         Self {
-            in_flight: 2,
+            in_flight: 1,
             max_units: 256,
             max_events: 2_000,
         }
