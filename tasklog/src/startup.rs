@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tasklog_event_store::EventStore;
-use tasklog_event_store_postgres::PgEventStore;
+use tasklog_event_store_postgres::{Grouping, PgEventStore};
 use tasklog_http::Authenticator;
 use tokio::net::TcpListener;
 
@@ -77,7 +77,12 @@ pub async fn migrate_postgres(settings: &Settings) -> anyhow::Result<()> {
 /// The event store over `pool`: the one place that chooses the backend
 /// (a second backend is picked here, from the settings).
 pub fn event_store(pool: &PgPool) -> Arc<dyn EventStore> {
-    PgEventStore::open(pool.clone())
+    grouped_event_store(pool, Some(Grouping::default()))
+}
+
+/// [`event_store`] with its appends grouped as given (`None`: each alone).
+pub fn grouped_event_store(pool: &PgPool, grouping: Option<Grouping>) -> Arc<dyn EventStore> {
+    PgEventStore::open_with(pool.clone(), grouping)
 }
 
 /// One of the HTTP APIs, bound and ready to serve.
@@ -125,7 +130,7 @@ pub struct CommandApi;
 
 impl CommandApi {
     pub async fn build(settings: &Settings, pool: PgPool) -> anyhow::Result<Listening> {
-        let store = PgEventStore::open_with(pool.clone(), settings.grouping());
+        let store = grouped_event_store(&pool, settings.grouping());
         let auth = Authenticator::new(&settings.auth()?)?;
         let router = tasklog_command_api::router(tasklog_command_api::state(pool, store, auth));
         Listening::bind("command API", settings, settings.command_addr, router).await

@@ -78,16 +78,19 @@ impl Projector {
         let mut generation = generation::ensure_active(&self.pool, self.projection.as_ref())
             .boxed()
             .await?;
+        let mut waited = false;
         while generation::outdated(&self.pool, self.projection.as_ref(), generation).await? {
             // Its tables are not the ones this code writes: applying to
             // them would fail (and park) event after event. Holding the
             // lease, rebuild into a generation of the code's tables; the
             // old one serves reads meanwhile.
-            tracing::warn!(
-                projection = self.name(),
-                generation,
-                "the active generation was built from other DDL; rebuilding it"
-            );
+            if !waited {
+                tracing::warn!(
+                    projection = self.name(),
+                    generation,
+                    "the active generation was built from other DDL; rebuilding it"
+                );
+            }
             let rebuilt = crate::status::rebuild(
                 &self.pool,
                 self.store.clone(),
@@ -104,7 +107,9 @@ impl Projector {
                     // A rebuild started by hand: wait for it, then look again
                     // (it most likely built what this code writes).
                     Err(ProjectorError::RebuildRunning(_)) => {
-                        tracing::info!(projection = self.name(), "waiting for the rebuild already running");
+                        if !std::mem::replace(&mut waited, true) {
+                            tracing::info!(projection = self.name(), "waiting for the rebuild already running");
+                        }
                         tokio::select! {
                             _ = tokio::time::sleep(self.config.lease_retry) => {}
                             _ = shutdown.changed() => return Ok(()),

@@ -42,7 +42,12 @@ impl RebuildLock {
                 .bind(format!("tasklog.projection.rebuild.{projection}"))
                 .fetch_one(&mut conn)
                 .await?;
-        Ok(taken.then_some(Self { conn }))
+        if taken {
+            Ok(Some(Self { conn }))
+        } else {
+            conn.close().await?;
+            Ok(None)
+        }
     }
 
     /// Lets the next rebuild of the projection start.
