@@ -10,7 +10,7 @@ use tasklog_event_store::verify::{Finding, StreamVerifier};
 use tasklog_event_store::{RecordedEvent, StoreError};
 use uuid::Uuid;
 
-use crate::{decode_row, store_error, SELECT_EVENT_WITH_SALTS};
+use crate::{decode_row, decode_rows, store_error, SELECT_EVENT_WITH_SALTS};
 
 /// Streams asked for at a time.
 const STREAMS_PAGE: i64 = 500;
@@ -32,7 +32,7 @@ pub async fn read_stream_as_stored(
     .fetch_all(pool)
     .await
     .map_err(store_error)?;
-    rows.iter().map(decode_row).collect()
+    decode_rows(&rows)
 }
 
 /// What a verification went over.
@@ -255,5 +255,5 @@ async fn read_log_page(
     .fetch_all(tx)
     .await
     .map_err(store_error)?;
-    rows.iter().map(decode_row).collect()
+    decode_rows(&rows)
 }

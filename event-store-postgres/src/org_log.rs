@@ -8,7 +8,7 @@ use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
 use tasklog_event_store::{LogPosition, RecordedEvent, StoreError};
 use uuid::Uuid;
 
-use crate::{decode_row, store_error, HORIZON, SELECT_EVENT};
+use crate::{decode_rows, store_error, HORIZON, SELECT_EVENT};
 
 /// Which of an organization's events to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,7 +74,7 @@ pub async fn read_org_log<'e>(
     q.push(" ORDER BY org_id, transaction_id, global_position LIMIT ")
         .push_bind(limit as i64);
     let rows = q.build().fetch_all(executor).await.map_err(store_error)?;
-    rows.iter().map(decode_row).collect()
+    decode_rows(&rows)
 }
 
 /// Up to `limit` events of `stream` that belong to `org`, after version
@@ -97,5 +97,5 @@ pub async fn read_org_stream(
     .fetch_all(pool)
     .await
     .map_err(store_error)?;
-    rows.iter().map(decode_row).collect()
+    decode_rows(&rows)
 }
