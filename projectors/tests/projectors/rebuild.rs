@@ -114,24 +114,7 @@ async fn a_runner_rebuilds_a_generation_built_from_other_ddl_before_applying_to_
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let runner = tokio::spawn(projector(&pool, &store, tasks.clone()).run(stopped));
-    let mut rebuilt = None;
-    for _ in 0..500 {
-        let g = generation::active(&pool, "tasks").await.unwrap().unwrap();
-        let assignee: Option<uuid::Uuid> = sqlx::query_scalar(
-            "SELECT t.assignee FROM read.tasks t JOIN read.task_recency USING (task_id) \
-              WHERE task_id = $1",
-        )
-        .bind(w.task)
-        .fetch_optional(&pool)
-        .await
-        .ok()
-        .flatten();
-        if g != g1 && assignee == Some(w.owner) {
-            rebuilt = Some(g);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let rebuilt = rebuilt_by_runner(&pool, g1, &w).await;
     stop.send(true).unwrap();
     runner.await.unwrap().unwrap();
     let g2 = rebuilt.expect("the runner rebuilt the projection and went on live");
@@ -143,6 +126,30 @@ async fn a_runner_rebuilds_a_generation_built_from_other_ddl_before_applying_to_
         .await
         .unwrap();
     assert_eq!(parked, 0, "no event was applied to the old tables");
+}
+
+/// Waits (10 s at most) until a runner has rebuilt `tasks` past `g1` into
+/// today's tables, finished its rebuild, and applied `w`'s reassignment.
+async fn rebuilt_by_runner(pool: &PgPool, g1: i32, w: &crate::World) -> Option<i32> {
+    for _ in 0..500 {
+        let g = generation::active(pool, "tasks").await.unwrap().unwrap();
+        let assignee: Option<uuid::Uuid> = sqlx::query_scalar(
+            "SELECT t.assignee FROM read.tasks t JOIN read.task_recency USING (task_id) \
+              WHERE task_id = $1",
+        )
+        .bind(w.task)
+        .fetch_optional(pool)
+        .await
+        .ok()
+        .flatten();
+        // The rebuild's last step drops the old generation's checkpoint.
+        let (_, checkpoints) = generations_of(pool, "tasks").await;
+        if g != g1 && assignee == Some(w.owner) && checkpoints == 1 {
+            return Some(g);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
 }
 
 async fn generations_of(pool: &PgPool, projection: &str) -> (Vec<String>, i64) {
@@ -235,24 +242,7 @@ async fn a_runner_waits_for_a_rebuild_already_running_before_rebuilding_an_outda
     assert_eq!(generation::active(&pool, "tasks").await.unwrap(), Some(g1));
 
     running.release().await.unwrap();
-    let mut rebuilt = None;
-    for _ in 0..500 {
-        let g = generation::active(&pool, "tasks").await.unwrap().unwrap();
-        let assignee: Option<uuid::Uuid> =
-            sqlx::query_scalar("SELECT assignee FROM read.tasks WHERE task_id = $1")
-                .bind(w.task)
-                .fetch_optional(&pool)
-                .await
-                .ok()
-                .flatten();
-        // The rebuild's last step drops the old generation's checkpoint.
-        let (_, checkpoints) = generations_of(&pool, "tasks").await;
-        if g != g1 && assignee == Some(w.owner) && checkpoints == 1 {
-            rebuilt = Some(g);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let rebuilt = rebuilt_by_runner(&pool, g1, &w).await;
     stop.send(true).unwrap();
     runner.await.unwrap().unwrap();
     let g2 = rebuilt.expect("the runner rebuilt once the other rebuild was gone");
